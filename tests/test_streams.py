@@ -1,0 +1,98 @@
+"""Task streams: each transform checked against an independent construction."""
+
+import numpy as np
+import pytest
+import torch
+
+from blackout.config import DataConfig
+from blackout.data.sources import Dataset, load_dataset
+from blackout.data.streams import Stream, rotate
+from blackout.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def test_permuted_applies_one_fixed_permutation_per_task(digits):
+    s = Stream(DataConfig(stream="permuted", tasks=3, keep_first=True), digits, seed=5)
+    assert s.tasks[0].perm is None  # keep_first: task 1 is the original images
+    x, y = s.batch(s.tasks[2], "train", torch.tensor([4, 9]))
+    perm = s.tasks[2].perm.numpy()
+    raw = digits.x_train[[4, 9]].numpy().reshape(2, -1)
+    np.testing.assert_array_equal(x.numpy().reshape(2, -1), raw[:, perm])
+    assert torch.equal(y, digits.y_train[[4, 9]])
+    assert sorted(perm.tolist()) == list(range(64))
+    again = Stream(DataConfig(stream="permuted", tasks=3, keep_first=True), digits, seed=5)
+    assert torch.equal(again.tasks[2].perm, s.tasks[2].perm)
+    assert not torch.equal(Stream(DataConfig(stream="permuted", tasks=3), digits, seed=6).tasks[2].perm, s.tasks[2].perm)
+
+
+def test_split_tasks_hold_disjoint_classes(digits):
+    s = Stream(DataConfig(stream="split", tasks=5, classes_per_task=2), digits, seed=0)
+    groups = [set(t.classes) for t in s.tasks]
+    assert set().union(*groups) == set(range(10)) and sum(map(len, groups)) == 10
+    for t in s.tasks:
+        _, y = s.batch(t, "test")
+        assert set(y.tolist()) == set(t.classes)  # single head: original labels, all 10 outputs
+        assert len(y) == int(sum((digits.y_test == c).sum() for c in t.classes))
+    assert s.n_out == 10 and s.chance(s.tasks[0]) == pytest.approx(0.1)
+
+
+def test_multi_head_split_renumbers_labels_and_slices_its_head(digits):
+    s = Stream(DataConfig(stream="split", tasks=3, classes_per_task=3, multi_head=True), digits, seed=0)
+    assert s.n_out == 9
+    t = s.tasks[1]
+    _, y = s.batch(t, "train")
+    raw = digits.y_train[s.split(t, "train").idx]
+    assert torch.equal(y, torch.tensor([t.classes.index(c) for c in raw.tolist()]))
+    logits = torch.arange(18.0).view(2, 9)
+    assert torch.equal(t.head_slice(logits), logits[:, 3:6])
+    assert s.chance(t) == pytest.approx(1 / 3)
+
+
+def test_split_that_needs_more_classes_than_exist_is_rejected(digits):
+    with pytest.raises(ConfigError, match=r"tasks: split needs tasks x classes_per_task <= 10 classes, got 6 x 2"):
+        Stream(DataConfig(stream="split", tasks=6, classes_per_task=2), digits, seed=0)
+
+
+def test_rotation_by_90_degrees_is_a_quarter_turn():
+    x = torch.rand(3, 1, 8, 8)
+    # A quarter turn maps pixel centres onto pixel centres, so bilinear sampling is exact.
+    turned = rotate(x, 90.0)
+    candidates = [torch.rot90(x, k, dims=(2, 3)) for k in (1, 3)]
+    assert min((turned - c).abs().max().item() for c in candidates) < 1e-5
+    assert torch.allclose(rotate(x, 0.0), x, atol=1e-6)
+
+
+def test_rotated_tasks_step_the_angle(digits):
+    s = Stream(DataConfig(stream="rotated", tasks=4, angle_step=30.0), digits, seed=0)
+    assert [t.angle for t in s.tasks] == [0.0, 30.0, 60.0, 90.0]
+    x, _ = s.batch(s.tasks[3], "test", torch.tensor([0]))
+    torch.testing.assert_close(x, rotate(digits.x_test[:1], 90.0))
+
+
+def test_limits_cut_the_training_and_test_sets(digits):
+    s = Stream(DataConfig(tasks=2, train_limit=100, test_limit=50), digits, seed=0)
+    assert len(s.split(s.tasks[1], "train").y) == 100 and len(s.split(s.tasks[1], "test").y) == 50
+
+
+def test_memory_does_not_grow_with_tasks_beyond_the_permutations():
+    """100 permuted tasks over a 28x28 dataset hold 100 x 784 indices, never a copy of the images."""
+    n = 2000
+    data = Dataset("mnist", torch.rand(n, 1, 28, 28), torch.randint(0, 10, (n,)), torch.rand(500, 1, 28, 28),
+                   torch.randint(0, 10, (500,)), 10, "synthetic", "")
+    s = Stream(DataConfig(stream="permuted", tasks=100), data, seed=0)
+    for t in s.tasks:
+        s.batch(t, "train", torch.arange(64))
+        s.split(t, "test")
+    dataset = {id(x.untyped_storage()) for x in (data.x_train, data.y_train, data.x_test, data.y_test)}
+    held = {}
+    for t in s.tasks:
+        held[id(t.perm.untyped_storage())] = t.perm.untyped_storage().nbytes()
+    for sp in s._splits.values():
+        for x in (sp.idx, sp.y):
+            if x is not None and id(x.untyped_storage()) not in dataset:
+                held[id(x.untyped_storage())] = x.untyped_storage().nbytes()
+    assert sum(held.values()) == 100 * 784 * 8  # the permutations, and nothing else
