@@ -279,11 +279,14 @@ def test_methods_one_line_per_label_mean_over_seeds(tmp_path):
     assert {"method-0", "method-1"} <= svg_ids(root)
 
 
-def test_methods_mixed_datasets_are_kept_apart():
+def test_methods_mixed_datasets_and_widths_are_kept_apart():
     a, b = make_result("a", tasks=3), make_result("b", tasks=3)
     b["config"]["data"]["dataset"] = "mnist"
     labels = [ln.get_label() for ln in gids(plots.figure_methods([a, b]), "method-")]
     assert labels == ["ewc λ=15 (digits)", "ewc λ=15 (mnist)"]
+    runs = [make_result(f"w{w}", width=w, tasks=3) for w in (400, 25, 100)]
+    labels = [ln.get_label() for ln in gids(plots.figure_methods(runs), "method-")]
+    assert labels == ["ewc λ=15 (width 25)", "ewc λ=15 (width 100)", "ewc λ=15 (width 400)"]
 
 
 def test_average_accuracy_and_labels():

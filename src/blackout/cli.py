@@ -130,6 +130,259 @@ def render_run(r) -> str:
     return "\n".join(lines)
 
 
+# -- studies: sweep, analyze, report, export, demo --------------------------------------------
+
+def _spec_from_args(args: argparse.Namespace):
+    """Preset < --spec file < flags. A flag with one value sets the base; several make an axis."""
+    from .sweep import SweepSpec, load_spec, parse_axis
+    from .presets import study_preset
+
+    base, grid, name = RunConfig(), {}, None
+    if args.preset:
+        p = study_preset(args.preset)
+        if p["preset"]:
+            base = RunConfig.from_flat(run_preset(p["preset"]), base, where=f"preset {args.preset}: ")
+        base = RunConfig.from_flat(p["base"], base, where=f"preset {args.preset}: ")
+        grid = {k: parse_axis(k, v, f"preset {args.preset}: ") for k, v in p["grid"].items()}
+        name = args.preset
+    if args.spec:
+        spec = load_spec(args.spec, base)
+        base, name = spec.base, spec.name or name
+        grid.update(spec.grid)
+    flags = given_settings(args)
+    if args.seeds:
+        flags["seed"] = args.seeds
+    for key, raw in flags.items():
+        values = parse_axis(key, raw, "--")
+        if len(values) == 1:
+            base = RunConfig.from_flat({key: values[0]}, base, where="--")
+            grid.pop(key, None)
+        else:
+            grid[key] = values
+    spec = SweepSpec(base, grid, name)
+    configs = spec.configs()  # every combination validated before any run starts
+    return spec, configs
+
+
+def _open_store(study: Path, name: str | None, create: bool):
+    from .store import Store
+    from .sweep import STORE_FILE
+
+    path = study / STORE_FILE
+    if not create and not path.exists():
+        raise ConfigError(f"{study}: no study here (missing {STORE_FILE}); run `blackout sweep {study}` first")
+    return Store(path, name or study.resolve().name, create=create)
+
+
+def _study_name(study: Path) -> str:
+    meta = study / "sweep.json"
+    if meta.exists():
+        return json.loads(meta.read_text()).get("study") or study.resolve().name
+    return study.resolve().name
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    spec, configs = _spec_from_args(args)
+    study = Path(args.study)
+    name = spec.name or study.resolve().name
+    if (study / "sweep.json").exists():
+        name = _study_name(study)
+    _check_data(configs, args.data_dir)
+    store = _open_store(study, name, create=True)
+    (study / "sweep.json").write_text(json.dumps({**spec.to_dict(), "study": name}, indent=1))
+    report = sweep_with_progress(configs, store, args.jobs, args.ray, args.data_dir, args.verbose)
+    counts = store.status_counts()
+    print(f"study {study}: {len(configs)} runs · {report.done_before} already done · {report.ran} ran"
+          f" · {report.failed} failed · {report.skipped_elsewhere} held by another sweep")
+    for rid, msg in report.failures[:5]:
+        print(f"  failed {rid}: {msg}")
+    print(f"store: {store.path} ({counts['done']} done, {counts['failed']} failed, {counts['pending']} pending)")
+    print(f"next: blackout analyze {study}  ·  blackout report {study}")
+    store.close()
+    return 1 if report.failed else 0
+
+
+def _check_data(configs, data_dir: str | None) -> None:
+    """Load each dataset once before any run starts: a missing file fails the sweep, not every run."""
+    from .data.sources import load_dataset
+
+    for name in sorted({c.data.dataset for c in configs}):
+        load_dataset(name, data_dir)
+
+
+def sweep_with_progress(configs, store, jobs: int | None, ray: str | None, data_dir: str | None, verbose: bool):
+    from .sweep import LocalPool, RayPool, run_sweep
+
+    pool = RayPool(ray, jobs) if ray else LocalPool(jobs)
+    bar = None
+    if sys.stderr.isatty() and not verbose:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(configs), unit="run", desc="sweep", file=sys.stderr)
+        bar.update(len(configs) - len(store.todo([c.run_id for c in configs])))
+    failures = 0
+
+    def on_event(kind: str, rid: str, out: dict) -> None:
+        nonlocal failures
+        failures += kind == "failed"
+        if bar:
+            bar.update(1)
+            bar.set_postfix(failed=failures)
+        elif verbose:
+            r = out.get("result") or {}
+            b = (r.get("blackout") or {})
+            what = f"blackout {b.get('task')} ({b.get('cause')})" if b.get("task") else "no blackout"
+            print(f"{kind:6} {rid} {what if kind == 'done' else out.get('error')} [{out['seconds']:.1f}s]", flush=True)
+
+    where = f"Ray at {ray}" if ray else f"{pool.jobs} local processes"
+    print(f"sweep: {len(configs)} runs on {where}", file=sys.stderr)
+    try:
+        return run_sweep(configs, store, pool, data_dir, on_event)
+    finally:
+        if bar:
+            bar.close()
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .capacity import analyze
+
+    study = Path(args.study)
+    with _open_store(study, _study_name(study), create=False) as store:
+        results = store.results()
+    analysis = analyze(results, axis=args.axis, n_boot=args.bootstrap)
+    if args.json:
+        print(json.dumps(analysis))
+    else:
+        print(render_analysis(analysis))
+    return 0
+
+
+def render_analysis(a: dict) -> str:
+    lines = [f"{a['n_runs']} runs · capacity axis: {a['axis']} · {a['n_censored']} censored (no blackout within the task budget)"]
+    for g in a["groups"]:
+        lines += ["", f"[{g['label']}]", f"  {a['axis']:>8}  runs  censored  blackout task: mean [CI]"]
+        for s in g["summary"]:
+            ci = "" if s["ci_lo"] is None else f" [{s['ci_lo']:.1f}, {s['ci_hi']:.1f}]"
+            bound = " (lower bound)" if s.get("mean_is_lower_bound") else ""
+            lines.append(f"  {s['x']:>8g}  {s['n']:>4}  {s['n_censored']:>8}  {s['mean']:.2f}{ci}{bound}")
+        lin, pw = g["linear"], g["power"]
+        if lin.get("ok"):
+            lines.append(f"  linear: blackout task = {lin['intercept']:.3g} + {lin['slope']:.4g} x {a['axis']}"
+                         f"  slope CI [{lin['slope_ci'][0]:.4g}, {lin['slope_ci'][1]:.4g}]  R2 {lin['r2'] if lin['r2'] is None else round(lin['r2'], 3)}"
+                         f"  ({lin['method']})")
+        else:
+            lines.append(f"  linear: no fit ({lin.get('reason')})")
+        if pw.get("ok"):
+            lines.append(f"  power:  blackout task = {pw['coef']:.3g} x {a['axis']}^{pw['exponent']:.3g}"
+                         f"  exponent CI [{pw['exponent_ci'][0]:.3g}, {pw['exponent_ci'][1]:.3g}]")
+        else:
+            lines.append(f"  power:  no fit ({pw.get('reason')})")
+        if g.get("better"):
+            lines.append(f"  better by AIC: {g['better']} (delta {g.get('delta_aic') or 0:.2f})")
+    st = a.get("stability") or {}
+    if st.get("n_compared"):
+        lines += ["", f"stability check: first task with s >= 2 agrees with the blackout task within one task"
+                      f" in {st['n_agree']} of {st['n_compared']} runs ({100 * st['share_within_one']:.0f}%)"]
+    return "\n".join(lines)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    path, analysis = build_report(Path(args.study), args.axis, args.out)
+    print(f"report: {path}")
+    return 0
+
+
+def build_report(study: Path, axis: str, out: str | None = None):
+    from . import plots
+    from .capacity import analyze
+    from .report import write_report
+
+    with _open_store(study, _study_name(study), create=False) as store:
+        results = store.results()
+    analysis = analyze(results, axis=axis)
+    figures = study / "figures"
+    figures.mkdir(exist_ok=True)
+    for name, draw, arg in (("capacity", plots.capacity, analysis), ("stability", plots.stability, results),
+                            ("methods", plots.methods, results)):
+        try:
+            draw(arg, figures / name)
+        except plots.NothingToPlot:
+            pass
+    spec = json.loads((study / "sweep.json").read_text()) if (study / "sweep.json").exists() else None
+    path = write_report(Path(out) if out else study / "report.html", results, analysis,
+                        title=f"blackout study: {_study_name(study)}", study=spec)
+    return path, analysis
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    study = Path(args.study)
+    with _open_store(study, _study_name(study), create=False) as store:
+        out = store.export(Path(args.out) if args.out else study / f"results.{args.format}", args.format)
+    print(f"exported: {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .presets import DEMO
+    from .sweep import SweepSpec, parse_axis
+
+    base = RunConfig.from_flat(DEMO["base"])
+    spec = SweepSpec(base, {k: parse_axis(k, v) for k, v in DEMO["grid"].items()}, "demo")
+    configs = spec.configs()
+    study = Path(args.out)
+    store = _open_store(study, "demo", create=True)
+    (study / "sweep.json").write_text(json.dumps(spec.to_dict(), indent=1))
+    print(DEMO["about"])
+    rep = sweep_with_progress(configs, store, args.jobs, None, None, args.verbose)
+    store.close()
+    path, analysis = build_report(study, "width")
+    print(render_analysis(analysis))
+    print(f"\n{rep.ran} runs ran, {rep.done_before} were already done, {rep.failed} failed")
+    print(f"report: {path}")
+    return 1 if rep.failed else 0
+
+
+def _study_parsers(sub) -> None:
+    s = sub.add_parser("sweep", help="run a grid of settings into a study folder (resumable)",
+                       description="Run every combination of the given settings into STUDY/results.sqlite. "
+                                   "Re-running does only what is missing or failed.")
+    s.add_argument("study", help="study folder (created if needed)")
+    s.add_argument("--preset", help="a named study grid (seed-capacity, ...)")
+    s.add_argument("--spec", metavar="FILE.toml", help="sweep file with [base] and [grid] tables")
+    s.add_argument("--seeds", help="seeds to sweep, e.g. 0-4 or 0,3,7")
+    s.add_argument("--jobs", type=int, help="local worker processes (default: number of cores)")
+    s.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster: "auto" or host:port')
+    s.add_argument("--data-dir", help="directory holding the dataset's IDX files")
+    s.add_argument("--verbose", action="store_true", help="one line per finished run instead of a progress bar")
+    add_setting_flags(s, as_lists=True)
+    s.set_defaults(func=cmd_sweep)
+
+    for name, func, helptext in (("analyze", cmd_analyze, "fit the capacity law of a study"),
+                                 ("report", cmd_report, "write the study's self-contained HTML report")):
+        a = sub.add_parser(name, help=helptext)
+        a.add_argument("study")
+        a.add_argument("--axis", choices=("width", "depth", "params"), default="width", help="capacity axis")
+        if name == "analyze":
+            a.add_argument("--json", action="store_true", help="print the analysis as JSON")
+            a.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+        else:
+            a.add_argument("--out", help="report file (default: STUDY/report.html)")
+        a.set_defaults(func=func)
+
+    e = sub.add_parser("export", help="export a study's runs as CSV or Parquet")
+    e.add_argument("study")
+    e.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    e.add_argument("--out", help="output file (default: STUDY/results.FORMAT)")
+    e.set_defaults(func=cmd_export)
+
+    d = sub.add_parser("demo", help="a small capacity study on the embedded digits, with its report")
+    d.add_argument("--out", default="studies/demo", help="study folder (default: studies/demo)")
+    d.add_argument("--jobs", type=int, help="worker processes (default: number of cores)")
+    d.add_argument("--verbose", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+
+
 # -- entry point ----------------------------------------------------------------------------
 
 def parser() -> argparse.ArgumentParser:
@@ -152,8 +405,7 @@ def parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("methods", help="list the continual-learning methods")
     m.set_defaults(func=cmd_methods)
-    for add in _EXTRA_COMMANDS:
-        add(sub)
+    _study_parsers(sub)
     return p
 
 
@@ -166,7 +418,6 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
-_EXTRA_COMMANDS: list = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,3 +26,31 @@ def run_preset(name: str) -> dict[str, Any]:
     if name not in RUN_PRESETS:
         raise ConfigError(f"preset: expected one of {', '.join(sorted(RUN_PRESETS))}, got {name!r}")
     return dict(RUN_PRESETS[name])
+
+
+# Study grids: a base preset or settings, and the axes to sweep (flat names, lists of values).
+STUDY_PRESETS: dict[str, dict[str, Any]] = {
+    # The seed's capacity question: blackout task against hidden width, 3 seeds, up to 30 tasks.
+    "seed-capacity": {
+        "preset": "seed-blog",
+        "base": {"tasks": 30},
+        "grid": {"hidden": [[25], [50], [100], [200], [400]], "seed": [0, 1, 2]},
+    },
+}
+
+
+def study_preset(name: str) -> dict[str, Any]:
+    if name not in STUDY_PRESETS:
+        raise ConfigError(f"preset: expected one of {', '.join(sorted(STUDY_PRESETS))}, got {name!r}")
+    p = STUDY_PRESETS[name]
+    return {"preset": p.get("preset"), "base": dict(p.get("base", {})), "grid": dict(p["grid"])}
+
+
+# `blackout demo`: a capacity study small enough for a laptop (about a minute on 2 cores).
+DEMO: dict[str, Any] = {
+    "about": ("demo: permuted 8x8 digits (scikit-learn, no download), MLPs of width 16-256, SGD vs EWC "
+              "(lambda 15, lr 0.1), up to 30 tasks of 300 steps, 3 seeds: 30 runs"),
+    "base": {"dataset": "digits", "stream": "permuted", "tasks": 30, "iterations": 300, "batch_size": 100,
+             "lr": 0.1, "lam": 15.0, "fisher_samples": 200},
+    "grid": {"hidden": [[16], [32], [64], [128], [256]], "method": ["sgd", "ewc"], "seed": [0, 1, 2]},
+}

@@ -224,6 +224,15 @@ class Store:
                 raise KeyError(f"{self.path}: no run {run_id!r} in the store")
         return n == 1
 
+    def release(self, run_id: str) -> bool:
+        """Hand a run this process claimed back to pending (an interrupted sweep's in-flight runs)."""
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE runs SET status = 'pending', owner = NULL, started = NULL "
+                "WHERE run_id = ? AND status = 'running' AND owner = ?",
+                (run_id, self.owner),
+            ).rowcount == 1
+
     def finish(self, run_id: str, result: dict, seconds: float) -> None:
         """Mark done and store the result, with a few fields copied to columns for querying.
 

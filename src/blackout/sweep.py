@@ -1,0 +1,261 @@
+"""Sweeps: a grid of run settings expanded into configs, each handed to the same ``run(config)``.
+
+A sweep spec is a base configuration plus a grid of values per setting; its cartesian product
+(in a fixed order) is the list of runs. Every run's identity is its config hash, so the store
+knows what is done and a re-run does only what is missing or failed. Executors only schedule:
+the local process pool and Ray differ in where ``execute`` is called, not in what it does.
+
+Sweep file (TOML)::
+
+    study = "capacity"          # optional; default: the study folder's name
+    preset = "seed-blog"        # optional base preset
+    [base]                      # settings for every run (flat names or [base.model]-style sections)
+    tasks = 30
+    [grid]                      # each setting a list of values; hidden takes lists of widths
+    hidden = [[25], [50], [100]]
+    lam = [5, 15]
+    seed = [0, 1, 2]
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .config import FIELD_SECTION, FIELD_TYPE, RunConfig, coerce, load_toml
+from .errors import ConfigError
+from .presets import run_preset
+from .store import Store
+
+STORE_FILE = "results.sqlite"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    base: RunConfig
+    grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    name: str | None = None
+
+    def configs(self) -> list[RunConfig]:
+        """The grid's cartesian product over ``base``, in the order the axes were given."""
+        axes = list(self.grid)
+        out = []
+        for combo in itertools.product(*(self.grid[a] for a in axes)):
+            out.append(RunConfig.from_flat(dict(zip(axes, combo)), self.base, where="grid: "))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"study": self.name, "base": self.base.to_dict(), "grid": {k: [list(v) if isinstance(v, tuple) else v
+                                                                           for v in vs] for k, vs in self.grid.items()}}
+
+
+def parse_axis(name: str, raw: Any, where: str = "") -> tuple[Any, ...]:
+    """Values of one grid axis, from a CLI string or a TOML list, each coerced to the field's type.
+
+    CLI strings: ``25,50,100``; ranges ``0-4`` for integers; tuple settings (hidden, channels)
+    take ``;`` between values (``50,50;100,100``), else every comma item is one single-entry tuple.
+    """
+    key = name.replace("-", "_")
+    if key not in FIELD_SECTION:
+        raise ConfigError(f"{where}unknown setting {name!r} (see `blackout run --help`)")
+    is_tuple = getattr(FIELD_TYPE[key], "__origin__", None) is tuple
+    if isinstance(raw, str):
+        if is_tuple:
+            items: list[Any] = raw.split(";") if ";" in raw else raw.split(",")
+        else:
+            items = []
+            for part in raw.split(","):
+                m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", part)
+                if m and FIELD_TYPE[key] is int:
+                    items += list(range(int(m[1]), int(m[2]) + 1))
+                else:
+                    items.append(part.strip())
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        raise ConfigError(f"{where}{name}: expected a list of values, got {raw!r}")
+    if not items:
+        raise ConfigError(f"{where}{name}: expected at least one value")
+    values = tuple(coerce(key, v, where) for v in items)
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{where}{name}: repeated value in {list(items)!r}")
+    return values
+
+
+def load_spec(path: str | Path, base: RunConfig | None = None) -> SweepSpec:
+    """Read a sweep file; errors name the file, the line and the setting."""
+    p = Path(path)
+    doc = load_toml(p)
+    text = p.read_text()
+
+    def where(key: str) -> str:
+        m = re.search(rf"^\s*{re.escape(key)}\s*=", text, re.M)
+        return f"{p}:{text[: m.start()].count(chr(10)) + 1}: " if m else f"{p}: "
+
+    unknown = set(doc) - {"study", "preset", "base", "grid"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(f"{where(key)}unknown section or key {key!r} (expected study, preset, [base], [grid])")
+    cfg = base or RunConfig()
+    if "preset" in doc:
+        cfg = RunConfig.from_flat(run_preset(doc["preset"]), cfg, where=where("preset"))
+    for key, value in (doc.get("base") or {}).items():
+        section = value if isinstance(value, dict) else {key: value}
+        for k, v in section.items():
+            cfg = RunConfig.from_flat({k: v}, cfg, where=where(k))
+    grid = {}
+    for key, value in (doc.get("grid") or {}).items():
+        grid[key.replace("-", "_")] = parse_axis(key, value, where(key))
+    spec = SweepSpec(cfg, grid, doc.get("study"))
+    spec.configs()  # validate every combination before any run starts
+    return spec
+
+
+# -- execution -------------------------------------------------------------------------------
+
+def execute(config: dict[str, Any], data_dir: str | None, threads: int) -> dict[str, Any]:
+    """Run one config in this process; never raises. Returns {"result": ...} or {"error": ...}."""
+    import torch
+
+    from .train import run
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    try:
+        result = run(RunConfig.from_dict(config), data_dir=data_dir).to_dict()
+        return {"result": result, "seconds": time.perf_counter() - start}
+    except Exception as e:  # a failed run is recorded and the sweep goes on
+        last = traceback.extract_tb(e.__traceback__)[-1]
+        return {"error": f"{type(e).__name__}: {e} ({Path(last.filename).name}:{last.lineno})",
+                "seconds": time.perf_counter() - start}
+
+
+class LocalPool:
+    """A process pool; each worker gets cores // jobs torch threads so the machine is not oversubscribed."""
+
+    def __init__(self, jobs: int | None = None):
+        self.jobs = max(1, jobs or os.cpu_count() or 1)
+        self.threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> LocalPool:
+        import multiprocessing as mp
+
+        self._pool = ProcessPoolExecutor(self.jobs, mp_context=mp.get_context("spawn"))
+        return self
+
+    def submit(self, config: dict, data_dir: str | None) -> Future:
+        return self._pool.submit(execute, config, data_dir, self.threads)
+
+    def wait(self, pending: set) -> tuple[set, set]:
+        return wait(pending, return_when=FIRST_COMPLETED)
+
+    @staticmethod
+    def value(done: Future) -> dict:
+        return done.result()
+
+    def __exit__(self, *exc: object) -> None:
+        interrupted = exc[0] is not None
+        self._pool.shutdown(wait=not interrupted, cancel_futures=True)
+        if interrupted:  # do not wait for runs whose rows go back to pending anyway
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.kill()
+
+
+class RayPool:
+    """The same scheduling on a Ray cluster: ``address`` "auto" (a running cluster) or host:port."""
+
+    def __init__(self, address: str, jobs: int | None = None):
+        try:
+            import ray
+        except ModuleNotFoundError:
+            raise ConfigError('ray: not installed; pip install "blackout[ray]"') from None
+        self.ray, self.address = ray, address
+        self.jobs = jobs
+
+    def __enter__(self) -> RayPool:
+        self.ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False,
+                      runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+        self.jobs = self.jobs or max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+        self._remote = self.ray.remote(num_cpus=1)(execute)
+        return self
+
+    def submit(self, config: dict, data_dir: str | None):
+        return self._remote.remote(config, data_dir, 1)
+
+    def wait(self, pending: set) -> tuple[set, set]:
+        done, rest = self.ray.wait(list(pending), num_returns=1)
+        return set(done), set(rest)
+
+    def value(self, done) -> dict:
+        return self.ray.get(done)
+
+    def __exit__(self, *exc: object) -> None:
+        self.ray.shutdown()
+
+
+@dataclass
+class SweepReport:
+    total: int
+    done_before: int
+    ran: int = 0
+    failed: int = 0
+    skipped_elsewhere: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def run_sweep(configs: list[RunConfig], store: Store, pool, data_dir: str | None = None,
+              on_event: Callable[[str, str, dict], None] | None = None) -> SweepReport:
+    """Run every config the store does not have done; record each result or failure as it arrives.
+
+    Runs are claimed one at a time just before submission, so several sweep processes can share a
+    store. On an interrupt, the runs in flight go back to pending before the exception propagates.
+    """
+    by_id = {c.run_id: c for c in configs}
+    store.add((rid, c.to_dict()) for rid, c in by_id.items())
+    store.reclaim_stale()
+    todo = store.todo(by_id)
+    report = SweepReport(total=len(by_id), done_before=len(by_id) - len(todo))
+    queue = iter(todo)
+    inflight: dict[Any, str] = {}
+    try:
+        with pool:
+            _fill(queue, inflight, pool, store, by_id, data_dir, report)
+            while inflight:
+                done, _ = pool.wait(set(inflight))
+                for fut in done:
+                    rid = inflight.pop(fut)
+                    out = pool.value(fut)
+                    if "result" in out:
+                        store.finish(rid, out["result"], out["seconds"])
+                        report.ran += 1
+                    else:
+                        store.fail(rid, out["error"], out["seconds"])
+                        report.failed += 1
+                        report.failures.append((rid, out["error"]))
+                    if on_event:
+                        on_event("done" if "result" in out else "failed", rid, out)
+                _fill(queue, inflight, pool, store, by_id, data_dir, report)
+    except BaseException:
+        for rid in inflight.values():
+            store.release(rid)
+        raise
+    return report
+
+
+def _fill(queue: Iterable[str], inflight: dict, pool, store: Store, by_id: dict, data_dir, report: SweepReport) -> None:
+    while len(inflight) < pool.jobs:
+        rid = next(queue, None)
+        if rid is None:
+            return
+        if not store.claim(rid):
+            report.skipped_elsewhere += 1  # another sweep process holds it, or finished it meanwhile
+            continue
+        inflight[pool.submit(by_id[rid].to_dict(), data_dir)] = rid
