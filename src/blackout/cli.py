@@ -184,11 +184,9 @@ def _study_name(study: Path) -> str:
 def cmd_sweep(args: argparse.Namespace) -> int:
     spec, configs = _spec_from_args(args)
     study = Path(args.study)
-    name = spec.name or study.resolve().name
-    if (study / "sweep.json").exists():
-        name = _study_name(study)
+    name = spec.name or _study_name(study)
+    store = _open_store(study, name, create=True)  # refuses another study's store before any work
     _check_data(configs, args.data_dir)
-    store = _open_store(study, name, create=True)
     (study / "sweep.json").write_text(json.dumps({**spec.to_dict(), "study": name}, indent=1))
     report = sweep_with_progress(configs, store, args.jobs, args.ray, args.data_dir, args.verbose)
     counts = store.status_counts()

@@ -96,7 +96,8 @@ def load_spec(path: str | Path, base: RunConfig | None = None) -> SweepSpec:
     text = p.read_text()
 
     def where(key: str) -> str:
-        m = re.search(rf"^\s*{re.escape(key)}\s*=", text, re.M)
+        k = re.escape(key)
+        m = re.search(rf"^\s*(\[\s*{k}\s*\]|{k}\s*=)", text, re.M)
         return f"{p}:{text[: m.start()].count(chr(10)) + 1}: " if m else f"{p}: "
 
     unknown = set(doc) - {"study", "preset", "base", "grid"}
@@ -163,9 +164,10 @@ class LocalPool:
 
     def __exit__(self, *exc: object) -> None:
         interrupted = exc[0] is not None
+        workers = list((getattr(self._pool, "_processes", None) or {}).values())  # shutdown() forgets them
         self._pool.shutdown(wait=not interrupted, cancel_futures=True)
         if interrupted:  # do not wait for runs whose rows go back to pending anyway
-            for proc in list(getattr(self._pool, "_processes", {}).values()):
+            for proc in workers:
                 proc.kill()
 
 

@@ -1,0 +1,177 @@
+"""Sweeps: grid parsing, the local pool and Ray giving the same results as run(), resume after failure or kill."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blackout.config import RunConfig
+from blackout.errors import ConfigError
+from blackout.store import Store
+from blackout.sweep import LocalPool, SweepSpec, load_spec, parse_axis, run_sweep
+from blackout.train import run
+
+BASE = RunConfig.from_flat({"dataset": "digits", "tasks": 2, "hidden": (16,), "iterations": 60, "batch_size": 64})
+
+
+def grid_configs():
+    return SweepSpec(BASE, {"hidden": ((8,), (16,)), "seed": (0, 1)}).configs()
+
+
+def test_parse_axis_values_ranges_and_tuples():
+    assert parse_axis("seed", "0-3,7") == (0, 1, 2, 3, 7)
+    assert parse_axis("hidden", "25,50") == ((25,), (50,))
+    assert parse_axis("hidden", "50,50;100,100") == ((50, 50), (100, 100))
+    assert parse_axis("lam", [5, 15]) == (5.0, 15.0)
+    assert parse_axis("method", "sgd,ewc") == ("sgd", "ewc")
+    with pytest.raises(ConfigError, match="unknown setting 'lamda'"):
+        parse_axis("lamda", "1,2")
+    with pytest.raises(ConfigError, match="lam: repeated value"):
+        parse_axis("lam", "1,1")
+
+
+def test_grid_expands_in_order_and_validates_every_combination():
+    configs = grid_configs()
+    assert [(c.model.hidden, c.seed) for c in configs] == [((8,), 0), ((8,), 1), ((16,), 0), ((16,), 1)]
+    assert len({c.run_id for c in configs}) == 4
+    with pytest.raises(ConfigError, match="lr: expected a learning rate > 0, got 0"):
+        SweepSpec(BASE, {"lr": (0.1, 0.0)}).configs()
+
+
+def test_sweep_file_errors_name_file_line_and_field(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_text('study = "x"\n[base]\ntasks = 3\n[grid]\nlam = [1, 2]\nwidthh = [3]\n')
+    with pytest.raises(ConfigError, match=r"s.toml:6: unknown setting 'widthh'"):
+        load_spec(f)
+    f.write_text('[base]\ntasks = 3\n[grid]\nlr = [0.1, -1]\n')
+    with pytest.raises(ConfigError, match=r"lr: expected a learning rate > 0"):
+        load_spec(f)
+    f.write_text('[base]\ntasks = 3\n[grids]\nlr = [0.1]\n')
+    with pytest.raises(ConfigError, match=r"s.toml:3: unknown section or key 'grids'"):
+        load_spec(f)
+    f.write_text('study = "cap"\npreset = "digits"\n[base.model]\nhidden = [20]\n[grid]\nseed = [0, 1]\n')
+    spec = load_spec(f)
+    assert spec.name == "cap" and spec.base.model.hidden == (20,) and spec.grid == {"seed": (0, 1)}
+
+
+def test_local_pool_gives_the_same_numbers_as_run(tmp_path):
+    configs = grid_configs()
+    store = Store(tmp_path / "results.sqlite", "t")
+    report = run_sweep(configs, store, LocalPool(2))
+    assert (report.ran, report.failed, report.done_before) == (4, 0, 0)
+    got = {r["run_id"]: r for r in store.results()}
+    direct = run(configs[3]).to_dict()
+    assert got[configs[3].run_id]["acc"] == direct["acc"]
+    # nothing left to do: a second sweep runs nothing
+    again = run_sweep(configs, store, LocalPool(2))
+    assert (again.ran, again.done_before) == (0, 4)
+
+
+def test_failed_runs_are_recorded_and_retried(tmp_path):
+    configs = SweepSpec(BASE, {"dataset": ("digits", "mnist")}).configs()
+    store = Store(tmp_path / "results.sqlite", "t")
+    report = run_sweep(configs, store, LocalPool(1), data_dir=str(tmp_path / "nowhere"))
+    assert (report.ran, report.failed) == (1, 1)
+    [failed] = store.rows("failed")
+    assert failed["run_id"] == configs[1].run_id and "DataError" in failed["error"] and "nowhere" in failed["error"]
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    if not shared.exists():
+        pytest.skip("MNIST test files not available")
+    retry = run_sweep(configs, store, LocalPool(1), data_dir=str(shared))
+    assert (retry.ran, retry.failed, retry.done_before) == (1, 0, 1)
+    assert store.status_counts()["done"] == 2
+
+
+def _sweep_cmd(study, *extra):
+    return [sys.executable, "-m", "blackout.cli", "sweep", str(study), "--dataset", "digits", "--tasks", "3",
+            "--hidden", "16,24,32,40", "--iterations", "400", "--seeds", "0-2", "--jobs", "2", "--verbose", *extra]
+
+
+def _done_rows(db):
+    if not db.exists():
+        return {}
+    with sqlite3.connect(db) as c:
+        return dict(c.execute("SELECT run_id, finished FROM runs WHERE status = 'done'").fetchall())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_sweep_resumes_without_duplicate_or_lost_rows(tmp_path, sig):
+    study = tmp_path / "study"
+    proc = subprocess.Popen(_sweep_cmd(study), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    db = study / "results.sqlite"
+    deadline = time.time() + 120
+    while len(_done_rows(db)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep finished before it could be interrupted"
+    if sig == signal.SIGKILL:
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers, with no chance to clean up
+    else:
+        os.kill(proc.pid, signal.SIGINT)  # Ctrl-C
+    code = proc.wait(60)
+    assert code == (-9 if sig == signal.SIGKILL else 130)
+    before = _done_rows(db)
+    assert 2 <= len(before) < 12
+    with sqlite3.connect(db) as c:
+        running = c.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0]
+    if sig == signal.SIGINT:
+        assert running == 0  # in-flight runs were handed back on Ctrl-C
+    done = subprocess.run(_sweep_cmd(study), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(before)} already done" in done.stdout and f"{12 - len(before)} ran" in done.stdout
+    after = _done_rows(db)
+    assert len(after) == 12
+    assert all(after[k] == v for k, v in before.items())  # finished runs were not run again
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*), count(DISTINCT run_id) FROM runs").fetchone() == (12, 12)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """A real single-node Ray cluster on 127.0.0.1, stopped afterwards."""
+    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    if not Path(ray_bin).exists():
+        pytest.skip("ray is not installed (pip install 'blackout[ray]')")
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    temp = tmp_path_factory.mktemp("ray")
+    start = subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                            "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+                            f"--temp-dir={temp}"], capture_output=True, text=True, env=env, timeout=180)
+    assert start.returncode == 0, start.stdout + start.stderr
+    yield f"127.0.0.1:{port}"
+    subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def test_ray_executor_matches_the_local_pool(tmp_path, ray_cluster):
+    from blackout.sweep import RayPool
+
+    configs = grid_configs()
+    local = Store(tmp_path / "local.sqlite", "t")
+    run_sweep(configs, local, LocalPool(2))
+    remote = Store(tmp_path / "ray.sqlite", "t")
+    report = run_sweep(configs, remote, RayPool(ray_cluster))
+    assert (report.ran, report.failed) == (4, 0)
+    a = {r["run_id"]: r["acc"] for r in local.results()}
+    b = {r["run_id"]: r["acc"] for r in remote.results()}
+    assert a == b
+    # resume and failure handling are the executor-independent part of run_sweep: check them on Ray too
+    again = run_sweep(configs, remote, RayPool(ray_cluster))
+    assert (again.ran, again.done_before) == (0, 4)
+    bad = SweepSpec(BASE, {"dataset": ("mnist",)}).configs()
+    failed = run_sweep(bad, remote, RayPool(ray_cluster), data_dir=str(tmp_path / "nowhere"))
+    assert failed.failed == 1 and "DataError" in remote.rows("failed")[0]["error"]
