@@ -188,10 +188,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     store = _open_store(study, name, create=True)  # refuses another study's store before any work
     _check_data(configs, args.data_dir)
     (study / "sweep.json").write_text(json.dumps({**spec.to_dict(), "study": name}, indent=1))
-    report = sweep_with_progress(configs, store, args.jobs, args.ray, args.data_dir, args.verbose)
+    report = sweep_with_progress(configs, store, args.jobs, args.ray, args.data_dir, args.verbose, not args.no_batch)
     counts = store.status_counts()
     print(f"study {study}: {len(configs)} runs · {report.done_before} already done · {report.ran} ran"
-          f" · {report.failed} failed · {report.skipped_elsewhere} held by another sweep")
+          f" · {report.failed} failed · {report.skipped_elsewhere} held by another sweep"
+          f" · {report.batched} trained in batched ensembles")
     for rid, msg in report.failures[:5]:
         print(f"  failed {rid}: {msg}")
     print(f"store: {store.path} ({counts['done']} done, {counts['failed']} failed, {counts['pending']} pending)")
@@ -208,7 +209,8 @@ def _check_data(configs, data_dir: str | None) -> None:
         load_dataset(name, data_dir)
 
 
-def sweep_with_progress(configs, store, jobs: int | None, ray: str | None, data_dir: str | None, verbose: bool):
+def sweep_with_progress(configs, store, jobs: int | None, ray: str | None, data_dir: str | None, verbose: bool,
+                        batched: bool = True):
     from .sweep import LocalPool, RayPool, run_sweep
 
     pool = RayPool(ray, jobs) if ray else LocalPool(jobs)
@@ -235,7 +237,7 @@ def sweep_with_progress(configs, store, jobs: int | None, ray: str | None, data_
     where = f"Ray at {ray}" if ray else f"{pool.jobs} local processes"
     print(f"sweep: {len(configs)} runs on {where}", file=sys.stderr)
     try:
-        return run_sweep(configs, store, pool, data_dir, on_event)
+        return run_sweep(configs, store, pool, data_dir, on_event, batched)
     finally:
         if bar:
             bar.close()
@@ -335,7 +337,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     store.close()
     path, analysis = build_report(study, "width")
     print(render_analysis(analysis))
-    print(f"\n{rep.ran} runs ran, {rep.done_before} were already done, {rep.failed} failed")
+    print(f"\n{rep.ran} runs ran ({rep.batched} in batched ensembles), {rep.done_before} were already done,"
+          f" {rep.failed} failed")
     print(f"report: {path}")
     return 1 if rep.failed else 0
 
@@ -352,6 +355,9 @@ def _study_parsers(sub) -> None:
     s.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster: "auto" or host:port')
     s.add_argument("--data-dir", help="directory holding the dataset's IDX files")
     s.add_argument("--verbose", action="store_true", help="one line per finished run instead of a progress bar")
+    s.add_argument("--no-batch", action="store_true",
+                   help="train every run alone (default: runs that share an MLP architecture and differ in seed, "
+                        "lambda or lr train together as one batched model, with identical results)")
     add_setting_flags(s, as_lists=True)
     s.set_defaults(func=cmd_sweep)
 

@@ -121,21 +121,58 @@ def load_spec(path: str | Path, base: RunConfig | None = None) -> SweepSpec:
 
 # -- execution -------------------------------------------------------------------------------
 
-def execute(config: dict[str, Any], data_dir: str | None, threads: int) -> dict[str, Any]:
-    """Run one config in this process; never raises. Returns {"result": ...} or {"error": ...}."""
+def execute(configs: list[dict[str, Any]], data_dir: str | None, threads: int) -> list[dict[str, Any]]:
+    """Run configs in this process (batched when there are several); never raises.
+
+    Returns one {"result": ..., "seconds": ...} or {"error": ..., "seconds": ...} per config.
+    """
     import torch
 
+    torch.set_num_threads(threads)
+    cfgs = [RunConfig.from_dict(c) for c in configs]
+    if len(cfgs) > 1:
+        from .ensemble import run_ensemble
+
+        start = time.perf_counter()
+        try:
+            results = run_ensemble(cfgs, data_dir=data_dir)
+            share = (time.perf_counter() - start) / len(cfgs)
+            return [{"result": r.to_dict(), "seconds": share} for r in results]
+        except Exception:  # run them one by one, so one bad config fails alone
+            pass
+    return [_execute_one(c, data_dir) for c in cfgs]
+
+
+def _execute_one(cfg: RunConfig, data_dir: str | None) -> dict[str, Any]:
     from .train import run
 
-    torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        result = run(RunConfig.from_dict(config), data_dir=data_dir).to_dict()
-        return {"result": result, "seconds": time.perf_counter() - start}
+        return {"result": run(cfg, data_dir=data_dir).to_dict(), "seconds": time.perf_counter() - start}
     except Exception as e:  # a failed run is recorded and the sweep goes on
         last = traceback.extract_tb(e.__traceback__)[-1]
         return {"error": f"{type(e).__name__}: {e} ({Path(last.filename).name}:{last.lineno})",
                 "seconds": time.perf_counter() - start}
+
+
+def units(configs: list[RunConfig], jobs: int, batched: bool = True) -> list[list[RunConfig]]:
+    """Group runs that can train as one batched ensemble; chunks small enough to keep every job busy."""
+    from .ensemble import MAX_MEMBERS, ensemble_key
+
+    if not batched:
+        return [[c] for c in configs]
+    groups: dict[Any, list[RunConfig]] = {}
+    out = []
+    for c in configs:
+        key = ensemble_key(c)
+        if key is None:
+            out.append([c])
+        else:
+            groups.setdefault(key, []).append(c)
+    for members in groups.values():
+        size = max(1, min(MAX_MEMBERS, -(-len(members) // jobs)))
+        out += [members[i : i + size] for i in range(0, len(members), size)]
+    return out
 
 
 class LocalPool:
@@ -152,8 +189,8 @@ class LocalPool:
         self._pool = ProcessPoolExecutor(self.jobs, mp_context=mp.get_context("spawn"))
         return self
 
-    def submit(self, config: dict, data_dir: str | None) -> Future:
-        return self._pool.submit(execute, config, data_dir, self.threads)
+    def submit(self, configs: list[dict], data_dir: str | None) -> Future:
+        return self._pool.submit(execute, configs, data_dir, self.threads)
 
     def wait(self, pending: set) -> tuple[set, set]:
         return wait(pending, return_when=FIRST_COMPLETED)
@@ -189,8 +226,8 @@ class RayPool:
         self._remote = self.ray.remote(num_cpus=1)(execute)
         return self
 
-    def submit(self, config: dict, data_dir: str | None):
-        return self._remote.remote(config, data_dir, 1)
+    def submit(self, configs: list[dict], data_dir: str | None):
+        return self._remote.remote(configs, data_dir, 1)
 
     def wait(self, pending: set) -> tuple[set, set]:
         done, rest = self.ray.wait(list(pending), num_returns=1)
@@ -210,54 +247,57 @@ class SweepReport:
     ran: int = 0
     failed: int = 0
     skipped_elsewhere: int = 0
+    batched: int = 0  # runs trained inside batched ensembles
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
 def run_sweep(configs: list[RunConfig], store: Store, pool, data_dir: str | None = None,
-              on_event: Callable[[str, str, dict], None] | None = None) -> SweepReport:
+              on_event: Callable[[str, str, dict], None] | None = None, batched: bool = True) -> SweepReport:
     """Run every config the store does not have done; record each result or failure as it arrives.
 
-    Runs are claimed one at a time just before submission, so several sweep processes can share a
-    store. On an interrupt, the runs in flight go back to pending before the exception propagates.
+    Runs are claimed just before submission, so several sweep processes can share a store. Runs
+    that can share a batched model (``ensemble.py``) go to one worker together unless ``batched``
+    is false. On an interrupt, the runs in flight go back to pending before the exception propagates.
     """
     by_id = {c.run_id: c for c in configs}
     store.add((rid, c.to_dict()) for rid, c in by_id.items())
     store.reclaim_stale()
     todo = store.todo(by_id)
     report = SweepReport(total=len(by_id), done_before=len(by_id) - len(todo))
-    queue = iter(todo)
-    inflight: dict[Any, str] = {}
-    try:
-        with pool:
-            _fill(queue, inflight, pool, store, by_id, data_dir, report)
+    with pool:
+        queue = iter(units([by_id[r] for r in todo], pool.jobs, batched))
+        inflight: dict[Any, list[str]] = {}
+        try:
+            _fill(queue, inflight, pool, store, data_dir, report)
             while inflight:
                 done, _ = pool.wait(set(inflight))
                 for fut in done:
-                    rid = inflight.pop(fut)
-                    out = pool.value(fut)
-                    if "result" in out:
-                        store.finish(rid, out["result"], out["seconds"])
-                        report.ran += 1
-                    else:
-                        store.fail(rid, out["error"], out["seconds"])
-                        report.failed += 1
-                        report.failures.append((rid, out["error"]))
-                    if on_event:
-                        on_event("done" if "result" in out else "failed", rid, out)
-                _fill(queue, inflight, pool, store, by_id, data_dir, report)
-    except BaseException:
-        for rid in inflight.values():
-            store.release(rid)
-        raise
+                    for rid, out in zip(inflight.pop(fut), pool.value(fut)):
+                        if "result" in out:
+                            store.finish(rid, out["result"], out["seconds"])
+                            report.ran += 1
+                        else:
+                            store.fail(rid, out["error"], out["seconds"])
+                            report.failed += 1
+                            report.failures.append((rid, out["error"]))
+                        if on_event:
+                            on_event("done" if "result" in out else "failed", rid, out)
+                _fill(queue, inflight, pool, store, data_dir, report)
+        except BaseException:
+            for rids in inflight.values():
+                for rid in rids:
+                    store.release(rid)
+            raise
     return report
 
 
-def _fill(queue: Iterable[str], inflight: dict, pool, store: Store, by_id: dict, data_dir, report: SweepReport) -> None:
+def _fill(queue: Iterable[list[RunConfig]], inflight: dict, pool, store: Store, data_dir, report: SweepReport) -> None:
     while len(inflight) < pool.jobs:
-        rid = next(queue, None)
-        if rid is None:
+        unit = next(queue, None)
+        if unit is None:
             return
-        if not store.claim(rid):
-            report.skipped_elsewhere += 1  # another sweep process holds it, or finished it meanwhile
-            continue
-        inflight[pool.submit(by_id[rid].to_dict(), data_dir)] = rid
+        mine = [c for c in unit if store.claim(c.run_id)]
+        report.skipped_elsewhere += len(unit) - len(mine)  # another sweep process holds or finished them
+        if mine:
+            report.batched += len(mine) if len(mine) > 1 else 0
+            inflight[pool.submit([c.to_dict() for c in mine], data_dir)] = [c.run_id for c in mine]

@@ -37,7 +37,8 @@ class Task:
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the task's input transform to a batch ``x`` of shape (B, C, H, W)."""
         if self.perm is not None:
-            return x.flatten(2)[:, :, self.perm].view_as(x)
+            # index_select on a 2-D view: several times faster than x[..., perm] on CPU
+            return x.reshape(-1, self.perm.numel()).index_select(1, self.perm).view_as(x)
         if self.angle:
             return rotate(x, self.angle)
         return x
@@ -120,10 +121,10 @@ class Stream:
         s = self.split(task, part)
         x = self.inputs(part)
         if rows is None:
-            xi = x if s.idx is None else x[s.idx]
+            xi = x if s.idx is None else x.index_select(0, s.idx)
             return task.transform(xi), s.y
         src = rows if s.idx is None else s.idx[rows]
-        return task.transform(x[src]), s.y[rows]
+        return task.transform(x.index_select(0, src)), s.y.index_select(0, rows)
 
 
 def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
