@@ -63,6 +63,7 @@ class Experiment:
         self.baseline = evaluate(self.model, self.stream, self.stream.tasks) if cfg.train.eval_all else None
         self.diags: list[dict] = []
         self.diverged_at: int | None = None
+        self.tasks_run = 0
         self.stopped = False
         self.clock["data"] = time.perf_counter() - start
 
