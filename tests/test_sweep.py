@@ -24,7 +24,7 @@ BASE = RunConfig.from_flat({"dataset": "digits", "tasks": 2, "hidden": (16,), "i
 
 
 def grid_configs():
-    return SweepSpec(BASE, {"hidden": ((8,), (16,)), "seed": (0, 1)}).configs()
+    return SweepSpec(BASE, ({"hidden": ((8,), (16,)), "seed": (0, 1)},)).configs()
 
 
 def test_parse_axis_values_ranges_and_tuples():
@@ -44,7 +44,7 @@ def test_grid_expands_in_order_and_validates_every_combination():
     assert [(c.model.hidden, c.seed) for c in configs] == [((8,), 0), ((8,), 1), ((16,), 0), ((16,), 1)]
     assert len({c.run_id for c in configs}) == 4
     with pytest.raises(ConfigError, match="lr: expected a learning rate > 0, got 0"):
-        SweepSpec(BASE, {"lr": (0.1, 0.0)}).configs()
+        SweepSpec(BASE, ({"lr": (0.1, 0.0)},)).configs()
 
 
 def test_sweep_file_errors_name_file_line_and_field(tmp_path):
@@ -60,7 +60,13 @@ def test_sweep_file_errors_name_file_line_and_field(tmp_path):
         load_spec(f)
     f.write_text('study = "cap"\npreset = "digits"\n[base.model]\nhidden = [20]\n[grid]\nseed = [0, 1]\n')
     spec = load_spec(f)
-    assert spec.name == "cap" and spec.base.model.hidden == (20,) and spec.grid == {"seed": (0, 1)}
+    assert spec.name == "cap" and spec.base.model.hidden == (20,) and spec.grids == ({"seed": (0, 1)},)
+    f.write_text('[base]\ntasks = 2\n[[grid]]\nmethod = ["sgd"]\n[[grid]]\nmethod = ["ewc"]\nlam = [5, 15]\n'
+                 '[[grid]]\nmethod = ["sgd", "l2"]\n')
+    union = load_spec(f).configs()  # one sgd run, not two: the union has no repeats
+    assert [(c.method.method, c.method.lam) for c in union] == [("sgd", 15.0), ("ewc", 5.0), ("ewc", 15.0), ("l2", 15.0)]
+    with_seeds = load_spec(f).with_axis("seed", (0, 1))
+    assert len(with_seeds.configs()) == 8 and with_seeds.with_axis("seed", (3,)).base.seed == 3
 
 
 def test_local_pool_gives_the_same_numbers_as_run(tmp_path):
@@ -77,7 +83,7 @@ def test_local_pool_gives_the_same_numbers_as_run(tmp_path):
 
 
 def test_failed_runs_are_recorded_and_retried(tmp_path):
-    configs = SweepSpec(BASE, {"dataset": ("digits", "mnist")}).configs()
+    configs = SweepSpec(BASE, ({"dataset": ("digits", "mnist")},)).configs()
     store = Store(tmp_path / "results.sqlite", "t")
     report = run_sweep(configs, store, LocalPool(1), data_dir=str(tmp_path / "nowhere"))
     assert (report.ran, report.failed) == (1, 1)
@@ -172,6 +178,6 @@ def test_ray_executor_matches_the_local_pool(tmp_path, ray_cluster):
     # resume and failure handling are the executor-independent part of run_sweep: check them on Ray too
     again = run_sweep(configs, remote, RayPool(ray_cluster))
     assert (again.ran, again.done_before) == (0, 4)
-    bad = SweepSpec(BASE, {"dataset": ("mnist",)}).configs()
+    bad = SweepSpec(BASE, ({"dataset": ("mnist",)},)).configs()
     failed = run_sweep(bad, remote, RayPool(ray_cluster), data_dir=str(tmp_path / "nowhere"))
     assert failed.failed == 1 and "DataError" in remote.rows("failed")[0]["error"]

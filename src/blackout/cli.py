@@ -134,32 +134,24 @@ def render_run(r) -> str:
 
 def _spec_from_args(args: argparse.Namespace):
     """Preset < --spec file < flags. A flag with one value sets the base; several make an axis."""
-    from .sweep import SweepSpec, load_spec, parse_axis
     from .presets import study_preset
+    from .sweep import SweepSpec, load_spec, parse_axis, parse_grids
 
-    base, grid, name = RunConfig(), {}, None
+    spec = SweepSpec(RunConfig())
     if args.preset:
         p = study_preset(args.preset)
-        if p["preset"]:
-            base = RunConfig.from_flat(run_preset(p["preset"]), base, where=f"preset {args.preset}: ")
-        base = RunConfig.from_flat(p["base"], base, where=f"preset {args.preset}: ")
-        grid = {k: parse_axis(k, v, f"preset {args.preset}: ") for k, v in p["grid"].items()}
-        name = args.preset
+        where = lambda key: f"preset {args.preset}: "
+        base = RunConfig.from_flat(run_preset(p["preset"]), where=where("")) if p["preset"] else RunConfig()
+        base = RunConfig.from_flat(p["base"], base, where=where(""))
+        spec = SweepSpec(base, parse_grids(p["grid"], where), args.preset)
     if args.spec:
-        spec = load_spec(args.spec, base)
-        base, name = spec.base, spec.name or name
-        grid.update(spec.grid)
+        loaded = load_spec(args.spec, spec.base)
+        spec = SweepSpec(loaded.base, loaded.grids if loaded.grids != ({},) else spec.grids, loaded.name or spec.name)
     flags = given_settings(args)
     if args.seeds:
         flags["seed"] = args.seeds
     for key, raw in flags.items():
-        values = parse_axis(key, raw, "--")
-        if len(values) == 1:
-            base = RunConfig.from_flat({key: values[0]}, base, where="--")
-            grid.pop(key, None)
-        else:
-            grid[key] = values
-    spec = SweepSpec(base, grid, name)
+        spec = spec.with_axis(key, parse_axis(key, raw, "--"))
     configs = spec.configs()  # every combination validated before any run starts
     return spec, configs
 
@@ -324,10 +316,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .presets import DEMO
-    from .sweep import SweepSpec, parse_axis
+    from .sweep import SweepSpec, parse_grids
 
-    base = RunConfig.from_flat(DEMO["base"])
-    spec = SweepSpec(base, {k: parse_axis(k, v) for k, v in DEMO["grid"].items()}, "demo")
+    spec = SweepSpec(RunConfig.from_flat(DEMO["base"]), parse_grids(DEMO["grid"], lambda key: "demo: "), "demo")
     configs = spec.configs()
     study = Path(args.out)
     store = _open_store(study, "demo", create=True)

@@ -15,6 +15,9 @@ Sweep file (TOML)::
     hidden = [[25], [50], [100]]
     lam = [5, 15]
     seed = [0, 1, 2]
+
+Several ``[[grid]]`` tables instead of one ``[grid]`` give a union of grids (e.g. one λ range
+per method).
 """
 
 from __future__ import annotations
@@ -39,21 +42,39 @@ STORE_FILE = "results.sqlite"
 
 @dataclass(frozen=True)
 class SweepSpec:
+    """``base`` settings and one or more grids; the runs are the union of each grid's product."""
+
     base: RunConfig
-    grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    grids: tuple[dict[str, tuple[Any, ...]], ...] = ({},)
     name: str | None = None
 
     def configs(self) -> list[RunConfig]:
-        """The grid's cartesian product over ``base``, in the order the axes were given."""
-        axes = list(self.grid)
-        out = []
-        for combo in itertools.product(*(self.grid[a] for a in axes)):
-            out.append(RunConfig.from_flat(dict(zip(axes, combo)), self.base, where="grid: "))
-        return out
+        """Every grid's cartesian product over ``base``, in the order given, without repeats."""
+        out: dict[str, RunConfig] = {}
+        for grid in self.grids:
+            axes = list(grid)
+            for combo in itertools.product(*(grid[a] for a in axes)):
+                cfg = RunConfig.from_flat(dict(zip(axes, combo)), self.base, where="grid: ")
+                out.setdefault(cfg.run_id, cfg)
+        return list(out.values())
+
+    def with_axis(self, name: str, values: tuple[Any, ...]) -> SweepSpec:
+        """One value sets the base for every run; several make (or replace) an axis of every grid."""
+        if len(values) == 1:
+            base = RunConfig.from_flat({name: values[0]}, self.base, where="--")
+            return SweepSpec(base, tuple({k: v for k, v in g.items() if k != name} for g in self.grids), self.name)
+        return SweepSpec(self.base, tuple({**g, name: values} for g in self.grids), self.name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"study": self.name, "base": self.base.to_dict(), "grid": {k: [list(v) if isinstance(v, tuple) else v
-                                                                           for v in vs] for k, vs in self.grid.items()}}
+        plain = lambda vs: [list(v) if isinstance(v, tuple) else v for v in vs]
+        return {"study": self.name, "base": self.base.to_dict(),
+                "grids": [{k: plain(vs) for k, vs in g.items()} for g in self.grids]}
+
+
+def parse_grids(raw: Any, where: Callable[[str], str]) -> tuple[dict[str, tuple[Any, ...]], ...]:
+    """A grid table, or a list of them (TOML ``[[grid]]``), into axes of coerced values."""
+    tables = raw if isinstance(raw, list) else [raw or {}]
+    return tuple({k.replace("-", "_"): parse_axis(k, v, where(k)) for k, v in t.items()} for t in tables)
 
 
 def parse_axis(name: str, raw: Any, where: str = "") -> tuple[Any, ...]:
@@ -103,7 +124,7 @@ def load_spec(path: str | Path, base: RunConfig | None = None) -> SweepSpec:
     unknown = set(doc) - {"study", "preset", "base", "grid"}
     if unknown:
         key = sorted(unknown)[0]
-        raise ConfigError(f"{where(key)}unknown section or key {key!r} (expected study, preset, [base], [grid])")
+        raise ConfigError(f"{where(key)}unknown section or key {key!r} (expected study, preset, [base], [grid] or [[grid]])")
     cfg = base or RunConfig()
     if "preset" in doc:
         cfg = RunConfig.from_flat(run_preset(doc["preset"]), cfg, where=where("preset"))
@@ -111,10 +132,7 @@ def load_spec(path: str | Path, base: RunConfig | None = None) -> SweepSpec:
         section = value if isinstance(value, dict) else {key: value}
         for k, v in section.items():
             cfg = RunConfig.from_flat({k: v}, cfg, where=where(k))
-    grid = {}
-    for key, value in (doc.get("grid") or {}).items():
-        grid[key.replace("-", "_")] = parse_axis(key, value, where(key))
-    spec = SweepSpec(cfg, grid, doc.get("study"))
+    spec = SweepSpec(cfg, parse_grids(doc.get("grid"), where), doc.get("study"))
     spec.configs()  # validate every combination before any run starts
     return spec
 
