@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -415,7 +416,13 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # SIGTERM (a scheduler, `kill`) stops as Ctrl-C does: in-flight sweep runs are handed back.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         args = parser().parse_args(argv)
         return int(args.func(args) or 0)
