@@ -35,7 +35,7 @@ def add_setting_flags(p: argparse.ArgumentParser, as_lists: bool = False) -> Non
             info = FIELD_INFO[name]
             flag = "--" + name.replace("_", "-")
             helptext = info.metadata["help"]
-            default = info.default if info.default is not info.default_factory else None
+            default = info.default
             if FIELD_TYPE[name] is bool and not as_lists:
                 group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
                                    help=f"{helptext} (default: {default})")
@@ -247,7 +247,25 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(json.dumps(analysis))
     else:
         print(render_analysis(analysis))
+        if args.methods:
+            print("\n" + render_methods(results))
     return 0
+
+
+def render_methods(results: list[dict]) -> str:
+    from .compare import CHECKPOINTS, method_table
+
+    head = f"{'setting':<28} {'width':>6} {'runs':>4} {'learned':>8}  {'causes':<22}" + "".join(
+        f" {'acc@' + str(k):>7}" for k in CHECKPOINTS)
+    lines = ["methods ranked by tasks learned before blackout (>=: some runs never blacked out;"
+             " *: counts runs already blacked out at their last accuracy):", head]
+    for r in method_table(results):
+        learned = f"{'>=' if r['blackout_is_bound'] else ''}{r['tasks_learned']:.1f}"
+        causes = ", ".join(f"{k} {v}" for k, v in sorted(r["causes"].items())) or "-"
+        accs = "".join(f" {'-' if r[f'acc@{k}'] is None else format(r[f'acc@{k}'], '.3f') + ('*' if r[f'acc@{k}_after_blackout'] else ' '):>7}"
+                       for k in CHECKPOINTS)
+        lines.append(f"{r['setting']:<28} {r['width']:>6} {r['runs']:>4} {learned:>8}  {causes:<22}{accs}")
+    return "\n".join(lines)
 
 
 def render_analysis(a: dict) -> str:
@@ -361,6 +379,8 @@ def _study_parsers(sub) -> None:
         if name == "analyze":
             a.add_argument("--json", action="store_true", help="print the analysis as JSON")
             a.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+            a.add_argument("--methods", action="store_true",
+                           help="also rank the settings by tasks learned and accuracy after 10, 20, 30 tasks")
         else:
             a.add_argument("--out", help="report file (default: STUDY/report.html)")
         a.set_defaults(func=func)

@@ -56,8 +56,10 @@ STUDY_PRESETS["methods-blackout"] = {
         {"method": ["online-ewc"], "lam": [5.0, 15.0], "gamma": [0.9]},
         {"method": ["ewc-l1"], "lam": [1.0, 5.0], "prox": [False, True]},
         {"method": ["ewc-prox"], "lam": [15.0, 50.0]},
-        {"method": ["si"], "lam": [1.0, 10.0]},
-        {"method": ["mas"], "lam": [0.5, 2.0]},
+        # SI's and MAS's importances are far larger than the Fisher here: c >= 1 and lambda >= 0.5
+        # pass the stability limit within a few tasks, so the grid reaches down to stable values.
+        {"method": ["si"], "lam": [0.1, 1.0, 10.0]},
+        {"method": ["mas"], "lam": [0.01, 0.1, 0.5, 2.0]},
         {"method": ["replay", "agem"], "memory": [200, 1000]},
     ], {"hidden": [[50], [100]], "seed": [0, 1, 2]}),
 }

@@ -314,6 +314,30 @@ def _runs_table(results: list[dict]) -> str:
     return f'<table id="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+def _methods_ranking(results: list[dict]) -> str:
+    from .compare import CHECKPOINTS, method_table
+
+    rows = method_table(results)
+    if len({r["setting"] for r in rows}) < 2:
+        return '<p class="skip">One setting only: nothing to rank.</p>'
+    body = []
+    for r in rows:
+        learned = f"{'≥ ' if r['blackout_is_bound'] else ''}{r['tasks_learned']:.1f}"
+        causes = ", ".join(f"{k} {v}" for k, v in sorted(r["causes"].items())) or "none"
+        accs = "".join(
+            f'<td class="num">{"—" if r[f"acc@{k}"] is None else format(r[f"acc@{k}"], ".3f")}'
+            f'{"†" if r[f"acc@{k}_after_blackout"] else ""}</td>' for k in CHECKPOINTS)
+        body.append(f"<tr><td>{_e(r['setting'])}</td><td class=\"num\">{_e(r['width'])}</td>"
+                    f"<td class=\"num\">{r['runs']}</td><td class=\"num\">{learned}</td>"
+                    f"<td>{_e(causes)}</td>{accs}</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("setting", "width", "runs", "tasks learned", "blackout causes",
+                                               *(f"avg acc after {k}" for k in CHECKPOINTS)))
+    return (f'<table id="methods-ranking"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            '<p class="meta">Ranked by tasks learned before blackout (mean over seeds; ≥: some runs never blacked '
+            "out, counted at their last task), then by accuracy. †: includes runs that had blacked out before "
+            "that task, counted at their accuracy when they blacked out. —: some run did not reach that task.</p>")
+
+
 def _figures(results: list[dict], analysis: dict | None) -> str:
     out = ["<h3>Capacity</h3>"]
     xs = {_num(p.get("x")) for g in (analysis or {}).get("groups") or [] for p in g.get("points") or []} - {None}
@@ -391,6 +415,7 @@ def write_report(out: Path | str, results: list[dict], analysis: dict | None, *,
     sections = [
         ("summary", "Summary", _summary(results)),
         ("capacity-law", "Capacity law", _laws(analysis)),
+        ("methods-ranking", "Methods ranked", _methods_ranking(results)),
         ("stability-check", "Stability check", _stability_check(results, analysis)),
         ("figures", "Figures", _figures(results, analysis)),
         ("runs-table", "Runs", _runs_table(results)),
