@@ -21,7 +21,7 @@ def test_ranking_counts_censored_runs_at_their_bound_and_flags_dead_accuracy():
            result("ewc", 1, lower([[0.9], [0.1, 0.1]]), 2, "diverged")]
     sgd = [result("sgd", 0, lower([[0.9], [0.5, 0.9], [0.3, 0.5, 0.9]]))]
     rows = method_table(ewc + sgd, checkpoints=(2, 3))
-    assert [r["setting"] for r in rows] == ["sgd", "ewc lam=15"]
+    assert [r["setting"] for r in rows] == ["sgd", "ewc λ=15"]
     s, e = rows
     assert s["tasks_learned"] == 3 and s["blackout_is_bound"] and s["censored"] == 1
     assert s["acc@3"] == pytest.approx((0.3 + 0.5 + 0.9) / 3) and not s["acc@3_after_blackout"]
@@ -33,6 +33,6 @@ def test_ranking_counts_censored_runs_at_their_bound_and_flags_dead_accuracy():
 
 def test_labels_name_only_the_settings_a_method_uses():
     assert setting_label(result("sgd", 0, [[1.0]])) == "sgd"
-    assert setting_label(result("online-ewc", 0, [[1.0]], gamma=0.9)) == "online-ewc lam=15 gamma=0.9"
-    assert setting_label(result("ewc-l1", 0, [[1.0]], prox=True)) == "ewc-l1 lam=15 prox=True"
+    assert setting_label(result("online-ewc", 0, [[1.0]], gamma=0.9)) == "online-ewc λ=15 gamma=0.9"
+    assert setting_label(result("ewc-l1", 0, [[1.0]], prox=True)) == "ewc-l1 λ=15 prox=True"
     assert setting_label(result("replay", 0, [[1.0]], memory=200)) == "replay memory=200"

@@ -31,6 +31,7 @@ def test_parse_axis_values_ranges_and_tuples():
     assert parse_axis("seed", "0-3,7") == (0, 1, 2, 3, 7)
     assert parse_axis("hidden", "25,50") == ((25,), (50,))
     assert parse_axis("hidden", "50,50;100,100") == ((50, 50), (100, 100))
+    assert parse_axis("channels", "8,16;") == ((8, 16),)
     assert parse_axis("lam", [5, 15]) == (5.0, 15.0)
     assert parse_axis("method", "sgd,ewc") == ("sgd", "ewc")
     with pytest.raises(ConfigError, match="unknown setting 'lamda'"):

@@ -41,7 +41,11 @@ def add_setting_flags(p: argparse.ArgumentParser, as_lists: bool = False) -> Non
                                    help=f"{helptext} (default: {default})")
             else:
                 shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-                extra = " (comma-separated list to sweep)" if as_lists else ""
+                extra = ""
+                if as_lists:
+                    extra = (" (to sweep: values separated by ';', e.g. 50,50;100,100, or commas for one-entry "
+                             "values, e.g. 25,50,100; one multi-entry value ends with ';', e.g. 8,16;)"
+                             if isinstance(default, tuple) else " (comma-separated list to sweep)")
                 group.add_argument(flag, dest=name, metavar=_metavar(name), default=None,
                                    help=f"{helptext}{extra} (default: {shown})")
 
@@ -255,7 +259,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def render_methods(results: list[dict]) -> str:
     from .compare import CHECKPOINTS, method_table
 
-    head = f"{'setting':<28} {'width':>6} {'runs':>4} {'learned':>8}  {'causes':<22}" + "".join(
+    head = f"{'setting':<28} {'network':>14} {'runs':>4} {'learned':>8}  {'causes':<22}" + "".join(
         f" {'acc@' + str(k):>7}" for k in CHECKPOINTS)
     lines = ["methods ranked by tasks learned before blackout (>=: some runs never blacked out;"
              " *: counts runs already blacked out at their last accuracy):", head]
@@ -264,7 +268,7 @@ def render_methods(results: list[dict]) -> str:
         causes = ", ".join(f"{k} {v}" for k, v in sorted(r["causes"].items())) or "-"
         accs = "".join(f" {'-' if r[f'acc@{k}'] is None else format(r[f'acc@{k}'], '.3f') + ('*' if r[f'acc@{k}_after_blackout'] else ' '):>7}"
                        for k in CHECKPOINTS)
-        lines.append(f"{r['setting']:<28} {r['width']:>6} {r['runs']:>4} {learned:>8}  {causes:<22}{accs}")
+        lines.append(f"{r['setting']:<28} {r['width']:>14} {r['runs']:>4} {learned:>8}  {causes:<22}{accs}")
     return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
 """Method comparison: a pure function of run results, ranking settings by how long they last.
 
-One row per setting (method, its strength and options, the network width), over seeds:
+One row per setting (method, its strength and options, the network), over seeds:
 
 - ``blackout``: mean blackout task; runs without blackout count at their bound (tasks run + 1) and
   make the mean a lower bound (``censored`` says how many);
@@ -35,8 +35,18 @@ def setting_label(result: dict) -> str:
     for key in USES.get(m["method"], ("lam",)):
         value = m.get(key, DEFAULTS.get(key))
         if value is not None and (key == "lam" or value != DEFAULTS.get(key)):
-            parts.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
+            name = "λ" if key == "lam" else key
+            parts.append(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}")
     return " ".join(parts)
+
+
+def network_label(result: dict) -> str:
+    """Hidden widths for an MLP ("100", "50,50"); a CNN also names its channels ("cnn 8,16 / 64")."""
+    m = result["config"]["model"]
+    hidden = ",".join(map(str, m["hidden"]))
+    if m.get("arch") == "cnn":
+        return f"cnn {','.join(map(str, m.get('channels', [])))} / {hidden}"
+    return hidden
 
 
 def _avg_after(result: dict, k: int) -> tuple[float | None, bool]:
@@ -54,8 +64,7 @@ def _avg_after(result: dict, k: int) -> tuple[float | None, bool]:
 def method_table(results: list[dict], checkpoints: tuple[int, ...] = CHECKPOINTS) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in results:
-        width = ",".join(map(str, r["config"]["model"]["hidden"]))
-        groups[(setting_label(r), width)].append(r)
+        groups[(setting_label(r), network_label(r))].append(r)
     rows = []
     for (label, width), runs in groups.items():
         bounds = [r["blackout"]["task"] or len(r["acc"]) + 1 for r in runs]

@@ -131,10 +131,12 @@ def run_info(result: dict) -> dict[str, Any]:
 
 
 def method_label(result: dict) -> str:
-    """'ewc λ=15': the method and its penalty strength, which is what the methods figure compares."""
-    info = run_info(result)
-    name = info["method"] or "?"
-    return f"{name} λ={info['lam']:g}" if info["lam"] is not None else name
+    """'ewc λ=15', 'replay memory=200': the method and the settings it uses (``compare.setting_label``)."""
+    from .compare import setting_label
+
+    if not ((result.get("config") or {}).get("method") or {}).get("method"):
+        return "?"
+    return setting_label(result)
 
 
 def run_label(result: dict) -> str:
@@ -481,7 +483,7 @@ def figure_methods(results: list[dict]) -> Figure:
             curves[label] = mean
     if not curves:
         raise NothingToPlot("no run has evaluated accuracies")
-    fig, ax = _new_figure()
+    fig, ax = _new_figure(height=max(4.5, 0.19 * len(curves) + 1.0))  # room for the legend
     for k, ((label, mean), colour) in enumerate(zip(curves.items(), _colours(len(curves)))):
         x = np.arange(1, len(mean) + 1)
         keep = ~np.isnan(mean)

@@ -330,7 +330,7 @@ def _methods_ranking(results: list[dict]) -> str:
         body.append(f"<tr><td>{_e(r['setting'])}</td><td class=\"num\">{_e(r['width'])}</td>"
                     f"<td class=\"num\">{r['runs']}</td><td class=\"num\">{learned}</td>"
                     f"<td>{_e(causes)}</td>{accs}</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("setting", "width", "runs", "tasks learned", "blackout causes",
+    head = "".join(f"<th>{h}</th>" for h in ("setting", "network", "runs", "tasks learned", "blackout causes",
                                                *(f"avg acc after {k}" for k in CHECKPOINTS)))
     return (f'<table id="methods-ranking"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
             '<p class="meta">Ranked by tasks learned before blackout (mean over seeds; ≥: some runs never blacked '

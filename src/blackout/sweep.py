@@ -81,15 +81,16 @@ def parse_axis(name: str, raw: Any, where: str = "") -> tuple[Any, ...]:
     """Values of one grid axis, from a CLI string or a TOML list, each coerced to the field's type.
 
     CLI strings: ``25,50,100``; ranges ``0-4`` for integers; tuple settings (hidden, channels)
-    take ``;`` between values (``50,50;100,100``), else every comma item is one single-entry tuple.
+    take ``;`` between values (``50,50;100,100``; ``8,16;`` is one value), else every comma item is
+    one single-entry tuple.
     """
     key = name.replace("-", "_")
     if key not in FIELD_SECTION:
         raise ConfigError(f"{where}unknown setting {name!r} (see `blackout run --help`)")
     is_tuple = getattr(FIELD_TYPE[key], "__origin__", None) is tuple
     if isinstance(raw, str):
-        if is_tuple:
-            items: list[Any] = raw.split(";") if ";" in raw else raw.split(",")
+        if is_tuple:  # "8,16;" is the one value (8, 16)
+            items: list[Any] = [v for v in raw.split(";") if v.strip()] if ";" in raw else raw.split(",")
         else:
             items = []
             for part in raw.split(","):
