@@ -3,28 +3,13 @@
 import pytest
 import torch
 
-from blackout.data.sources import load_dataset
-from blackout.data.streams import Stream
 from blackout.methods import METHODS
-from blackout.models import build_model
 from blackout.train import run
-from tests.conftest import small
+from tests.conftest import jiggle, method_setup, small
 
 
 def _setup(method, **kw):
-    cfg = small(method=method, tasks=20, stream="permuted", fisher_samples=30, **kw)
-    data = load_dataset("digits")
-    stream = Stream(cfg.data, data, 0)
-    torch.manual_seed(0)
-    model = build_model(cfg.model, (1, 8, 8), 10)
-    return cfg, stream, model, METHODS[method](cfg, model)
-
-
-def _jiggle(model, scale=0.05, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g))
+    return method_setup(method, tasks=20, fisher_samples=30, **kw)
 
 
 def test_merged_ewc_equals_separate_terms_after_20_tasks():
@@ -33,10 +18,10 @@ def test_merged_ewc_equals_separate_terms_after_20_tasks():
     sep_cfg = small(method="ewc", tasks=20, fisher_samples=30, lam=15.0, ewc_form="separate")
     separate = METHODS["ewc"](sep_cfg, model)
     for t, task in enumerate(stream.tasks):
-        _jiggle(model, seed=t)
+        jiggle(model, seed=t)
         merged.consolidate(model, task, stream)
         separate.consolidate(model, task, stream)
-    _jiggle(model, seed=99)
+    jiggle(model, seed=99)
     x = torch.zeros(1, 1, 8, 8)
     a = merged.penalty(model, x, stream.tasks[0])
     ga = torch.autograd.grad(a, list(model.parameters()))
@@ -52,12 +37,12 @@ def test_ewc_penalty_matches_the_formula():
     cfg, stream, model, ewc = _setup("ewc", lam=7.0)
     anchors, fishers = [], []
     for t in range(3):
-        _jiggle(model, seed=t)
+        jiggle(model, seed=t)
         anchors.append([p.detach().clone() for p in model.parameters()])
+        before = [a.clone() for a in ewc.A]
         ewc.consolidate(model, stream.tasks[t], stream)
-        fishers.append([a.clone() for a in ewc.A] if t == 0 else [a - s for a, s in zip(ewc.A, sums)])
-        sums = [a.clone() for a in ewc.A]
-    _jiggle(model, seed=10)
+        fishers.append([a - b for a, b in zip(ewc.A, before)])  # this task's Fisher
+    jiggle(model, seed=10)
     expect = sum(0.5 * 7.0 * (f * (p.detach() - th) ** 2).sum()
                  for fs, ths in zip(fishers, anchors) for p, f, th in zip(model.parameters(), fs, ths))
     assert ewc.penalty_value(model) == pytest.approx(expect.item(), rel=1e-5)
@@ -68,7 +53,7 @@ def test_online_ewc_decays_the_running_fisher_and_anchors_at_the_last_task():
     cfg, stream, model, on = _setup("online-ewc", gamma=0.5)
     on.consolidate(model, stream.tasks[0], stream)
     first = [a.clone() for a in on.A]
-    _jiggle(model)
+    jiggle(model)
     state = on.gen.get_state()
     on.consolidate(model, stream.tasks[1], stream)
     from blackout.methods.ewc import task_fisher
@@ -86,7 +71,7 @@ def test_l2_penalty_is_half_lambda_squared_distance_to_last_weights():
     cfg, stream, model, l2 = _setup("l2", lam=3.0)
     l2.consolidate(model, stream.tasks[0], stream)
     old = [p.detach().clone() for p in model.parameters()]
-    _jiggle(model)
+    jiggle(model)
     expect = 0.5 * 3.0 * sum(((p.detach() - o) ** 2).sum() for p, o in zip(model.parameters(), old))
     assert l2.penalty_value(model) == pytest.approx(expect.item(), rel=1e-6)
     assert l2.stability() == pytest.approx(cfg.train.lr * 3.0)

@@ -9,31 +9,17 @@ from torch import nn
 
 from blackout.cli import main
 from blackout.config import RunConfig
-from blackout.data.sources import load_dataset
-from blackout.data.streams import Stream
 from blackout.errors import ConfigError
 from blackout.methods import METHODS
 from blackout.methods.lwf import distillation
 from blackout.methods.mas import output_norm_importance
 from blackout.methods.replay import Memory, project
-from blackout.models import build_model
 from blackout.train import run
-from tests.conftest import small
+from tests.conftest import jiggle, method_setup, small
 
 
 def _setup(method, **kw):
-    cfg = small(method=method, tasks=3, fisher_samples=40, **kw)
-    stream = Stream(cfg.data, load_dataset("digits"), 0)
-    torch.manual_seed(0)
-    model = build_model(cfg.model, (1, 8, 8), 10)
-    return cfg, stream, model, METHODS[method](cfg, model)
-
-
-def _jiggle(model, scale=0.05, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g))
+    return method_setup(method, tasks=3, fisher_samples=40, **kw)
 
 
 def _numpy(ts):
@@ -44,7 +30,7 @@ def test_ewc_l1_penalty_and_proximal_soft_threshold():
     cfg, stream, model, m = _setup("ewc-l1", lam=3.0, lr=0.1)
     m.consolidate(model, stream.tasks[0], stream)
     A, mu = _numpy(m.A), _numpy(m.mu)
-    _jiggle(model, 0.3)
+    jiggle(model, 0.3)
     theta = _numpy(model.parameters())
     expect = 3.0 * sum((a * np.abs(t - u)).sum() for a, t, u in zip(A, theta, mu))
     assert m.penalty_value(model) == pytest.approx(expect, rel=1e-5)
@@ -65,12 +51,12 @@ def test_ewc_prox_step_is_the_closed_form_minimiser():
     cfg, stream, model, m = _setup("ewc-prox", lam=50.0, lr=0.1)
     fishers, anchors = [], []
     for t in range(2):
-        _jiggle(model, seed=t)
+        jiggle(model, seed=t)
         anchors.append(_numpy(model.parameters()))
         before = _numpy(m.A)
         m.consolidate(model, stream.tasks[t], stream)
         fishers.append([a - b for a, b in zip(_numpy(m.A), before)])
-    _jiggle(model, seed=7)
+    jiggle(model, seed=7)
     theta_prime = _numpy(model.parameters())
     m.after_step(model)
     got = _numpy(model.parameters())

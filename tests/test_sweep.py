@@ -1,6 +1,5 @@
 """Sweeps: grid parsing, the local pool and Ray giving the same results as run(), resume after failure or kill."""
 
-import json
 import os
 import shutil
 import signal
@@ -11,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from blackout.config import RunConfig

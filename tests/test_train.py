@@ -7,7 +7,7 @@ from sklearn.metrics import accuracy_score
 
 from blackout.data.sources import load_dataset
 from blackout.data.streams import Stream
-from blackout.models import build_model, n_params
+from blackout.models import build_model
 from blackout.train import batches, evaluate, run
 from tests.conftest import small
 
