@@ -137,11 +137,17 @@ def test_planted_power_law():
     assert pwc["ok"] and pwc["n_censored"] == int(cens.sum()) and lo < 0.5 < hi
 
 
-def test_seed_study_numbers_fit_both_laws_equally():
+def test_seed_study_numbers_cannot_test_a_law():
+    """The seed's two sizes (50 -> 5, 100 -> 10) fit any two-parameter law exactly: no law is claimed."""
     x = [50, 50, 100, 100]
     y = [5, 5, 10, 10]
-    lin = fit_linear(x, y, None, n_boot=20, sigma_min=1 / math.sqrt(12))
-    pw = fit_power(x, y, None, n_boot=20, sigma_min=1 / math.sqrt(12))
+    for fit in (fit_linear(x, y, None, n_boot=20, sigma_min=1 / math.sqrt(12)),
+                fit_power(x, y, None, n_boot=20, sigma_min=1 / math.sqrt(12))):
+        assert not fit["ok"] and fit["reason"] == "need at least 3 distinct x values, got 2"
+    # a third size makes both testable, and on exactly proportional data they fit equally well
+    x3, y3 = x + [200, 200], y + [20, 20]
+    lin = fit_linear(x3, y3, None, n_boot=20, sigma_min=1 / math.sqrt(12))
+    pw = fit_power(x3, y3, None, n_boot=20, sigma_min=1 / math.sqrt(12))
     assert lin["slope"] == pytest.approx(0.1) and pw["exponent"] == pytest.approx(1.0)
     assert lin["aic"] == pytest.approx(pw["aic"], abs=1e-6)
 
@@ -229,3 +235,10 @@ def test_analyze_groups_keeps_censored_and_is_json():
     assert analyze(results[:1], n_boot=10)["groups"][0]["label"] == "all runs"
     with pytest.raises(ValueError):
         analyze(results, axis="height")
+
+
+def test_group_labels_name_only_settings_the_method_uses():
+    runs = [run(f"e{w}", [w], 0, 5, 5, method="ewc", lam=lam) for w in (25, 50, 100) for lam in (5.0, 15.0)]
+    runs += [run(f"s{w}", [w], 0, None, 30, method="sgd", lam=15.0) for w in (25, 50, 100)]
+    labels = sorted(g["label"] for g in analyze(runs, n_boot=10)["groups"])
+    assert labels == ["method=ewc lam=15", "method=ewc lam=5", "method=sgd"]  # sgd has no strength

@@ -217,9 +217,17 @@ def _arrays(x, y, censored) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, y, c
 
 
+def _used_by(name: str, method: Any) -> bool:
+    """Whether a varying setting belongs in a group's label: method settings only where they apply."""
+    from .compare import METHOD_KEYS, USES
+
+    return name == "method" or name not in METHOD_KEYS or name in USES.get(method, METHOD_KEYS)
+
+
 def _degenerate(x: np.ndarray, c: np.ndarray) -> str:
-    if len(np.unique(x)) < 2:
-        return f"need at least 2 distinct x values, got {len(np.unique(x))}"
+    # two sizes always fit a line exactly: a law needs a third to be tested at all
+    if len(np.unique(x)) < 3:
+        return f"need at least 3 distinct x values, got {len(np.unique(x))}"
     if (~c).sum() < 2:
         return f"need at least 2 uncensored points, got {int((~c).sum())}"
     if len(np.unique(x[~c])) < 2:
@@ -448,7 +456,8 @@ def analyze(results: list[dict], axis: str = "width", n_boot: int = 1000, seed: 
     out_groups = []
     for key, runs in groups.items():
         settings = dict(key)
-        label = " ".join(f"{n}={_fmt(settings.get(n, '?'))}" for n in varying) or "all runs"
+        shown = [n for n in varying if _used_by(n, settings.get("method"))]
+        label = " ".join(f"{n}={_fmt(settings.get(n, '?'))}" for n in shown) or "all runs"
         points = []
         for r in runs:
             yv, cens = _outcome(r)
