@@ -71,6 +71,20 @@ def test_corrupt_data_file_is_named(tmp_path, mnist_dir):
     assert p.returncode == 2 and "t10k-images-idx3-ubyte.gz" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_file_and_flags_are_validated_together(tmp_path, capsys):
+    """lwf is valid only with a multi-head split stream: a file naming lwf and flags naming the stream."""
+    cfg = tmp_path / "lwf.toml"
+    cfg.write_text('[method]\nmethod = "lwf"\n[data]\ntasks = 3\n')
+    assert main(["run", "--config", str(cfg), "--stream", "split", "--multi-head", "--check"]) == 0
+    assert json.loads(capsys.readouterr().out)["method"]["method"] == "lwf"
+    assert main(["run", "--config", str(cfg), "--check"]) == 2
+    assert "lwf needs a multi-head split stream" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nlr = \"fast\"\n")
+    assert main(["run", "--config", str(bad)]) == 2
+    assert "bad.toml: lr: expected a number, got 'fast'" in capsys.readouterr().err
+
+
 def test_unreadable_config_names_file_and_line(tmp_path):
     f = tmp_path / "broken.toml"
     f.write_text("[train]\nlr = = 3\n")

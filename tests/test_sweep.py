@@ -64,8 +64,14 @@ def test_sweep_file_errors_name_file_line_and_field(tmp_path):
                  '[[grid]]\nmethod = ["sgd", "l2"]\n')
     union = load_spec(f).configs()  # one sgd run, not two: the union has no repeats
     assert [(c.method.method, c.method.lam) for c in union] == [("sgd", 15.0), ("ewc", 5.0), ("ewc", 15.0), ("l2", 15.0)]
-    with_seeds = load_spec(f).with_axis("seed", (0, 1))
-    assert len(with_seeds.configs()) == 8 and with_seeds.with_axis("seed", (3,)).base.seed == 3
+    with_seeds = load_spec(f).with_settings({"seed": (0, 1)})
+    assert len(with_seeds.configs()) == 8 and with_seeds.with_settings({"seed": (3,)}).base.seed == 3
+    # settings valid only together are applied together, from a file and from flags alike
+    f.write_text('[base]\nmethod = "lwf"\nstream = "split"\nmulti_head = true\ntasks = 5\n')
+    assert load_spec(f).base.method.method == "lwf"
+    together = SweepSpec(BASE).with_settings({"method": ("lwf",), "stream": ("split",), "multi_head": (True,),
+                                              "tasks": (5,), "seed": (0, 1)})
+    assert [c.seed for c in together.configs()] == [0, 1] and together.base.data.multi_head
 
 
 def test_local_pool_gives_the_same_numbers_as_run(tmp_path):

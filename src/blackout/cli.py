@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import __version__
-from .config import FIELD_INFO, FIELD_SECTION, FIELD_TYPE, SECTIONS, RunConfig, load_toml
+from .config import FIELD_INFO, FIELD_SECTION, FIELD_TYPE, SECTIONS, RunConfig, coerce, flat_settings, load_toml
 from .errors import BlackoutError, ConfigError
 from .presets import RUN_PRESETS, run_preset
 
@@ -60,13 +60,23 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
-    """defaults < preset < --config file < flags."""
-    cfg = RunConfig()
+    """defaults < preset < --config file < flags, merged first and validated once as a whole."""
+    settings: dict[str, Any] = {}
     if args.preset:
-        cfg = RunConfig.from_flat(run_preset(args.preset), cfg, where=f"preset {args.preset}: ")
+        settings.update(run_preset(args.preset))
     if args.config:
-        cfg = RunConfig.from_dict(load_toml(args.config), cfg, where=f"{args.config}: ")
-    return RunConfig.from_flat(given_settings(args), cfg, where="--")
+        where = f"{args.config}: "
+        settings.update({k.replace("-", "_"): _checked(k, v, where) for k, v in flat_settings(load_toml(args.config), where).items()})
+    settings.update({k: _checked(k, v, "--") for k, v in given_settings(args).items()})
+    return RunConfig.from_flat(settings)
+
+
+def _checked(key: str, value: Any, where: str) -> Any:
+    """The value in its field's type; errors name where it came from (the file, or a flag)."""
+    name = key.replace("-", "_")
+    if name not in FIELD_SECTION:
+        raise ConfigError(f"{where}unknown setting {key!r} (see `blackout run --help`)")
+    return coerce(name, value, where)
 
 
 # -- blackout run ---------------------------------------------------------------------------
@@ -155,8 +165,7 @@ def _spec_from_args(args: argparse.Namespace):
     flags = given_settings(args)
     if args.seeds:
         flags["seed"] = args.seeds
-    for key, raw in flags.items():
-        spec = spec.with_axis(key, parse_axis(key, raw, "--"))
+    spec = spec.with_settings({key: parse_axis(key, raw, "--") for key, raw in flags.items()})
     configs = spec.configs()  # every combination validated before any run starts
     return spec, configs
 

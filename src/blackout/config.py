@@ -130,16 +130,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, nested: dict[str, Any], base: RunConfig | None = None, where: str = "") -> RunConfig:
         """Build from ``{section: {field: value}}`` (TOML, stored JSON) or flat keys, or a mix."""
-        flat: dict[str, Any] = {}
-        for key, value in nested.items():
-            if key in SECTIONS and isinstance(value, dict):
-                for k, v in value.items():
-                    if k.replace("-", "_") not in {f.name for f in fields(SECTIONS[key])}:
-                        raise ConfigError(f"{where}unknown setting {key}.{k}")
-                    flat[k] = v
-            else:
-                flat[key] = value
-        return cls.from_flat(flat, base, where)
+        return cls.from_flat(flat_settings(nested, where), base, where)
 
     # -- identity -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -160,6 +151,20 @@ class RunConfig:
     @property
     def seed(self) -> int:
         return self.train.seed
+
+
+def flat_settings(nested: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """``{section: {field: value}}`` or flat keys, or a mix, as flat ``{field: value}``; unknown keys rejected."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for k, v in value.items():
+                if k.replace("-", "_") not in {f.name for f in fields(SECTIONS[key])}:
+                    raise ConfigError(f"{where}unknown setting {key}.{k}")
+                flat[k] = v
+        else:
+            flat[key] = value
+    return flat
 
 
 def _jsonable(v: Any) -> Any:

@@ -58,12 +58,17 @@ class SweepSpec:
                 out.setdefault(cfg.run_id, cfg)
         return list(out.values())
 
-    def with_axis(self, name: str, values: tuple[Any, ...]) -> SweepSpec:
-        """One value sets the base for every run; several make (or replace) an axis of every grid."""
-        if len(values) == 1:
-            base = RunConfig.from_flat({name: values[0]}, self.base, where="--")
-            return SweepSpec(base, tuple({k: v for k, v in g.items() if k != name} for g in self.grids), self.name)
-        return SweepSpec(self.base, tuple({**g, name: values} for g in self.grids), self.name)
+    def with_settings(self, values: dict[str, tuple[Any, ...]], where: str = "--") -> SweepSpec:
+        """One value sets the base for every run; several make (or replace) an axis of every grid.
+
+        The single values are applied together, so a valid combination (lwf with a multi-head split
+        stream) is never judged half-applied.
+        """
+        singles = {k: v[0] for k, v in values.items() if len(v) == 1}
+        axes = {k: v for k, v in values.items() if len(v) > 1}
+        base = RunConfig.from_flat(singles, self.base, where=where) if singles else self.base
+        grids = tuple({**{k: v for k, v in g.items() if k not in singles}, **axes} for g in self.grids)
+        return SweepSpec(base, grids, self.name)
 
     def to_dict(self) -> dict[str, Any]:
         plain = lambda vs: [list(v) if isinstance(v, tuple) else v for v in vs]
@@ -129,10 +134,14 @@ def load_spec(path: str | Path, base: RunConfig | None = None) -> SweepSpec:
     cfg = base or RunConfig()
     if "preset" in doc:
         cfg = RunConfig.from_flat(run_preset(doc["preset"]), cfg, where=where("preset"))
+    flat = {}
     for key, value in (doc.get("base") or {}).items():
-        section = value if isinstance(value, dict) else {key: value}
-        for k, v in section.items():
-            cfg = RunConfig.from_flat({k: v}, cfg, where=where(k))
+        for k, v in (value if isinstance(value, dict) else {key: value}).items():
+            name = k.replace("-", "_")
+            if name not in FIELD_SECTION:
+                raise ConfigError(f"{where(k)}unknown setting {k!r} (see `blackout run --help`)")
+            flat[name] = coerce(name, v, where(k))
+    cfg = RunConfig.from_flat(flat, cfg, where=f"{p}: [base] ")  # together: validity is of the whole
     spec = SweepSpec(cfg, parse_grids(doc.get("grid"), where), doc.get("study"))
     spec.configs()  # validate every combination before any run starts
     return spec
