@@ -127,6 +127,30 @@ def test_mas_importance_against_a_per_sample_loop():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
+def test_mas_importance_sums_over_tasks_and_anchors_at_the_last_weights():
+    """A = 2 (Omega_1 + Omega_2) on fisher_samples samples of each task, so (lambda/2) A = lambda Omega."""
+    cfg, stream, model, mas = _setup("mas", lam=2.0)
+    expect = [torch.zeros_like(p) for p in model.parameters()]
+    for t in range(2):
+        jiggle(model, seed=t)
+        state = mas.gen.get_state()
+        mas.consolidate(model, stream.tasks[t], stream)
+        probe = torch.Generator()
+        probe.set_state(state)
+        rows = torch.randperm(len(stream.split(stream.tasks[t], "train").y), generator=probe)[:40]
+        x, _ = stream.batch(stream.tasks[t], "train", rows)
+        for n in range(40):
+            out = model(x[n : n + 1]).pow(2).sum()
+            for e, g in zip(expect, torch.autograd.grad(out, list(model.parameters()))):
+                e += 2 * g.abs() / 40
+    for a, e, mu, p in zip(mas.A, expect, mas.mu, model.parameters()):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-7)
+        assert torch.equal(mu, p.detach())
+    jiggle(model, seed=5)
+    by_hand = 2.0 * sum((e / 2 * (p.detach() - mu) ** 2).sum() for e, p, mu in zip(expect, model.parameters(), mas.mu))
+    assert mas.penalty_value(model) == pytest.approx(by_hand.item(), rel=1e-4)
+
+
 def test_reservoir_holds_every_item_with_equal_probability():
     N, M, trials = 50, 10, 2000
     counts = np.zeros(N)
@@ -145,17 +169,58 @@ def test_reservoir_holds_every_item_with_equal_probability():
     assert len(small_mem) == 4 and sorted(small_mem.row.tolist()) == [0, 1, 2, 3]
 
 
-def test_replay_loss_is_the_mean_over_its_memory_batch():
+def test_replay_step_follows_the_mean_over_the_concatenated_batch():
+    """penalty + after_backward give the gradient of the mean loss over current and memory samples."""
     cfg, stream, model, rep = _setup("replay", memory=30, batch_size=20)
+    assert rep.penalty(model, torch.zeros(20, 1, 8, 8), stream.tasks[0]) is None  # empty memory
     rep.consolidate(model, stream.tasks[0], stream)
     rep.consolidate(model, stream.tasks[1], stream)
-    state = rep.gen.get_state()
-    got = rep.memory_loss(model)
-    rep.gen.set_state(state)
-    tasks, rows = rep.memory.draw(20)
-    xs, ys = zip(*(stream.batch(stream.tasks[t], "train", r[None]) for t, r in zip(tasks.tolist(), rows)))
-    assert got.item() == pytest.approx(F.cross_entropy(model(torch.cat(xs)), torch.cat(ys)).item(), rel=1e-6)
-    assert set(tasks.tolist()) <= {0, 1} and len(rep.memory) == 30
+    assert len(rep.memory) == 30 and rep.memory.seen == 2 * len(stream.split(stream.tasks[0], "train").y)
+    task = stream.tasks[2]
+    params = list(model.parameters())
+    for b in (20, 45):  # a memory batch as large as the training batch; all 30 held when it is larger
+        x, y = stream.batch(task, "train", torch.arange(b))
+        state = rep.gen.get_state()
+        model.zero_grad()
+        (F.cross_entropy(model(x), y) + rep.penalty(model, x, task)).backward()
+        rep.after_backward(model, task)
+        got = [p.grad.clone() for p in params]
+        rep.gen.set_state(state)
+        tasks, rows = rep.memory.draw(b)
+        assert len(rows) == min(b, 30)
+        xs, ys = zip(*(stream.batch(stream.tasks[t], "train", r[None]) for t, r in zip(tasks.tolist(), rows)))
+        mean = F.cross_entropy(model(torch.cat([x, *xs])), torch.cat([y, *ys]))  # one head: a plain concatenation
+        for g, e in zip(got, torch.autograd.grad(mean, params)):
+            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-7)
+
+
+def test_agem_after_backward_projects_the_model_gradient():
+    """The model's gradient becomes project(g, g_ref), g_ref recomputed here from the same memory draw."""
+    cfg, stream, model, agem = _setup("agem", memory=50, batch_size=20)
+    agem.consolidate(model, stream.tasks[0], stream)
+    params = list(model.parameters())
+    task = stream.tasks[1]
+    projected = 0
+    for step in range(6):
+        x, y = stream.batch(task, "train", torch.arange(20 * step, 20 * step + 20))
+        assert agem.penalty(model, x, task) is None
+        model.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        g = torch.cat([p.grad.reshape(-1) for p in params])
+        state = agem.gen.get_state()
+        agem.after_backward(model, task)
+        agem.gen.set_state(state)
+        tasks, rows = agem.memory.draw(20)
+        xm, ym = stream.batch(stream.tasks[0], "train", rows)
+        r = torch.cat([q.reshape(-1) for q in torch.autograd.grad(F.cross_entropy(model(xm), ym), params)])
+        got = torch.cat([p.grad.reshape(-1) for p in params])
+        torch.testing.assert_close(got, project(g, r), rtol=1e-5, atol=1e-7)
+        assert torch.dot(got, r) >= -1e-6 * g.norm() * r.norm()
+        projected += int(torch.dot(g, r) < 0)
+        with torch.no_grad():
+            for p in params:
+                p.sub_(0.5 * p.grad)
+    assert projected > 0  # the memory's loss did conflict with some steps
 
 
 def test_agem_projection():
@@ -166,6 +231,8 @@ def test_agem_projection():
     assert abs(torch.dot(out, r).item()) < 1e-6
     same = torch.tensor([1.0, 2.0, 0.0])
     assert project(same, r) is same  # no interference, no change
+    orth = torch.tensor([5.0, 1.0, -1.0])
+    assert project(orth, r) is orth  # g . g_ref = 0: no change either
 
 
 def test_lwf_distillation_and_its_stream_check():
@@ -174,9 +241,57 @@ def test_lwf_distillation_and_its_stream_check():
     p = np.exp(old.numpy() / T) / np.exp(old.numpy() / T).sum()
     logq = new.numpy() / T - np.log(np.exp(new.numpy() / T).sum())
     assert distillation(old, new, T).item() == pytest.approx(-(p * logq).sum() * T * T, rel=1e-6)
-    with pytest.raises(ConfigError, match="lwf needs a multi-head split stream"):
-        small(method="lwf")
+    for bad in ({}, {"stream": "split"}, {"stream": "permuted", "multi_head": True}):
+        with pytest.raises(ConfigError, match=r"^method: lwf needs a multi-head split stream"):
+            small(method="lwf", **bad)
     assert main(["run", "--method", "lwf", "--stream", "split"]) == 2
+
+
+def test_lwf_penalty_sums_the_old_heads_against_the_frozen_copy():
+    """Three tasks of two classes, one head each: on task 3's inputs, heads 1 and 2 distilled from the
+    copies taken after tasks 1 and 2 (the latest copy); head 3 is free."""
+    from blackout.data.sources import load_dataset
+    from blackout.data.streams import Stream
+    from blackout.models import build_model
+
+    cfg = small(method="lwf", stream="split", multi_head=True, tasks=3, lam=0.7, temperature=3.0)
+    stream = Stream(cfg.data, load_dataset("digits"), 0)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, (1, 8, 8), stream.n_out)
+    lwf = METHODS["lwf"](cfg, model)
+    assert lwf.penalty(model, torch.zeros(2, 1, 8, 8), stream.tasks[0]) is None  # first task: nothing to keep
+    for t in range(2):
+        jiggle(model, 0.3, seed=t)
+        lwf.consolidate(model, stream.tasks[t], stream)
+    frozen = [p.detach().clone() for p in model.parameters()]
+    jiggle(model, 0.3, seed=9)
+    x, _ = stream.batch(stream.tasks[2], "train", torch.arange(16))
+    got = lwf.penalty(model, x, stream.tasks[2])
+    h = x.reshape(16, -1).double()
+    w1, b1, w2, b2 = [f.double() for f in frozen]
+    old = torch.relu(h @ w1.T + b1) @ w2.T + b2
+    new = model(x).detach().double()
+    expect = 0.0
+    for head in (0, 1):
+        po = (old[:, 2 * head : 2 * head + 2] / 3.0).softmax(-1)
+        lq = (new[:, 2 * head : 2 * head + 2] / 3.0).log_softmax(-1)
+        expect += -(po * lq).sum(-1).mean().item() * 9.0
+    assert got.item() == pytest.approx(0.7 * expect, rel=1e-5)
+    assert all(not p.requires_grad for p in lwf.old.parameters())
+
+
+@pytest.mark.parametrize("settings,field", [
+    ({"method": "si", "xi": 0.0}, "xi"),
+    ({"method": "replay", "memory": 0}, "memory"),
+    ({"method": "agem", "memory": -5}, "memory"),
+    ({"method": "lwf", "stream": "split", "multi_head": True, "temperature": 0.0}, "temperature"),
+    ({"method": "ewc-l1", "prox": True, "optimizer": "adam"}, "optimizer"),
+    ({"method": "ewc-prox", "optimizer": "adam"}, "optimizer"),
+    ({"method": "mas", "fisher_samples": 0}, "fisher_samples"),
+])
+def test_bad_settings_name_the_field(settings, field):
+    with pytest.raises(ConfigError, match=rf"^{field}: "):
+        small(**settings)
 
 
 COMMON = dict(tasks=4, hidden=(64,), iterations=250, lr=0.05, fisher_samples=300, stop_on_blackout=False)
@@ -188,23 +303,35 @@ def sgd_task1():
 
 
 @pytest.mark.parametrize("method,kw,margin", [
-    ("ewc-l1", {"lam": 5.0}, 0.3),               # measured 0.82 vs sgd 0.30
-    ("ewc-l1", {"lam": 5.0, "prox": True}, 0.3),  # 0.86
-    ("ewc-prox", {"lam": 15.0}, 0.25),           # 0.72
-    ("si", {"lam": 20.0}, 0.25),                 # 0.74
-    ("mas", {"lam": 1.0}, 0.3),                  # 0.84
-    ("replay", {"memory": 200}, 0.3),            # 0.84
-    ("agem", {"memory": 200}, 0.12),             # 0.53
+    ("ewc-l1", {"lam": 5.0}, 0.3),
+    ("ewc-l1", {"lam": 5.0, "prox": True}, 0.3),
+    ("ewc-prox", {"lam": 15.0}, 0.25),
+    ("si", {"lam": 20.0}, 0.25),
+    ("mas", {"lam": 1.0}, 0.3),
+    ("replay", {"memory": 200}, 0.3),
+    ("agem", {"memory": 200}, 0.12),
 ])
 def test_method_forgets_task_one_less_than_sgd(method, kw, margin, sgd_task1):
-    got = run(small(method=method, **COMMON, **kw)).acc[-1, 0]
+    """Permuted digits, 4 tasks: task 1's accuracy after task 4, seed 0 (seeds 1 and 2 in brackets).
+
+    Measured: sgd 0.30 (0.37, 0.44); ewc-l1 0.82 (0.82, 0.81), with prox 0.86 (0.85, 0.82);
+    ewc-prox 0.72 (0.78, 0.73); si 0.74 (0.81, 0.73); mas 0.84 (0.84, 0.81); replay 0.84 (0.83, 0.80);
+    agem 0.53 (0.57, 0.59). The largest stability number of these settings is 1.10 (si; 1.36 at seed 2),
+    so none is in the step-size-unstable regime.
+    """
+    res = run(small(method=method, **COMMON, **kw))
+    got = res.acc[-1, 0]
     assert got > sgd_task1 + margin, (method, got, sgd_task1)
+    assert all(d["stability"] is None or d["stability"] < 2 for d in res.diagnostics)
 
 
 def test_lwf_keeps_old_heads_better_than_sgd():
-    """Multi-head split digits: mean accuracy of tasks 1-3 after task 5, measured 0.968 vs sgd 0.918."""
+    """Multi-head split digits, 5 tasks, seed 0. After task 5, task 1: lwf 0.917 vs sgd 0.889; tasks 1-3
+    mean: 0.968 vs 0.918 (seeds 1, 2: 0.995 vs 0.981, 1.000 vs 0.902). At lam=3 and this lr=0.3 the
+    summed distillation terms make the step unstable and the old heads collapse to chance instead."""
     c = dict(stream="split", multi_head=True, tasks=5, hidden=(32,), iterations=300, lr=0.3,
              activation="tanh", stop_on_blackout=False)
-    sgd = run(small(method="sgd", **c)).acc[-1, :3].mean()
-    lwf = run(small(method="lwf", lam=1.0, **c)).acc[-1, :3].mean()
-    assert lwf > sgd + 0.02, (lwf, sgd)
+    sgd = run(small(method="sgd", **c)).acc[-1]
+    lwf = run(small(method="lwf", lam=1.0, **c)).acc[-1]
+    assert lwf[0] > sgd[0], (lwf, sgd)
+    assert lwf[:3].mean() > sgd[:3].mean() + 0.02, (lwf, sgd)

@@ -4,11 +4,18 @@
 through each task's transform when drawn, so the memory costs a few kilobytes. It is filled by
 reservoir sampling (Vitter 1985, Algorithm R), so every training sample seen so far is held with
 equal probability size / seen. The loop does not hand methods the rows it trains on, so each task's
-samples enter the reservoir after the task, in a seeded random order.
+training set enters the reservoir in ``consolidate``, after the task, once per row, in a seeded random
+order. When a later task reads it, the memory is therefore the same uniform sample of all past rows
+that streaming each row once during training would give; the one difference is that a task's own
+rows are not in the memory while it trains, where they would only repeat the current batch.
 
-- ``replay`` (Chaudhry et al. 2019, "On tiny episodic memories"; Rolnick et al. 2019): every step adds
-  the mean loss of a memory batch as large as the training batch, so current and memory samples
-  weigh equally.
+- ``replay`` (Chaudhry et al. 2019, "On tiny episodic memories"; Rolnick et al. 2019): every step
+  trains on the current batch (B samples) and a memory batch (M = min(B, memory held) samples, each
+  through its own task's transform and head) as one batch, i.e. on the mean over all B + M samples
+  (B L_cur + M L_mem) / (B + M). The loop's loss is L_cur + penalty and ``penalty`` never sees the
+  labels, so it cannot return the exact difference M (L_mem - L_cur) / (B + M). Instead it returns
+  (M / B) L_mem, whose sum with L_cur is (B + M) / B times that mean, and ``after_backward`` scales
+  the gradient by B / (B + M): the optimizer receives exactly the concatenated batch's gradient.
 - ``agem`` (Chaudhry et al., ICLR 2019, Eq. 11): if the step's gradient g would raise the loss on a
   memory batch (g . g_ref < 0), it is projected to g - (g . g_ref / g_ref . g_ref) g_ref.
 """
@@ -59,10 +66,11 @@ class Replay(Method):
         self.memory = Memory(cfg.method.memory, self.gen)
         self.stream = None
         self.batch_size = cfg.train.batch_size
+        self.scale = 1.0  # B / (B + M) of the current step
 
-    def memory_loss(self, model) -> torch.Tensor:
-        """Mean cross-entropy of a memory batch, each sample through its own task's transform and head."""
-        tasks, rows = self.memory.draw(self.batch_size)
+    def memory_loss(self, model, n: int) -> torch.Tensor:
+        """Mean cross-entropy of ``n`` memory samples, each through its own task's transform and head."""
+        tasks, rows = self.memory.draw(n)
         total = 0.0
         for t in tasks.unique().tolist():
             task = self.stream.tasks[t]
@@ -71,7 +79,18 @@ class Replay(Method):
         return total / len(rows)
 
     def penalty(self, model, x, task):
-        return self.memory_loss(model) if len(self.memory) else None
+        self.scale = 1.0
+        if not len(self.memory):
+            return None
+        b, m = x.shape[0], min(x.shape[0], len(self.memory))
+        self.scale = b / (b + m)
+        return (m / b) * self.memory_loss(model, m)
+
+    def after_backward(self, model, task) -> None:
+        if self.scale != 1.0:
+            for p in model.parameters():
+                if p.grad is not None:
+                    p.grad.mul_(self.scale)
 
     def consolidate(self, model, task, stream):
         self.stream = stream
@@ -90,9 +109,9 @@ class AGEM(Replay):
         if not len(self.memory):
             return
         params = [p for p in model.parameters() if p.grad is not None]
-        ref = torch.autograd.grad(self.memory_loss(model), params)
+        ref = torch.autograd.grad(self.memory_loss(model, self.batch_size), params, allow_unused=True)
         g = torch.cat([p.grad.reshape(-1) for p in params])
-        r = torch.cat([q.reshape(-1) for q in ref])
+        r = torch.cat([torch.zeros_like(p).reshape(-1) if q is None else q.reshape(-1) for p, q in zip(params, ref)])
         projected = project(g, r)
         if projected is not g:
             offset = 0

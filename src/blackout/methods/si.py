@@ -8,6 +8,8 @@ weights after the last task. Here c = ``lam`` and A = 2 Omega, so (lambda/2) A m
 
 The loop's gradient includes the SI penalty; the task-loss gradient is recovered by subtracting the
 penalty's gradient in closed form, lambda A (theta_prev - theta~), at the pre-step weights.
+delta_theta is the step actually taken, so the path integral holds for Adam as for SGD. As in the
+paper omega is not clipped: a weight that noise moved mostly uphill gets a negative importance.
 """
 
 from __future__ import annotations
