@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import __version__
-from .config import FIELD_INFO, FIELD_SECTION, FIELD_TYPE, SECTIONS, RunConfig, coerce, flat_settings, load_toml
+from .config import FIELD_INFO, FIELD_SECTION, FIELD_TYPE, SECTIONS, RunConfig, checked_setting, flat_settings, load_toml
 from .errors import BlackoutError, ConfigError
 from .presets import RUN_PRESETS, run_preset
 
@@ -66,17 +66,9 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         settings.update(run_preset(args.preset))
     if args.config:
         where = f"{args.config}: "
-        settings.update({k.replace("-", "_"): _checked(k, v, where) for k, v in flat_settings(load_toml(args.config), where).items()})
-    settings.update({k: _checked(k, v, "--") for k, v in given_settings(args).items()})
+        settings.update(checked_setting(k, v, where) for k, v in flat_settings(load_toml(args.config), where).items())
+    settings.update(checked_setting(k, v, "--") for k, v in given_settings(args).items())
     return RunConfig.from_flat(settings)
-
-
-def _checked(key: str, value: Any, where: str) -> Any:
-    """The value in its field's type; errors name where it came from (the file, or a flag)."""
-    name = key.replace("-", "_")
-    if name not in FIELD_SECTION:
-        raise ConfigError(f"{where}unknown setting {key!r} (see `blackout run --help`)")
-    return coerce(name, value, where)
 
 
 # -- blackout run ---------------------------------------------------------------------------

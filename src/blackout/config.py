@@ -119,11 +119,8 @@ class RunConfig:
         base = base or cls()
         per_section: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
         for key, raw in values.items():
-            name = key.replace("-", "_")
-            section = FIELD_SECTION.get(name)
-            if section is None:
-                raise ConfigError(f"{where}unknown setting {key!r} (see `blackout run --help`)")
-            per_section[section][name] = coerce(name, raw, where)
+            name, value = checked_setting(key, raw, where)
+            per_section[FIELD_SECTION[name]][name] = value
         parts = {s: dataclasses.replace(getattr(base, s), **kw) for s, kw in per_section.items()}
         return cls(**parts)
 
@@ -151,6 +148,14 @@ class RunConfig:
     @property
     def seed(self) -> int:
         return self.train.seed
+
+
+def checked_setting(key: str, raw: Any, where: str = "") -> tuple[str, Any]:
+    """(field name, value in the field's type); errors name ``where`` the setting came from."""
+    name = key.replace("-", "_")
+    if name not in FIELD_SECTION:
+        raise ConfigError(f"{where}unknown setting {key!r} (see `blackout run --help`)")
+    return name, coerce(name, raw, where)
 
 
 def flat_settings(nested: dict[str, Any], where: str = "") -> dict[str, Any]:

@@ -111,9 +111,8 @@ def train_task_stacked(exps: list[Experiment], t: int) -> list[float]:
 def _stacked_batch(exps: list[Experiment], tasks, rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Every member's training batch, flattened: (M, B, inputs) and (M, B).
 
-    Permuted tasks share one row gather for all members, then each member's pixel permutation
-    (the same index_select as ``Task.transform``, so the inputs are identical); others go through
-    their own stream.
+    Permuted tasks share one row gather for all members, then each member's ``Task.transform``, so
+    the inputs are identical to a single run's; other streams go through each member's own stream.
     """
     split = exps[0].stream.split(tasks[0], "train")
     if all(task.angle == 0 and task.classes is None for task in tasks):
@@ -122,7 +121,7 @@ def _stacked_batch(exps: list[Experiment], tasks, rows: list[torch.Tensor]) -> t
         x = flat.index_select(0, src).view(len(rows), -1, flat.shape[1])  # (M, B, P)
         for m, task in enumerate(tasks):
             if task.perm is not None:
-                x[m] = x[m].reshape(-1, task.perm.numel()).index_select(1, task.perm).view_as(x[m])
+                x[m] = task.transform(x[m])  # the same index_select as a single run's batch
         return x, torch.stack([split.y.index_select(0, r) for r in rows])
     xs, ys = zip(*(e.stream.batch(task, "train", r) for e, task, r in zip(exps, tasks, rows)))
     return torch.stack(xs).flatten(2), torch.stack(ys)

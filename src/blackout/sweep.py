@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .config import FIELD_SECTION, FIELD_TYPE, RunConfig, coerce, load_toml
+from .config import FIELD_SECTION, FIELD_TYPE, RunConfig, checked_setting, coerce, load_toml
 from .errors import ConfigError
 from .presets import run_preset
 from .store import Store
@@ -134,13 +134,8 @@ def load_spec(path: str | Path, base: RunConfig | None = None) -> SweepSpec:
     cfg = base or RunConfig()
     if "preset" in doc:
         cfg = RunConfig.from_flat(run_preset(doc["preset"]), cfg, where=where("preset"))
-    flat = {}
-    for key, value in (doc.get("base") or {}).items():
-        for k, v in (value if isinstance(value, dict) else {key: value}).items():
-            name = k.replace("-", "_")
-            if name not in FIELD_SECTION:
-                raise ConfigError(f"{where(k)}unknown setting {k!r} (see `blackout run --help`)")
-            flat[name] = coerce(name, v, where(k))
+    flat = dict(checked_setting(k, v, where(k)) for key, value in (doc.get("base") or {}).items()
+                for k, v in (value if isinstance(value, dict) else {key: value}).items())
     cfg = RunConfig.from_flat(flat, cfg, where=f"{p}: [base] ")  # together: validity is of the whole
     spec = SweepSpec(cfg, parse_grids(doc.get("grid"), where), doc.get("study"))
     spec.configs()  # validate every combination before any run starts
