@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special, stats
 
+from .detect import first_unstable
+
 AXES = ("width", "depth", "params")
 
 # Blackout tasks are integers: a residual spread below the rounding error of an integer
@@ -369,12 +371,10 @@ def stability_agreement(results: list[dict], threshold: float = 2.0) -> dict:
     """
     runs = []
     for r in results:
-        first = None
-        for d in sorted(r.get("diagnostics") or [], key=lambda d: d.get("task", 0)):
-            s = d.get("stability")
-            if s is not None and isinstance(s, (int, float)) and math.isfinite(s) and s >= threshold:
-                first = int(d["task"])
-                break
+        diags = sorted(r.get("diagnostics") or [], key=lambda d: d.get("task", 0))
+        finite = [s if isinstance(s, (int, float)) and math.isfinite(s) else None for s in (d.get("stability") for d in diags)]
+        index = first_unstable(finite, threshold)  # 1-based position in task order
+        first = None if index is None else int(diags[index - 1]["task"])
         bt = (r.get("blackout") or {}).get("task")
         bt = None if bt is None else int(bt)
         both = first is not None and bt is not None

@@ -47,10 +47,6 @@ class Result:
     def tasks_run(self) -> int:
         return int(self.acc.shape[0])
 
-    @property
-    def blackout_task(self) -> int | None:
-        return self.blackout.get("task")
-
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["acc"] = [[None if math.isnan(v) else float(v) for v in row] for row in self.acc.tolist()]

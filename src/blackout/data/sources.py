@@ -30,7 +30,6 @@ import torch
 from ..errors import DataError
 
 NAMES = ("digits", "mnist", "fashion-mnist")
-IDX_NAMES = ("mnist", "fashion-mnist")
 N_CLASSES = 10
 
 # Roles of the four IDX files, with the stem of each file's standard name.
