@@ -1,10 +1,12 @@
 """Run configuration: frozen, typed, validated once at the edge.
 
-A run is described by five sections (data, model, method, train, blackout). Every field has a
-one-line help string that the CLI reuses, and every field name is unique across sections, so a
-setting can be named flat (``lam=15``) on the command line, in a TOML file or in a sweep grid.
-Derived values are properties. A run's identity is a hash of its canonical JSON and the package
-version, so a sweep knows what it has already done.
+A run is described by five sections (data, model, method, train, blackout). The method section
+holds the method's name and only that method's own settings, which the method declares on its
+class (``Method.settings``); the other sections are fixed dataclasses. Every setting has a
+one-line help string that the CLI reuses, and every name is unique across sections, so a setting
+can be named flat (``lam=15``) on the command line, in a TOML file or in a sweep grid. Derived
+values are properties. A run's identity is a hash of its canonical JSON and the package version,
+so a sweep knows what it has already done.
 """
 
 from __future__ import annotations
@@ -12,97 +14,152 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any
 
 from . import __version__
 from .errors import ConfigError
+from .experiment.methods import registry
+from .settings import Setting
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
-STREAMS = ("permuted", "split", "rotated")
-ARCHS = ("mlp", "cnn")
-ACTIVATIONS = ("relu", "tanh", "sigmoid")
-OPTIMIZERS = ("sgd", "adam")
-FISHER_LABELS = ("sampled", "empirical", "expected")
-EWC_FORMS = ("merged", "separate")
+DATASET_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
+N_CLASSES = 10
 
 
-def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    meta = {"help": help, "choices": choices}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: default, metadata=meta)
-    return field(default=default, metadata=meta)
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None, check=None, expected: str = "") -> Any:
+    return field(default=default, metadata={"setting": Setting(default, help, choices, check, expected)})
 
 
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = _f("digits", "dataset: digits (embedded, 8x8), mnist or fashion-mnist (28x28 IDX files)", DATASETS)
-    stream: str = _f("permuted", "task stream: permuted pixels, split classes or rotated images", STREAMS)
-    tasks: int = _f(10, "number of tasks in the sequence")
+    stream: str = _f("permuted", "task stream: permuted pixels, split classes or rotated images",
+                     ("permuted", "split", "rotated"))
+    tasks: int = _f(10, "number of tasks in the sequence", check=lambda n: n >= 1, expected="at least 1")
     keep_first: bool = _f(False, "permuted: leave task 1 unpermuted (the original images)")
-    classes_per_task: int = _f(2, "split: classes in each task (tasks x classes_per_task <= classes)")
+    classes_per_task: int = _f(2, "split: classes in each task (tasks x classes_per_task <= 10)",
+                               check=lambda n: n >= 2, expected="at least 2 (a one-class task is solved by a constant output)")
     multi_head: bool = _f(False, "split: one output head per task (task-incremental) instead of one shared head")
-    angle_step: float = _f(10.0, "rotated: task t is rotated by t x angle_step degrees")
-    train_limit: int = _f(0, "use only the first N training images (0: all); the test set is unchanged")
-    test_limit: int = _f(0, "evaluate on the first N test images of each task (0: all)")
+    angle_step: float = _f(10.0, "rotated: task t is rotated by (t - 1) x angle_step degrees")
+    train_limit: int = _f(0, "use only the first N training images (0: all); the test set is unchanged",
+                          check=lambda n: n >= 0, expected=">= 0")
+    test_limit: int = _f(0, "evaluate on the first N test images of each task (0: all)",
+                         check=lambda n: n >= 0, expected=">= 0")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = _f("mlp", "network: mlp (fully connected) or cnn (small convolutional net)", ARCHS)
-    hidden: tuple[int, ...] = _f((100,), "hidden layer widths, e.g. 50 or 400,400 (cnn: widths of its dense layers)")
-    activation: str = _f("relu", "hidden activation", ACTIVATIONS)
-    channels: tuple[int, ...] = _f((16, 32), "cnn: output channels of each 3x3 conv + 2x2 max-pool block")
+    arch: str = _f("mlp", "network: mlp (fully connected) or cnn (small convolutional net)", ("mlp", "cnn"))
+    hidden: tuple[int, ...] = _f((100,), "hidden layer widths, e.g. 50 or 400,400 (cnn: widths of its dense layers)",
+                                 check=lambda h: len(h) >= 1 and all(w >= 1 for w in h),
+                                 expected="one or more widths >= 1")
+    activation: str = _f("relu", "hidden activation", ("relu", "tanh", "sigmoid"))
+    channels: tuple[int, ...] = _f((16, 32), "cnn: output channels of each 3x3 conv + 2x2 max-pool block",
+                                   check=lambda h: len(h) >= 1 and all(w >= 1 for w in h),
+                                   expected="one or more channel counts >= 1")
+    gating: float = _f(0.0, "xdg: fraction of each hidden layer silenced per task by a fixed random mask "
+                            "(context-dependent gating, Masse et al. 2018; the task identity is then used at "
+                            "test time too); 0: off", check=lambda g: 0 <= g < 1, expected="0 <= gating < 1")
 
 
 @dataclass(frozen=True)
 class MethodConfig:
-    method: str = _f("ewc", "continual-learning method (see `blackout methods`)")
-    lam: float = _f(15.0, "penalty strength lambda (EWC: (lambda/2) sum F (theta - theta*)^2; SI: c)")
-    gamma: float = _f(1.0, "online-ewc: decay of the running Fisher per task (1 = no decay)")
-    ewc_form: str = _f("merged", "ewc: one merged quadratic (constant cost) or one term per past task", EWC_FORMS)
-    fisher_samples: int = _f(200, "training samples used to estimate the diagonal Fisher")
-    fisher_labels: str = _f("sampled", "Fisher labels: sampled from the model, the true (empirical) ones, or the expectation over classes", FISHER_LABELS)
-    xi: float = _f(0.1, "si: damping xi of the path-integral importance")
-    memory: int = _f(500, "replay/agem: total episodic-memory size in samples (reservoir sampling)")
-    temperature: float = _f(2.0, "lwf: distillation temperature")
-    prox: bool = _f(False, "ewc-l1: apply the penalty as a proximal soft-threshold step instead of its subgradient")
+    """The method's name and its own settings (``options``: (name, value) pairs, complete, sorted)."""
+
+    method: str = "ewc"
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def __getattr__(self, name: str) -> Any:
+        for key, value in object.__getattribute__(self, "options"):
+            if key == name:
+                return value
+        raise AttributeError(f"method {self.method!r} has no setting {name!r}")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, **{k: _jsonable(v) for k, v in self.options}}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    optimizer: str = _f("sgd", "optimizer", OPTIMIZERS)
-    lr: float = _f(0.1, "learning rate")
-    batch_size: int = _f(100, "mini-batch size")
+    optimizer: str = _f("sgd", "optimizer", ("sgd", "adam"))
+    lr: float = _f(0.1, "learning rate", check=lambda v: v > 0, expected="a learning rate > 0")
+    batch_size: int = _f(100, "mini-batch size", check=lambda n: n >= 1, expected="at least 1")
     iterations: int = _f(800, "optimizer steps per task (ignored when epochs > 0)")
-    epochs: float = _f(0.0, "passes over each task's training set (0: use iterations)")
-    seed: int = _f(0, "seed of weights, permutations, batches and Fisher labels")
+    epochs: float = _f(0.0, "passes over each task's training set (0: use iterations)",
+                       check=lambda v: v >= 0, expected=">= 0")
+    seed: int = _f(0, "seed of weights, permutations, batches and Fisher labels", check=lambda n: n >= 0,
+                   expected="a seed >= 0")
     eval_all: bool = _f(False, "after each task evaluate every task, also future ones (forward transfer)")
 
 
 @dataclass(frozen=True)
 class BlackoutConfig:
-    margin: float = _f(0.1, "blackout: every task so far scores at most chance + margin")
-    retain_frac: float = _f(0.9, "a task is retained while its accuracy is >= this fraction of its just-learned accuracy")
+    margin: float = _f(0.1, "blackout: every task so far scores at most its chance level + margin",
+                       check=lambda v: 0 <= v < 1, expected="0 <= margin < 1")
+    retain_frac: float = _f(0.9, "a task is retained while its accuracy is >= this fraction of its just-learned accuracy",
+                            check=lambda v: 0 < v <= 1, expected="0 < retain_frac <= 1")
     stop_on_blackout: bool = _f(True, "stop the run at the blackout task")
 
 
-SECTIONS: dict[str, type] = {
-    "data": DataConfig,
-    "model": ModelConfig,
-    "method": MethodConfig,
-    "train": TrainConfig,
-    "blackout": BlackoutConfig,
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig,
+                             "train": TrainConfig, "blackout": BlackoutConfig}
+FIXED: dict[str, tuple[str, Setting]] = {
+    f.name: (section, f.metadata["setting"]) for section, cls in SECTIONS.items() if section != "method"
+    for f in fields(cls)
 }
+METHOD_FIELD = Setting("ewc", "continual-learning method (see `blackout methods`)")
+
+
+def method_settings() -> dict[str, tuple[Setting, list[str]]]:
+    """Every method setting name: its declaration and the methods that have it.
+
+    Names must not clash with the fixed sections', and one name has one type across methods.
+    """
+    out: dict[str, tuple[Setting, list[str]]] = {}
+    for name, cls in registry().items():
+        for key, s in cls.settings.items():
+            if key in FIXED or key == "method":
+                raise ConfigError(f"method {name}: setting {key!r} clashes with the {FIXED[key][0] if key in FIXED else 'method'} "
+                                  "section's setting of that name")
+            if key in out and out[key][0].kind is not s.kind:
+                raise ConfigError(f"method {name}: setting {key!r} is {s.describe()}, but {out[key][1][0]} declares "
+                                  f"it as {out[key][0].describe()}")
+            out.setdefault(key, (s, []))[1].append(name)
+    return out
+
+
+def known(name: str) -> bool:
+    return name in FIXED or name == "method" or name in method_settings()
+
+
+def setting_of(name: str) -> Setting:
+    """The declaration of a flat setting name (for a method setting, its first declaring method's)."""
+    if name == "method":
+        return METHOD_FIELD
+    if name in FIXED:
+        return FIXED[name][1]
+    return method_settings()[name][0]
+
+
+def checked_setting(key: str, raw: Any, where: str = "") -> tuple[str, Any]:
+    """(setting name, value in its type); errors name ``where`` the setting came from."""
+    name = key.replace("-", "_") if isinstance(key, str) else key
+    if not isinstance(name, str) or not known(name):
+        raise ConfigError(f"{where}unknown setting {key!r} (see `blackout run --help`)")
+    return name, setting_of(name).coerce(raw, f"{where}{name}")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
+    method: MethodConfig = field(default_factory=lambda: _method_config("ewc", {}))
     train: TrainConfig = field(default_factory=TrainConfig)
     blackout: BlackoutConfig = field(default_factory=BlackoutConfig)
 
@@ -111,27 +168,42 @@ class RunConfig:
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_flat(cls, values: dict[str, Any], base: RunConfig | None = None, where: str = "") -> RunConfig:
-        """Build from flat ``{field: value}`` settings applied over ``base`` (default config).
+    def from_flat(cls, values: dict[str, Any], base: RunConfig | None = None, where: str = "",
+                  strict: bool = True) -> RunConfig:
+        """Build from flat ``{setting: value}`` applied over ``base`` (default config).
 
-        ``where`` names the source (a file, "flag") in error messages.
+        ``where`` names the source (a file, "--") in error messages. A method setting the chosen
+        method does not have is an error when ``strict``, else dropped (a preset's or a sweep
+        base's settings apply to the methods that have them).
         """
         base = base or cls()
-        per_section: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
-        for key, raw in values.items():
-            name, value = checked_setting(key, raw, where)
-            per_section[FIELD_SECTION[name]][name] = value
+        given = dict(checked_setting(k, v, where) for k, v in values.items())
+        per_section: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS if s != "method"}
+        for name, value in given.items():
+            if name in FIXED:
+                per_section[FIXED[name][0]][name] = value
+        method = given.get("method", base.method.method)
+        own = dict(base.method.options) if method == base.method.method else {}
+        for name, value in given.items():
+            if name not in FIXED and name != "method":
+                if name in registry().get(method, _NoMethod).settings:
+                    own[name] = value
+                elif strict:
+                    raise ConfigError(f"{where}{name}: not a setting of method {method!r} ({_settings_of(method)})")
         parts = {s: dataclasses.replace(getattr(base, s), **kw) for s, kw in per_section.items()}
-        return cls(**parts)
+        return cls(method=_method_config(method, own, where), **parts)
 
     @classmethod
-    def from_dict(cls, nested: dict[str, Any], base: RunConfig | None = None, where: str = "") -> RunConfig:
+    def from_dict(cls, nested: dict[str, Any], base: RunConfig | None = None, where: str = "", strict: bool = True) -> RunConfig:
         """Build from ``{section: {field: value}}`` (TOML, stored JSON) or flat keys, or a mix."""
-        return cls.from_flat(flat_settings(nested, where), base, where)
+        return cls.from_flat(flat_settings(nested, where), base, where, strict)
 
     # -- identity -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {s: {f.name: _jsonable(getattr(getattr(self, s), f.name)) for f in fields(SECTIONS[s])} for s in SECTIONS}
+        out = {s: {f.name: _jsonable(getattr(getattr(self, s), f.name)) for f in fields(SECTIONS[s])}
+               for s in SECTIONS if s != "method"}
+        out["method"] = self.method.to_dict()
+        return {s: out[s] for s in SECTIONS}
 
     def flat(self) -> dict[str, Any]:
         return {k: v for sec in self.to_dict().values() for k, v in sec.items()}
@@ -150,21 +222,36 @@ class RunConfig:
         return self.train.seed
 
 
-def checked_setting(key: str, raw: Any, where: str = "") -> tuple[str, Any]:
-    """(field name, value in the field's type); errors name ``where`` the setting came from."""
-    name = key.replace("-", "_")
-    if name not in FIELD_SECTION:
-        raise ConfigError(f"{where}unknown setting {key!r} (see `blackout run --help`)")
-    return name, coerce(name, raw, where)
+class _NoMethod:
+    settings: dict = {}
+
+
+def _settings_of(method: str) -> str:
+    names = sorted(registry().get(method, _NoMethod).settings)
+    return f"its settings: {', '.join(names)}" if names else "it has no settings"
+
+
+def _method_config(method: str, own: dict[str, Any], where: str = "") -> MethodConfig:
+    methods = registry()
+    if method not in methods:
+        raise ConfigError(f"{where}method: expected one of {', '.join(sorted(methods))}, got {method!r}")
+    declared = methods[method].settings
+    values = {k: s.default for k, s in declared.items()}
+    values.update(own)
+    return MethodConfig(method, tuple(sorted(values.items())))
 
 
 def flat_settings(nested: dict[str, Any], where: str = "") -> dict[str, Any]:
     """``{section: {field: value}}`` or flat keys, or a mix, as flat ``{field: value}``; unknown keys rejected."""
+    if not isinstance(nested, dict):
+        raise ConfigError(f"{where}expected a table of settings, got {type(nested).__name__}")
     flat: dict[str, Any] = {}
     for key, value in nested.items():
         if key in SECTIONS and isinstance(value, dict):
             for k, v in value.items():
-                if k.replace("-", "_") not in {f.name for f in fields(SECTIONS[key])}:
+                name = k.replace("-", "_")
+                in_section = (FIXED.get(name, ("",))[0] == key) if key != "method" else (name == "method" or name in method_settings())
+                if not in_section:
                     raise ConfigError(f"{where}unknown setting {key}.{k}")
                 flat[k] = v
         else:
@@ -176,100 +263,78 @@ def _jsonable(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
-FIELD_SECTION: dict[str, str] = {}
-FIELD_INFO: dict[str, dataclasses.Field] = {}
-FIELD_TYPE: dict[str, Any] = {}
-for _section, _cls in SECTIONS.items():
-    _hints = get_type_hints(_cls)
-    for _fld in fields(_cls):
-        assert _fld.name not in FIELD_SECTION, f"duplicate setting name {_fld.name}"
-        FIELD_SECTION[_fld.name] = _section
-        FIELD_INFO[_fld.name] = _fld
-        FIELD_TYPE[_fld.name] = _hints[_fld.name]
-
-
-def coerce(name: str, raw: Any, where: str = "") -> Any:
-    """Turn a TOML value or a command-line string into the field's type, or raise ConfigError."""
-    typ = FIELD_TYPE[name]
-    what = f"{where}{name}"
-    try:
-        if get_origin(typ) is tuple:
-            (inner, _) = get_args(typ)
-            items = raw.split(",") if isinstance(raw, str) else raw if isinstance(raw, (list, tuple)) else [raw]
-            return tuple(_scalar(inner, x) for x in items if not (isinstance(x, str) and x.strip() == ""))
-        return _scalar(typ, raw)
-    except (TypeError, ValueError):
-        expected = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-        inner = get_args(typ)[0] if get_origin(typ) is tuple else typ
-        kind = "a comma-separated list of integers" if get_origin(typ) is tuple else expected[inner]
-        raise ConfigError(f"{what}: expected {kind}, got {raw!r}") from None
-
-
-def _scalar(typ: type, raw: Any) -> Any:
-    if typ is bool:
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return raw.lower() in ("true", "yes", "1", "on")
-        raise ValueError(raw)
-    if typ is int:
-        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-            raise ValueError(raw)
-        return int(raw)
-    if typ is float:
-        if isinstance(raw, bool):
-            raise ValueError(raw)
-        return float(raw)
-    if typ is str:
-        if not isinstance(raw, str):
-            raise ValueError(raw)
-        return raw
-    raise TypeError(typ)
-
-
 def validate(c: RunConfig) -> None:
-    """Check every field's domain; raise ConfigError naming the first bad one."""
-    from .methods import METHODS  # the registry; imported late to keep config import-light
+    """Check every setting's domain, the combinations and the sizes; raise ConfigError naming the first bad one."""
+    for section in SECTIONS:
+        if section == "method":
+            continue
+        for f in fields(SECTIONS[section]):
+            f.metadata["setting"].validate(getattr(getattr(c, section), f.name), f.name)
+    cls = registry()[c.method.method]
+    for name, value in c.method.options:
+        cls.settings[name].validate(value, name)
+    d, t, b = c.data, c.train, c.blackout
+    if t.iterations < 1 and t.epochs == 0:
+        raise ConfigError(f"iterations: expected at least 1 (or epochs > 0), got {t.iterations}")
+    if d.stream == "split" and d.tasks * d.classes_per_task > N_CLASSES:
+        raise ConfigError(f"tasks: a split stream needs tasks x classes_per_task <= {N_CLASSES} classes, "
+                          f"got {d.tasks} x {d.classes_per_task}")
+    per_task = d.classes_per_task if d.stream == "split" else N_CLASSES
+    if 1 / per_task + b.margin >= 1:
+        raise ConfigError(f"margin: expected chance + margin < 1 (chance is about 1/{per_task} on tasks of {per_task} "
+                          f"classes, so every run would count as collapsed), got {b.margin}")
+    if c.model.gating and c.model.arch != "mlp":
+        raise ConfigError(f"gating: context-dependent gating masks MLP hidden units, got arch {c.model.arch!r}")
+    cls.check(c)
+    _check_size(c)
 
-    for name in FIELD_SECTION:
-        choices = FIELD_INFO[name].metadata["choices"]
-        value = getattr(getattr(c, FIELD_SECTION[name]), name)
-        if choices and value not in choices:
-            raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{name}: expected a finite number, got {value!r}")
 
-    def need(ok: bool, name: str, expected: str) -> None:
-        if not ok:
-            value = getattr(getattr(c, FIELD_SECTION[name]), name)
-            raise ConfigError(f"{name}: expected {expected}, got {_jsonable(value)!r}")
+def n_params_estimate(c: RunConfig) -> int:
+    """Parameters of one network, from the dataset's image size and the widths."""
+    ch, h, w = DATASET_SHAPES[c.data.dataset]
+    n_out = c.data.tasks * c.data.classes_per_task if c.data.stream == "split" and c.data.multi_head else N_CLASSES
+    if c.model.arch == "cnn":
+        total, prev = 0, ch
+        for k in c.model.channels:
+            total += prev * k * 9 + k
+            prev = k
+            if min(h, w) >= 2:
+                h, w = h // 2, w // 2
+        width = prev * h * w
+    else:
+        total, width = 0, ch * h * w
+    for size in (*c.model.hidden, n_out):
+        total += width * size + size
+        width = size
+    return total
 
-    d, m, me, t, b = c.data, c.model, c.method, c.train, c.blackout
-    need(d.tasks >= 1, "tasks", "at least 1")
-    need(d.classes_per_task >= 1, "classes_per_task", "at least 1")
-    need(d.train_limit >= 0, "train_limit", ">= 0")
-    need(d.test_limit >= 0, "test_limit", ">= 0")
-    need(len(m.hidden) >= 1 and all(w >= 1 for w in m.hidden), "hidden", "one or more widths >= 1")
-    need(len(m.channels) >= 1 and all(ch >= 1 for ch in m.channels), "channels", "one or more channel counts >= 1")
-    need(me.method in METHODS, "method", f"one of {', '.join(sorted(METHODS))}")
-    need(me.lam >= 0, "lam", "lambda >= 0")
-    need(0 < me.gamma <= 1, "gamma", "0 < gamma <= 1")
-    need(me.fisher_samples >= 1, "fisher_samples", "at least 1")
-    need(me.xi > 0, "xi", "xi > 0")
-    need(me.memory >= 1, "memory", "at least 1 sample")
-    need(me.temperature > 0, "temperature", "temperature > 0")
-    need(t.lr > 0, "lr", "a learning rate > 0")
-    need(t.batch_size >= 1, "batch_size", "at least 1")
-    need(t.iterations >= 1 or t.epochs > 0, "iterations", "at least 1 (or epochs > 0)")
-    need(t.epochs >= 0, "epochs", ">= 0")
-    need(t.seed >= 0, "seed", "a seed >= 0")
-    need(0 <= b.margin < 1, "margin", "0 <= margin < 1")
-    need(0 < b.retain_frac <= 1, "retain_frac", "0 < retain_frac <= 1")
-    METHODS[me.method].check(c)
+
+def _check_size(c: RunConfig) -> None:
+    """Refuse runs whose accuracy matrix or weights cannot fit in this machine's memory, before any work."""
+    memory = _physical_memory()
+    if not memory:
+        return
+    tasks = c.data.tasks
+    matrix = 8 * tasks * tasks * 3  # the matrix, its JSON text and the result's copy of it
+    if matrix > memory:
+        raise ConfigError(f"tasks: {tasks:,} tasks need an accuracy matrix of about {matrix / 2**30:.1f} GiB, "
+                          f"more than this machine's {memory / 2**30:.1f} GiB")
+    weights = 4 * n_params_estimate(c) * 8  # the weights, their gradients and the method's state
+    if weights > memory:
+        raise ConfigError(f"hidden: a network of {n_params_estimate(c):,} parameters needs about "
+                          f"{weights / 2**30:.1f} GiB for its weights and their state, more than this machine's "
+                          f"{memory / 2**30:.1f} GiB")
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML file; a missing or malformed file raises ConfigError naming it and the line."""
+    """Read a TOML file; a missing, unreadable or malformed file raises ConfigError naming it and the line."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -280,7 +345,11 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a directory, expected a TOML file") from None
     except OSError as e:
         raise ConfigError(f"{p}: cannot read config file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}); expected a TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML ({e})") from None

@@ -72,10 +72,12 @@ def study_preset(name: str) -> dict[str, Any]:
     return {"preset": p.get("preset"), "base": dict(p.get("base", {})), "grid": p["grid"]}
 
 
-# `blackout demo`: a capacity study small enough for a laptop (about a minute on 2 cores).
-DEMO: dict[str, Any] = {
+# `blackout demo`: a capacity study small enough for a laptop (well under a minute on 2 cores).
+DEMO = {
     "about": ("demo: permuted 8x8 digits (scikit-learn, no download), MLPs of width 16-256, SGD vs EWC "
               "(lambda 15, lr 0.1), up to 30 tasks of 300 steps, 3 seeds: 30 runs"),
+}
+STUDY_PRESETS["demo"] = {
     "base": {"dataset": "digits", "stream": "permuted", "tasks": 30, "iterations": 300, "batch_size": 100,
              "lr": 0.1, "lam": 15.0, "fisher_samples": 200},
     "grid": {"hidden": [[16], [32], [64], [128], [256]], "method": ["sgd", "ewc"], "seed": [0, 1, 2]},

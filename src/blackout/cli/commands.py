@@ -1,0 +1,312 @@
+"""Each command's arguments (``args_NAME``) and what it does (``cmd_NAME``), over ``blackout.api``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import FIXED, method_settings, setting_of
+from ..errors import ConfigError
+from . import positive_int
+
+WARN_AT = 2.0
+REMEDIES = ("a smaller --lr or --lam, a decaying importance (--method online-ewc --gamma 0.9), the proximal "
+            "step (--method ewc-prox or online-ewc-prox) or a capped curvature (--method ewc-capped); "
+            "see docs/findings.md")
+
+
+# -- settings as flags ------------------------------------------------------------------------
+
+def add_setting_flags(p: argparse.ArgumentParser, as_lists: bool = False) -> None:
+    """One flag per setting, help text from its declaration; defaults None so only given flags override."""
+    groups: dict[str, Any] = {}
+    entries = [(name, section, s, "") for name, (section, s) in FIXED.items()]
+    entries.insert(next(i for i, e in enumerate(entries) if e[1] == "train"), ("method", "method", setting_of("method"), ""))
+    at = next(i for i, e in enumerate(entries) if e[1] == "train")
+    entries[at:at] = [(name, "method", s, f" ({', '.join(owners)})") for name, (s, owners) in method_settings().items()]
+    for name, section, s, owners in entries:
+        group = groups.setdefault(section, p.add_argument_group(f"{section} settings"))
+        flag = "--" + name.replace("_", "-")
+        default = ",".join(map(str, s.default)) if isinstance(s.default, tuple) else s.default
+        shown = "" if owners else f" (default: {default})"
+        if s.kind is bool and not as_lists:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{s.help}{owners}{shown}")
+            continue
+        extra = ""
+        if as_lists:
+            extra = (" (to sweep: values separated by ';', e.g. 50,50;100,100, or commas for one-entry values, "
+                     "e.g. 25,50,100; one multi-entry value ends with ';', e.g. 8,16;)" if s.kind is tuple
+                     else " (comma-separated list to sweep)")
+        metavar = "{" + ",".join(s.choices) + "}" if s.choices else name.upper()
+        group.add_argument(flag, dest=name, metavar=metavar, default=None, help=f"{s.help}{owners}{extra}{shown}")
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    names = set(FIXED) | {"method"} | set(method_settings())
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+# -- blackout run -------------------------------------------------------------------------------
+
+def args_run(r: argparse.ArgumentParser) -> None:
+    from ..presets import RUN_PRESETS
+
+    r.add_argument("--preset", choices=sorted(RUN_PRESETS), help="start from a named configuration")
+    r.add_argument("--config", metavar="FILE.toml", help="settings file ([data], [model], ... sections or flat keys); flags override it")
+    r.add_argument("--data-dir", help="directory holding the dataset's IDX files (else the user cache, then download)")
+    r.add_argument("--out", help="results folder (default: runs/RUN_ID); created if missing")
+    r.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    r.add_argument("--quiet", action="store_true", help="print nothing; only write the results folder")
+    r.add_argument("--check", action="store_true", help="validate and print the canonical config, train nothing")
+    add_setting_flags(r)
+
+
+def build_config(args: argparse.Namespace):
+    """defaults < preset < --config file < flags, merged first and validated once as a whole."""
+    from ..api import config
+
+    flags = {k: v for k, v in given_settings(args).items()}
+    return config(args.preset, args.config, **flags)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..api import run
+    from ..experiment.outputs import check_out_dir, write_run_folder
+    from .render import render_run
+
+    cfg = build_config(args)
+    if args.check:
+        print(cfg.canonical_json())
+        return 0
+    out = check_out_dir(Path(args.out) if args.out else Path("runs") / cfg.run_id)  # before any training
+    bar = _task_bar(cfg.data.tasks, args.json or args.quiet)
+    warned = False
+
+    def on_task(t: int, info: dict) -> None:
+        nonlocal warned
+        if bar:
+            bar.update(1)
+        s = info.get("next_stability")
+        if not warned and info.get("stability_applies") and s is not None and s >= WARN_AT and not args.quiet:
+            warned = True
+            (bar.write if bar else lambda m: print(m, file=sys.stderr))(
+                f"blackout: warning: after task {t + 1} the stability number lr x lambda x max importance is {s:.2f}"
+                f" (>= {WARN_AT:g}): the next task's penalty is unstable under this step size and such runs"
+                f" usually diverge within a few tasks. Remedies: {REMEDIES}.")
+
+    result = run(cfg, data_dir=args.data_dir, on_task=on_task)
+    if bar:
+        bar.close()
+    write_run_folder(result, out)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    elif not args.quiet:
+        print(render_run(result))
+        print(f"\nresults: {out}/")
+    return 0
+
+
+def _task_bar(total: int, quiet: bool):
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="task", desc="tasks", file=sys.stderr, leave=False)
+
+
+# -- studies --------------------------------------------------------------------------------------
+
+def args_sweep(s: argparse.ArgumentParser) -> None:
+    s.add_argument("study", help="study folder (created if needed)")
+    s.add_argument("--preset", help="a named study grid (seed-capacity, methods-blackout, keep-learning, ...)")
+    s.add_argument("--spec", metavar="FILE.toml", help="sweep file with [base] and [grid] tables")
+    s.add_argument("--seeds", help="seeds to sweep, e.g. 0-4 or 0,3,7")
+    s.add_argument("--jobs", type=positive_int, help="local worker processes (default: number of cores)")
+    s.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster: "auto" or host:port')
+    s.add_argument("--data-dir", help="directory holding the dataset's IDX files")
+    s.add_argument("--verbose", action="store_true", help="one line per finished run, also on a terminal")
+    s.add_argument("--no-batch", action="store_true",
+                   help="train every run alone (default: runs that share an MLP architecture and differ in seed, "
+                        "lr or a method's numeric settings train together as one stacked model, with identical results)")
+    s.add_argument("--extend", action="store_true", help="add runs of a different grid to an existing study")
+    add_setting_flags(s, as_lists=True)
+
+
+def _study(args: argparse.Namespace):
+    from ..api import Study
+
+    return Study(args.study)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    flags = given_settings(args)
+    if args.seeds is not None:
+        flags["seed"] = args.seeds
+    study = _study(args)
+    progress = Progress(verbose=args.verbose)
+    report = study.sweep(args.preset, args.spec, jobs=args.jobs, ray=args.ray, data_dir=args.data_dir,
+                         batched=not args.no_batch, extend=args.extend, on_event=progress.event,
+                         on_plan=progress.plan, **flags)
+    progress.close()
+    _summary(study, report)
+    return 1 if report.failed else 0
+
+
+def _summary(study, report) -> None:
+    alone = "; ".join(f"{n} alone: {why}" for why, n in report.alone.items())
+    print(f"study {study.path}: {report.total} runs · {report.done_before} already done · {report.ran} ran"
+          f" · {report.failed} failed · {report.skipped_elsewhere} held by another sweep"
+          f" · {report.batched} trained in stacked groups" + (f" ({alone})" if alone else ""))
+    for rid, msg in report.failures[:5]:
+        print(f"  failed {rid}: {msg}")
+    print(f"next: blackout analyze {study.path}  ·  blackout report {study.path}")
+
+
+class Progress:
+    """Sweep progress: a bar on a terminal; elsewhere (nohup, a log file, CI) one line per finished run,
+    at most one every few seconds unless a run failed, with done/total, failures and an ETA."""
+
+    EVERY = 5.0
+
+    def __init__(self, verbose: bool = False):
+        self.verbose, self.tty = verbose, sys.stderr.isatty() and not verbose
+        self.bar, self.total, self.done, self.failed = None, 0, 0, 0
+        self.start = self.last = time.monotonic()
+
+    def plan(self, n_runs: int, n_todo: int, pool) -> None:
+        self.total, self.start = n_todo, time.monotonic()
+        where = f"Ray at {pool.address}" if hasattr(pool, "address") else f"{pool.jobs} local processes"
+        print(f"sweep: {n_runs} runs, {n_todo} to do, on {where}", file=sys.stderr, flush=True)
+        if self.tty and n_todo:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=n_todo, unit="run", desc="sweep", file=sys.stderr)
+
+    def event(self, kind: str, rid: str, out: dict) -> None:
+        self.done += 1
+        self.failed += kind == "failed"
+        if self.bar:
+            self.bar.update(1)
+            self.bar.set_postfix(failed=self.failed)
+            return
+        now = time.monotonic()
+        if kind == "done" and self.done < self.total and now - self.last < self.EVERY and not self.verbose:
+            return
+        self.last = now
+        elapsed = now - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        b = (out.get("result") or {}).get("blackout") or {}
+        what = (f"blackout {b.get('task')} ({b.get('cause')})" if b.get("task") else "no blackout") if kind == "done" \
+            else f"FAILED: {out.get('error')}"
+        print(f"[{self.done:>{len(str(self.total))}}/{self.total}] {rid} {what} · {self.failed} failed"
+              f" · {_duration(elapsed)} elapsed · ETA {_duration(eta)}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _axis_arg(a: argparse.ArgumentParser) -> None:
+    a.add_argument("study")
+    a.add_argument("--axis", choices=("width", "depth", "params"), default="width", help="capacity axis")
+
+
+def args_analyze(a: argparse.ArgumentParser) -> None:
+    _axis_arg(a)
+    a.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    a.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the intervals")
+    a.add_argument("--methods", action="store_true",
+                   help="also rank the settings by tasks learned, accuracy after 10, 20, 30 (and 100) tasks, "
+                        "new-task accuracy and tasks retained")
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from ..study.capacity import analyze
+    from ..study.compare import checkpoints_for, method_table
+    from .render import render_analysis, render_methods
+
+    rs = _study(args).results()
+    analysis = analyze(rs.runs, axis=args.axis, n_boot=args.bootstrap)
+    if args.json:
+        print(json.dumps(analysis))
+        return 0
+    print(render_analysis(analysis))
+    if args.methods:
+        cps = checkpoints_for(rs.runs)
+        print("\n" + render_methods(method_table(rs.runs, cps), cps))
+    if rs.failed:
+        print(f"\n{len(rs.failed)} failed runs are not in this analysis; `blackout report` lists them")
+    return 0
+
+
+def args_report(a: argparse.ArgumentParser) -> None:
+    _axis_arg(a)
+    a.add_argument("--out", help="report file (default: STUDY/report.html)")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    print(f"report: {_study(args).report(args.out, axis=args.axis)}")
+    return 0
+
+
+def args_export(e: argparse.ArgumentParser) -> None:
+    e.add_argument("study")
+    e.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    e.add_argument("--out", help="output file (default: STUDY/results.FORMAT)")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    print(f"exported: {_study(args).export(args.format, args.out)}")
+    return 0
+
+
+def args_demo(d: argparse.ArgumentParser) -> None:
+    d.add_argument("--out", default="studies/demo", help="study folder (default: studies/demo)")
+    d.add_argument("--jobs", type=positive_int, help="worker processes (default: number of cores)")
+    d.add_argument("--verbose", action="store_true")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..api import Study
+    from ..presets import DEMO
+    from .render import render_analysis
+
+    print(DEMO["about"])
+    study = Study(args.out)
+    progress = Progress(verbose=args.verbose)
+    report = study.sweep("demo", jobs=args.jobs, on_event=progress.event, on_plan=progress.plan)
+    progress.close()
+    path = study.report()
+    print(render_analysis(study.analyze()))
+    print(f"\n{report.ran} runs ran ({report.batched} in stacked groups), {report.done_before} were already done,"
+          f" {report.failed} failed")
+    print(f"report: {path}")
+    return 1 if report.failed else 0
+
+
+def args_methods(m: argparse.ArgumentParser) -> None:
+    pass
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from ..experiment.methods import registry
+
+    for name, cls in sorted(registry().items()):
+        doc = (sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip().splitlines()
+        settings = ", ".join(cls.settings) or "no settings"
+        print(f"{name:16} {doc[0] if doc else ''}\n{'':16} settings: {settings}")
+    return 0

@@ -1,0 +1,104 @@
+"""Text renderings for a terminal: a run, a capacity analysis, a method ranking. Pure functions to str."""
+
+from __future__ import annotations
+
+import math
+
+from ..experiment.result import Result, finite_or_none
+
+
+def _fmt(v, pct: bool = True) -> str:
+    v = finite_or_none(v)
+    if v is None:
+        return "n/a"
+    return f"{100 * v:.1f}%" if pct else f"{v:.3g}"
+
+
+def render_run(r: Result) -> str:
+    """The accuracy matrix, the metrics, the per-task diagnostics and the verdict."""
+    c = r.config
+    settings = " ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.method_settings.items())
+    lines = [
+        f"blackout {r.version} · run {r.run_id} · seed {r.seed}",
+        f"{c['data']['dataset']} {c['data']['stream']} · {c['model']['arch']} hidden {','.join(map(str, r.hidden))}"
+        f" ({r.n_params:,} parameters) · {r.method}{' ' + settings if settings else ''}"
+        f" · {c['train']['optimizer']} lr {c['train']['lr']:g}",
+        f"data: {r.data['source']} ({r.data['n_train']:,} train / {r.data['n_test']:,} test)",
+    ]
+    if r.data.get("note"):
+        lines.append(f"note: {r.data['note']}")
+    n, T = r.acc.shape
+    cols = T if c["train"]["eval_all"] else min(T, n)
+    lines += ["", "accuracy (%) on task j (columns) after training task i (rows):",
+              "after " + "".join(f"{j + 1:>6}" for j in range(cols))]
+    for i in range(n):
+        cells = "".join(f"{'':>6}" if math.isnan(v) else f"{100 * v:6.1f}" for v in r.acc[i, :cols])
+        lines.append(f"{i + 1:>5} {cells}")
+    m = r.metrics
+    lines += ["", f"average accuracy {_fmt(m.get('avg_acc'))} · backward transfer {_fmt(m.get('bwt'))}"
+                  f" · forward transfer {_fmt(m.get('fwt'))} · forgetting {_fmt(m.get('forgetting'))}", "",
+              " task      loss   penalty  importance  stability  new-task acc  dead units"]
+    for d in r.diagnostics:
+        lines.append(f"{d['task']:>5}  {_fmt(d.get('train_loss'), False):>8}  {_fmt(d.get('penalty'), False):>8}"
+                     f"  {_fmt(d.get('importance_max'), False):>10}  {_fmt(d.get('stability'), False):>9}"
+                     f"  {_fmt(d.get('new_task_acc')):>12}  {_fmt(d.get('dead_units')):>10}")
+    v = r.verdict
+    kept = f" ({', '.join(map(str, v.retained_tasks))})" if v.retained_tasks else ""
+    lines += ["", f"{v.text(n)} · retained {v.retained} of {n} tasks{kept}"]
+    return "\n".join(lines)
+
+
+def _bound(s: dict) -> str:
+    """A group's mean blackout task: "> 30" when every run was censored, else the mean with its interval."""
+    if s["n_censored"] == s["n"]:
+        return f"> {s['mean'] - 1:g} (no blackout)"
+    ci = "" if s["ci_lo"] is None else f" [{s['ci_lo']:.1f}, {s['ci_hi']:.1f}]"
+    return f"{s['mean']:.2f}{ci}" + (" (lower bound)" if s["mean_is_lower_bound"] else "")
+
+
+def render_analysis(a: dict) -> str:
+    lines = [f"{a['n_runs']} runs · capacity axis: {a['axis']} · {a['n_censored']} censored (no blackout within the task budget)"]
+    if a.get("n_never_learned"):
+        lines.append(f"{a['n_never_learned']} runs never learned a task and are left out of the law")
+    for g in a["groups"]:
+        lines += ["", f"[{g['label']}]", f"  {a['axis']:>8}  runs  censored  blackout task: mean [CI]"]
+        for s in g["summary"]:
+            lines.append(f"  {s['x']:>8g}  {s['n']:>4}  {s['n_censored']:>8}  {_bound(s)}")
+        lin, pw = g["linear"], g["power"]
+        if lin.get("ok"):
+            r2 = "n/a" if lin["r2"] is None else f"{lin['r2']:.3f}"
+            ci = lin["slope_ci"] or [math.nan, math.nan]
+            lines.append(f"  linear: blackout task = {lin['intercept']:.3g} + {lin['slope']:.4g} x {a['axis']}"
+                         f"  slope CI [{ci[0]:.4g}, {ci[1]:.4g}]  R2 {r2}  ({lin['method']})")
+        else:
+            lines.append(f"  linear: no fit ({lin.get('reason')})")
+        if pw.get("ok"):
+            ci = pw["exponent_ci"] or [math.nan, math.nan]
+            lines.append(f"  power:  blackout task = {pw['coef']:.3g} x {a['axis']}^{pw['exponent']:.3g}"
+                         f"  exponent CI [{ci[0]:.3g}, {ci[1]:.3g}]")
+        else:
+            lines.append(f"  power:  no fit ({pw.get('reason')})")
+        if g.get("better"):
+            lines.append(f"  better by AIC: {g['better']} (delta {g.get('delta_aic') or 0:.2f})")
+    st = a.get("stability") or {}
+    if st.get("n_compared"):
+        lines += ["", f"stability check: first task with s >= 2 agrees with the blackout task within one task"
+                      f" in {st['n_agree']} of {st['n_compared']} runs ({100 * st['share_within_one']:.0f}%)"
+                      + (f"; {st['n_left_out']} runs left out (no gradient-applied penalty with SGD)" if st.get("n_left_out") else "")]
+    return "\n".join(lines)
+
+
+def render_methods(rows: list[dict], checkpoints: tuple[int, ...]) -> str:
+    head = (f"{'setting':<30} {'network':>10} {'runs':>4} {'learned':>8}  {'causes':<20}"
+            + "".join(f" {'acc@' + str(k):>8}" for k in checkpoints) + f" {'new-task':>8} {'retained':>8}")
+    lines = ["methods ranked by tasks learned before blackout (>=: some runs never blacked out;"
+             " *: counts runs already blacked out at their last accuracy):", head]
+    for r in rows:
+        learned = f"{'>=' if r['blackout_is_bound'] else ''}{r['tasks_learned']:.1f}"
+        causes = ", ".join(f"{k} {v}" for k, v in sorted(r["causes"].items())) or "-"
+        accs = "".join(f" {'-' if r[f'acc@{k}'] is None else format(r[f'acc@{k}'], '.3f') + ('*' if r[f'acc@{k}_after_blackout'] else ' '):>8}"
+                       for k in checkpoints)
+        new = "-" if r["new_task_acc"] is None else f"{r['new_task_acc']:.3f}"
+        lines.append(f"{r['setting']:<30} {r['width']:>10} {r['runs']:>4} {learned:>8}  {causes:<20}{accs}"
+                     f" {new:>8} {r['retained']:>8.1f}")
+    return "\n".join(lines)

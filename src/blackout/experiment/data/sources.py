@@ -1,0 +1,423 @@
+"""Image classification data: scikit-learn's digits, MNIST and Fashion-MNIST.
+
+Every dataset comes back as a :class:`Dataset` of float32 images in [0, 1] shaped (N, 1, H, W)
+and int64 labels. MNIST-style data is read from the standard IDX files, looked up in this order:
+an explicit ``data_dir`` (only there, if given), the user cache, Debian's ``fashion-mnist``
+package, and finally a download into the cache, checked against the published MD5 sums.
+A directory holding only the 10,000 test images is still usable: it is split deterministically,
+and the split is stated in ``Dataset.note`` so reports can say what was trained on.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.client
+import os
+import socket
+import struct
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...errors import DataError
+
+NAMES = ("digits", "mnist", "fashion-mnist")
+N_CLASSES = 10
+
+# Roles of the four IDX files, with the stem of each file's standard name.
+STEMS = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+ROLES = tuple(STEMS)
+
+MIRRORS: dict[str, list[str]] = {
+    "mnist": [
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ],
+    "fashion-mnist": [
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    ],
+}
+
+# MD5 of each published .gz file (as listed by torchvision and the Fashion-MNIST README).
+CHECKSUMS: dict[str, dict[str, str]] = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+
+DOWNLOAD_TIMEOUT = 30.0
+TEST_ONLY_SEED = 0
+TEST_ONLY_FRACTION = 0.2
+DIGITS_TEST_FRACTION = 0.2
+
+_IDX_UBYTE = 0x08
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train/test pair of image tensors with where they came from.
+
+    The tensors may be shared between callers (loads are cached in-process): do not modify
+    them in place.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    n_classes: int
+    source: str
+    note: str
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(name={self.name!r}, x_train={tuple(self.x_train.shape)}, "
+            f"x_test={tuple(self.x_test.shape)}, n_classes={self.n_classes}, "
+            f"source={self.source!r}, note={self.note!r})"
+        )
+
+
+# --------------------------------------------------------------------------- IDX files
+
+
+def read_idx(path: Path, *, ndim: int | None = None) -> np.ndarray:
+    """Read an unsigned-byte IDX file, gzipped or plain (detected from its first bytes).
+
+    ``ndim`` (3 for images, 1 for labels) makes the magic number itself part of the check.
+    The returned array is a read-only view of the file's bytes.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise DataError(f"{path}: truncated or corrupt gzip stream ({exc}); expected a complete gzipped IDX file") from exc
+
+    want = f"0x{0x800 | ndim:08x}" if ndim is not None else "0x000008NN"
+    what = {3: " (unsigned-byte images)", 1: " (unsigned-byte labels)"}.get(ndim, " (unsigned-byte IDX)")
+    if len(raw) < 4:
+        raise DataError(f"{path}: {len(raw)} bytes is too short for an IDX header; expected magic {want}{what}")
+    magic = struct.unpack(">I", raw[:4])[0]
+    nd = raw[3]
+    if raw[:2] != b"\0\0" or raw[2] != _IDX_UBYTE or nd == 0 or (ndim is not None and nd != ndim):
+        raise DataError(f"{path}: bad magic number 0x{magic:08x}; expected {want}{what}")
+    header = 4 + 4 * nd
+    if len(raw) < header:
+        raise DataError(f"{path}: header truncated at {len(raw)} bytes; expected {header} bytes for {nd} dimensions")
+    dims = struct.unpack(f">{nd}I", raw[4:header])
+    expected = int(np.prod(dims, dtype=np.int64))
+    have = len(raw) - header
+    if have != expected:
+        shape = " x ".join(str(d) for d in dims)
+        raise DataError(f"{path}: {have} data bytes after the header; expected {shape} = {expected}")
+    return np.frombuffer(raw, dtype=np.uint8, count=expected, offset=header).reshape(dims)
+
+
+def _find_file(directory: Path, stem: str) -> Path | None:
+    """The file for ``stem`` in ``directory``: gzipped, plain, or with the dotted Kaggle-style name."""
+    dotted = stem.replace("-idx", ".idx", 1)
+    for candidate in (f"{stem}.gz", stem, f"{dotted}.gz", dotted):
+        p = directory / candidate
+        if p.is_file():
+            return p
+    return None
+
+
+def _scan(directory: Path) -> dict[str, Path]:
+    """Which of the four IDX files ``directory`` holds, by role."""
+    if not directory.is_dir():
+        return {}
+    found = {}
+    for role, stem in STEMS.items():
+        p = _find_file(directory, stem)
+        if p is not None:
+            found[role] = p
+    return found
+
+
+def _check_usable(directory: Path, found: dict[str, Path]) -> None:
+    """Raise unless ``found`` is either all four files or exactly the two test files."""
+    test = {"test_images", "test_labels"}
+    if set(found) == set(ROLES) or set(found) == test:
+        return
+    missing = [STEMS[r] for r in ROLES if r not in found]
+    if not found:
+        raise DataError(f"{directory}: no IDX files found; expected {STEMS['test_images']}[.gz] and the other MNIST-format files")
+    if not test & set(found):
+        raise DataError(
+            f"{directory}: has training files but no test files; expected {STEMS['test_images']}[.gz] "
+            f"and {STEMS['test_labels']}[.gz] beside them"
+        )
+    raise DataError(f"{directory}: incomplete IDX set; missing {', '.join(missing)}[.gz]")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _to_images(arr: np.ndarray) -> torch.Tensor:
+    n, h, w = arr.shape
+    x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32).reshape(n, 1, h, w))
+    return x.div_(255.0)
+
+
+def _to_labels(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(arr.astype(np.int64))
+
+
+def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images = read_idx(images_path, ndim=3)
+    labels = read_idx(labels_path, ndim=1)
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"{images_path} has {images.shape[0]} images but {labels_path} has {labels.shape[0]} labels; expected equal counts"
+        )
+    if images.shape[0] == 0:
+        raise DataError(f"{images_path}: holds no images; expected at least one")
+    if labels.max() >= N_CLASSES:
+        i = int(np.argmax(labels >= N_CLASSES))
+        raise DataError(f"{labels_path}: label {int(labels[i])} at index {i}; expected class labels 0-{N_CLASSES - 1}")
+    return images, labels
+
+
+def _file_key(found: dict[str, Path]) -> tuple:
+    key = []
+    for role in ROLES:
+        if role in found:
+            p = found[role].resolve()
+            st = p.stat()
+            key.append((role, str(p), st.st_size, st.st_mtime_ns))
+    return tuple(key)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_idx_dir(name: str, directory: str, key: tuple) -> Dataset:
+    found = {role: Path(path) for role, path, _, _ in key}
+    x_te, y_te = _read_pair(found["test_images"], found["test_labels"])
+    if "train_images" not in found:
+        n = x_te.shape[0]
+        n_test = int(round(n * TEST_ONLY_FRACTION))
+        n_train = n - n_test
+        perm = np.random.default_rng(TEST_ONLY_SEED).permutation(n)
+        tr, te = perm[:n_train], perm[n_train:]
+        note = (
+            f"only the {n:,} test images were found in {directory}: split into "
+            f"{n_train:,} train / {n_test:,} test by a fixed permutation (seed {TEST_ONLY_SEED})"
+        )
+        return Dataset(name, _to_images(x_te[tr]), _to_labels(y_te[tr]), _to_images(x_te[te]), _to_labels(y_te[te]),
+                       N_CLASSES, directory, note)
+    x_tr, y_tr = _read_pair(found["train_images"], found["train_labels"])
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise DataError(
+            f"{found['train_images']} holds {x_tr.shape[1]}x{x_tr.shape[2]} images but {found['test_images']} "
+            f"holds {x_te.shape[1]}x{x_te.shape[2]}; expected the same size"
+        )
+    return Dataset(name, _to_images(x_tr), _to_labels(y_tr), _to_images(x_te), _to_labels(y_te), N_CLASSES, directory, "")
+
+
+def _load_from(name: str, directory: Path) -> Dataset:
+    found = _scan(directory)
+    _check_usable(directory, found)
+    return _load_idx_dir(name, str(directory), _file_key(found))
+
+
+@functools.lru_cache(maxsize=1)
+def _load_digits() -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = (bunch.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
+    y = bunch.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=DIGITS_TEST_FRACTION, stratify=y, random_state=0)
+    note = (
+        f"scikit-learn's {len(y):,} digits split into {len(y_tr):,} train / {len(y_te):,} test, "
+        "stratified by class (train_test_split, random_state=0)"
+    )
+    tr_x, tr_y, te_x, te_y = (torch.from_numpy(np.ascontiguousarray(a)) for a in (x_tr, y_tr, x_te, y_te))
+    return Dataset("digits", tr_x, tr_y, te_x, te_y, N_CLASSES, "scikit-learn load_digits", note)
+
+
+def cache_dir() -> Path:
+    """Where downloads go: ``$BLACKOUT_DATA_CACHE``, else the per-user cache (XDG on Linux)."""
+    env = os.environ.get("BLACKOUT_DATA_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("blackout")) / "data"
+
+
+_cache_root = cache_dir
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    cache_dir: Path | None = None,
+    mirrors: list[str] | None = None,
+    debian_dir: Path = Path("/usr/share/datasets/fashion-mnist"),
+) -> Dataset:
+    """Load ``name`` ("digits", "mnist" or "fashion-mnist").
+
+    digits ships with scikit-learn and ignores the path arguments. For the IDX datasets, with
+    ``data_dir`` only that directory (or its ``<name>/`` subfolder) is used, so a wrong
+    path is an error rather than a silent download. Otherwise: ``<cache_dir>/<name>/``, then
+    (fashion-mnist) ``debian_dir``, then a download into the cache.
+    """
+    if name not in NAMES:
+        raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(NAMES)}")
+    if name == "digits":
+        return _load_digits()
+
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise DataError(f"{root}: data directory does not exist; expected a directory holding {name} IDX files")
+        sub = root / name
+        directory = sub if _scan(sub) else root
+        return _load_from(name, directory)
+
+    cache = (Path(cache_dir) if cache_dir is not None else _cache_root()) / name
+    looked = [cache]
+    if set(_scan(cache)) == set(ROLES):
+        return _load_from(name, cache)
+    if name == "fashion-mnist":
+        looked.append(Path(debian_dir))
+        if set(_scan(Path(debian_dir))) == set(ROLES):
+            return _load_from(name, Path(debian_dir))
+    try:
+        download(name, cache, mirrors)
+    except DataError as exc:
+        raise DataError(f"{exc} (no local copy in {' or '.join(str(p) for p in looked)})") from exc
+    return _load_from(name, cache)
+
+
+# --------------------------------------------------------------------------- download
+
+
+def _mirror_list(name: str, mirrors: list[str] | None) -> list[str]:
+    """``mirrors`` if given, else ``$BLACKOUT_MIRRORS`` (comma-separated, ``{name}`` expands), else the defaults."""
+    if mirrors is None:
+        env = os.environ.get("BLACKOUT_MIRRORS", "").strip()
+        if env:
+            mirrors = [m.strip().replace("{name}", name) for m in env.split(",") if m.strip()]
+        else:
+            mirrors = MIRRORS[name]
+    if not mirrors:
+        raise DataError(f"{name}: no download mirrors configured; expected at least one base URL")
+    return list(mirrors)
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        if not isinstance(exc.reason, BaseException):
+            return str(exc.reason)
+        exc = exc.reason
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return f"timed out after {timeout:g} s"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _fetch_one(url: str, dest_dir: Path, fname: str, expected_md5: str, timeout: float) -> tuple[str | None, bool]:
+    """Download ``url`` to ``dest_dir/fname`` atomically.
+
+    Returns (None, False) on success, else (why not, whether the server itself was unreachable).
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".part", dir=dest_dir)
+    except OSError as exc:
+        return f"cannot create a temporary file in {dest_dir} ({exc.strerror or exc})", False
+    try:
+        h = hashlib.md5()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            for chunk in iter(lambda: resp.read(1 << 16), b""):
+                out.write(chunk)
+                h.update(chunk)
+        got = h.hexdigest()
+        if got != expected_md5:
+            return f"MD5 {got} does not match the expected {expected_md5}", False
+        os.replace(tmp, dest_dir / fname)
+        return None, False
+    except urllib.error.HTTPError as exc:
+        return _describe(exc, timeout), False
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        return _describe(exc, timeout), True
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def download(name: str, dest_dir: str | Path, mirrors: list[str] | None = None, *, timeout: float = DOWNLOAD_TIMEOUT) -> None:
+    """Fetch the four gzipped IDX files of ``name`` into ``dest_dir``, each verified by MD5.
+
+    Files already present with the right checksum are kept. Each file is tried on every mirror
+    in turn; it only appears under its final name once its checksum matched. A mirror that could
+    not be reached is tried last for the remaining files, so a dead one costs one timeout, not four.
+    """
+    if name not in CHECKSUMS:
+        raise DataError(f"unknown downloadable dataset {name!r}; expected one of {', '.join(CHECKSUMS)}")
+    bases = _mirror_list(name, mirrors)
+    dest = Path(dest_dir)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{dest}: cannot create the download directory ({exc.strerror or exc})") from exc
+    unreachable: set[str] = set()
+    for stem in STEMS.values():
+        fname = f"{stem}.gz"
+        expected = CHECKSUMS[name][fname]
+        target = dest / fname
+        if target.is_file() and _md5(target) == expected:
+            continue
+        failures = []
+        for base in [b for b in bases if b not in unreachable] + [b for b in bases if b in unreachable]:
+            url = base.rstrip("/") + "/" + fname
+            why, down = _fetch_one(url, dest, fname, expected, timeout)
+            if why is None:
+                break
+            failures.append(f"{url}: {why}")
+            if down:
+                unreachable.add(base)
+        else:
+            raise DataError(f"{target}: could not download {fname} from any mirror ({'; '.join(failures)})")

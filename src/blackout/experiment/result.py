@@ -1,0 +1,235 @@
+"""The value a run returns, and its JSON form: the one place results are converted to and from JSON.
+
+JSON form (``Result.to_dict()``); task numbers are 1-based, accuracies are fractions in [0, 1]::
+
+    {
+      "run_id": "3f2a...",            # RunConfig.run_id
+      "version": "0.2.0",              # blackout version that produced it
+      "seed": 0,
+      "config": {"data": {...}, "model": {...}, "method": {"method": "ewc", "lam": 15.0, ...},
+                 "train": {...}, "blackout": {...}},
+      "n_params": 39760,
+      "data": {"source": "...", "note": "...", "n_train": 8000, "n_test": 2000, "chance": [0.11, ...]},
+      "acc": [[0.97, null, ...], ...], # R[i][j]: accuracy on task j+1 after training task i+1; null = not evaluated
+      "diagnostics": [{"task": 1, "train_loss": .., ...}, ...],   # one per task run, fields: DIAGNOSTICS
+      "metrics": {"avg_acc": .., "bwt": .., "fwt": .., "forgetting": .., "plasticity": [..]},
+      "blackout": {"task": 5 | null, "cause": "collapsed" | "diverged" | null, "learned": true,
+                   "retained": 3, "retained_tasks": [1, 2, 4], "stability_applies": true},
+      "tasks_run": 5,                  # rows of acc
+      "timings": {"total": .., "data": .., "train": .., "fisher": .., "eval": ..},
+      "environment": {"python": .., "torch": .., "numpy": .., "blackout": .., "device": .., "threads": ..}
+    }
+
+JSON has no NaN: non-finite numbers (a diverged run's losses) are written as null.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+DIAGNOSTICS = (
+    "task", "train_loss", "penalty", "importance_mean", "importance_task_max", "importance_max", "stability",
+    "sharpness", "sharpness_task", "sharpness_penalty", "new_task_acc", "dead_units", "saturated_units",
+    "effective_rank", "weight_norm", "seconds",
+)
+DIAGNOSTIC_HELP = {
+    "task": "task number (1-based)",
+    "train_loss": "mean task loss over the task's last steps (its last tenth, at most 50)",
+    "penalty": "the method's penalty at the end of the task's training",
+    "importance_mean": "mean of this task's importance (Fisher, MAS or SI) over all weights",
+    "importance_task_max": "largest importance this task gave one weight",
+    "importance_max": "largest accumulated importance after the task",
+    "stability": "lr x lambda x largest accumulated importance while the task trained (unstable past 2)",
+    "sharpness": "lr x top Hessian eigenvalue of the penalised training loss at the task's end",
+    "sharpness_task": "lr x top Hessian eigenvalue of the task loss alone",
+    "sharpness_penalty": "lr x top eigenvalue of the penalty's curvature (lambda A)",
+    "new_task_acc": "test accuracy on the task just after learning it",
+    "dead_units": "fraction of hidden units inactive on every probe sample",
+    "saturated_units": "fraction of tanh/sigmoid hidden units saturated on every probe sample",
+    "effective_rank": "effective rank (entropy of singular values) of the last hidden layer's representation",
+    "weight_norm": "Frobenius norm of each layer's weights",
+    "seconds": "wall time of the task: training, consolidation and evaluation",
+}
+
+
+@dataclass
+class Verdict:
+    """Blackout verdict of a run (``verdict.py`` defines it)."""
+
+    task: int | None  # first blackout task, 1-based
+    cause: str | None  # "diverged" or "collapsed"
+    learned: bool  # some task was learned above its chance level + margin
+    retained_tasks: list[int] = field(default_factory=list)
+    #: whether lr x lambda x max importance governs the step (a gradient-applied quadratic penalty with
+    #: plain SGD); the stability statistics leave the other runs out
+    stability_applies: bool = False
+
+    @property
+    def retained(self) -> int:
+        return len(self.retained_tasks)
+
+    def text(self, tasks_run: int) -> str:
+        if self.task is not None:
+            return f"BLACKOUT at task {self.task} ({self.cause})"
+        if not self.learned:
+            return f"never learned a task above chance + margin in {tasks_run} tasks (not a blackout after learning)"
+        return f"no blackout in {tasks_run} tasks"
+
+
+@dataclass
+class Result:
+    run_id: str
+    version: str
+    seed: int
+    config: dict[str, Any]
+    n_params: int
+    data: dict[str, Any]
+    acc: np.ndarray  # (tasks_run, tasks) float, NaN where not evaluated
+    diagnostics: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    verdict: Verdict
+    timings: dict[str, float] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    # -- what a reader asks of a run ----------------------------------------------------------
+    @property
+    def tasks_run(self) -> int:
+        return int(self.acc.shape[0])
+
+    @property
+    def method(self) -> str:
+        return str(self.config["method"]["method"])
+
+    @property
+    def method_settings(self) -> dict[str, Any]:
+        """The method's own settings (every one it has, defaults included)."""
+        return {k: v for k, v in self.config["method"].items() if k != "method"}
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return tuple(self.config["model"]["hidden"])
+
+    @property
+    def blackout_task(self) -> int | None:
+        return self.verdict.task
+
+    def diagnostic(self, name: str) -> list[float | None]:
+        """One diagnostic over the tasks run, None where it was not measured."""
+        return [finite_or_none(d.get(name)) for d in self.diagnostics]
+
+    def diagnostics_frame(self):
+        """The diagnostics as a pandas DataFrame, one row per task."""
+        import pandas as pd
+
+        return pd.DataFrame(self.diagnostics)
+
+    def plot(self, kind: str = "matrix"):
+        """A matplotlib Figure of this run: "matrix" (accuracy heatmap), "curves" or "stability"."""
+        from ..study import plots
+
+        draw = {"matrix": plots.figure_accuracy_matrix, "curves": plots.figure_task_curves,
+                "stability": lambda r: plots.figure_stability([r])}
+        if kind not in draw:
+            raise ValueError(f"kind: expected one of {', '.join(draw)}, got {kind!r}")
+        return draw[kind](self)
+
+    # -- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable({
+            "run_id": self.run_id, "version": self.version, "seed": self.seed, "config": self.config,
+            "n_params": self.n_params, "data": self.data, "acc": self.acc.tolist(), "diagnostics": self.diagnostics,
+            "metrics": self.metrics,
+            "blackout": {"task": self.verdict.task, "cause": self.verdict.cause, "learned": self.verdict.learned,
+                         "retained": self.verdict.retained, "retained_tasks": self.verdict.retained_tasks,
+                         "stability_applies": self.verdict.stability_applies},
+            "tasks_run": self.tasks_run, "timings": self.timings, "environment": self.environment,
+        })
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Result:
+        """The inverse of ``to_dict``; a malformed document raises ValueError naming the field."""
+        _need(isinstance(d, dict), "result", "a JSON object", d)
+        for key, kind in (("run_id", str), ("version", str), ("config", dict), ("acc", list), ("blackout", dict)):
+            _need(isinstance(d.get(key), kind), key, f"a {kind.__name__}", d.get(key))
+        cfg = d["config"]
+        for section in ("data", "model", "method", "train", "blackout"):
+            _need(isinstance(cfg.get(section), dict), f"config.{section}", "an object", cfg.get(section))
+        tasks = cfg["data"].get("tasks")
+        _need(isinstance(tasks, int) and tasks >= 1, "config.data.tasks", "an integer >= 1", tasks)
+        rows = d["acc"]
+        _need(all(isinstance(r, list) and len(r) == tasks for r in rows), "acc", f"rows of {tasks} values", rows[:1])
+        _need(len(rows) <= tasks, "acc", f"at most {tasks} rows", len(rows))
+        values = [v for r in rows for v in r]
+        _need(all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values),
+              "acc", "numbers or null", next((v for v in values if not isinstance(v, (int, float, type(None)))), None))
+        acc = np.array([[np.nan if v is None else float(v) for v in r] for r in rows], dtype=float).reshape(len(rows), tasks)
+        diags = d.get("diagnostics") or []
+        _need(isinstance(diags, list) and all(isinstance(x, dict) for x in diags), "diagnostics", "a list of objects", diags)
+        b = d["blackout"]
+        task = b.get("task")
+        _need(task is None or (isinstance(task, int) and not isinstance(task, bool)), "blackout.task", "an integer or null", task)
+        kept = b.get("retained_tasks") or []
+        _need(isinstance(kept, list) and all(isinstance(k, int) for k in kept), "blackout.retained_tasks",
+              "a list of integers", kept)
+        seed = d.get("seed", cfg["train"].get("seed"))
+        _need(isinstance(seed, int) and not isinstance(seed, bool), "seed", "an integer", seed)
+        return cls(
+            run_id=d["run_id"], version=d["version"], seed=seed, config=cfg, n_params=int(d.get("n_params") or 0),
+            data=d.get("data") or {}, acc=acc, diagnostics=diags, metrics=d.get("metrics") or {},
+            verdict=Verdict(task, b.get("cause"), bool(b.get("learned", True)), list(kept),
+                            bool(b.get("stability_applies", False))),
+            timings=d.get("timings") or {}, environment=d.get("environment") or {},
+        )
+
+
+def _need(ok: bool, name: str, expected: str, got: Any) -> None:
+    if not ok:
+        shown = repr(got)
+        raise ValueError(f"{name}: expected {expected}, got {shown[:80]}")
+
+
+def finite_or_none(v: Any) -> float | None:
+    """A finite float, or None for missing, null, NaN, infinite or non-numeric values."""
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def jsonable(x: Any) -> Any:
+    """A JSON-ready copy: numpy values become Python ones, tuples lists, NaN and infinities null."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if hasattr(x, "tolist"):
+        return jsonable(x.tolist())
+    return x
+
+
+def environment(**extra: Any) -> dict[str, Any]:
+    """Versions (and where it ran) that can change a run's numbers: the one reader of package versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("blackout", "torch", "numpy", "scipy", "matplotlib", "scikit-learn"):
+        try:
+            env[pkg] = version(pkg)
+        except PackageNotFoundError:
+            env[pkg] = "not installed"
+    env.update(extra)
+    return env

@@ -1,0 +1,42 @@
+"""A study's results as one value: the runs that finished and the runs that failed.
+
+``ResultSet`` is what the study level passes around (analysis, ranking, plots, report, export),
+and what ``blackout.Study(path).results()`` gives a notebook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from ..experiment.result import Result
+from .capacity import flat_config
+from .compare import setting_labels
+
+
+@dataclass
+class ResultSet:
+    runs: list[Result]
+    failed: list[dict[str, Any]] = field(default_factory=list)  # {"run_id", "config", "error", "attempts"}
+
+    def __iter__(self) -> Iterator[Result]:
+        return iter(self.runs)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def frame(self):
+        """One row per finished run: its settings, verdict and headline metrics (a pandas DataFrame)."""
+        import pandas as pd
+
+        labels = setting_labels(self.runs)
+        rows = []
+        for r in self.runs:
+            row = {"run_id": r.run_id, "setting": labels[r.run_id], **flat_config(r)}
+            row["hidden"] = ",".join(map(str, row["hidden"]))
+            row["channels"] = ",".join(map(str, row.get("channels", [])))
+            row.update(blackout_task=r.verdict.task, cause=r.verdict.cause, learned=r.verdict.learned,
+                       retained=r.verdict.retained, tasks_run=r.tasks_run, avg_acc=r.metrics.get("avg_acc"),
+                       forgetting=r.metrics.get("forgetting"), n_params=r.n_params, version=r.version)
+            rows.append(row)
+        return pd.DataFrame(rows)
