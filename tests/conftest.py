@@ -30,30 +30,42 @@ def mnist_dir() -> Path:
 
 
 def small(**kw) -> RunConfig:
-    """A digits run of a few seconds."""
+    """A digits run of a few seconds; method settings the method does not have are dropped, as in a sweep."""
     base = {"dataset": "digits", "stream": "permuted", "tasks": 3, "hidden": (32,), "iterations": 150,
-            "batch_size": 64, "method": "ewc", "lam": 15.0}
+            "batch_size": 64, "method": "ewc"}
     base.update(kw)
-    return RunConfig.from_flat(base)
+    return RunConfig.from_flat(base, strict=False)
 
 
-def method_setup(method: str, tasks: int, fisher_samples: int, **kw):
-    """(config, stream, model, method object) for a permuted-digits stream, outside the run loop."""
-    from blackout.data.sources import load_dataset
-    from blackout.data.streams import Stream
-    from blackout.methods import METHODS
-    from blackout.models import build_model
+def method_setup(method: str, tasks: int = 3, seeds=(0,), **kw):
+    """(configs, streams, stacked net, method object) for a permuted-digits stream, outside the run loop."""
+    from blackout.experiment.data.sources import load_dataset
+    from blackout.experiment.data.streams import Streams
+    from blackout.experiment.methods import registry
+    from blackout.experiment.models import build_net
 
-    cfg = small(method=method, tasks=tasks, stream="permuted", fisher_samples=fisher_samples, **kw)
-    stream = Stream(cfg.data, load_dataset("digits"), 0)
-    torch.manual_seed(0)
-    model = build_model(cfg.model, (1, 8, 8), 10)
-    return cfg, stream, model, METHODS[method](cfg, model)
+    configs = [small(method=method, tasks=tasks, seed=s, **kw) for s in seeds]
+    streams = Streams(configs[0].data, load_dataset("digits"), list(seeds))
+    net = build_net(configs[0].model, (1, 8, 8), 10, list(seeds))
+    return configs, streams, net, registry()[method](configs, net)
 
 
-def jiggle(model, scale: float = 0.05, seed: int = 0) -> None:
+def jiggle(net, scale: float = 0.05, seed: int = 0) -> None:
     """Move every weight by seeded noise, as training between consolidations would."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in model.parameters():
+        for p in net.params():
             p.add_(scale * torch.randn(p.shape, generator=g))
+
+
+def member_module(net, m: int = 0):
+    """Member ``m`` of a StackedMLP as a plain ``nn.Sequential`` with the same weights (an independent model)."""
+    from blackout.experiment.models import mlp
+
+    model = mlp(net.sizes[0], tuple(net.sizes[1:-1]), net.sizes[-1], net.activation)
+    linears = [layer for layer in model if isinstance(layer, torch.nn.Linear)]
+    with torch.no_grad():
+        for layer, w, b in zip(linears, net.weights, net.biases):
+            layer.weight.copy_(w[m])
+            layer.bias.copy_(b[m])
+    return model

@@ -23,12 +23,36 @@ def test_flat_settings_land_in_their_sections():
     ("lr", "fast", "lr: expected a number, got 'fast'"),
     ("tasks", 2.5, "tasks: expected an integer, got 2.5"),
     ("hidden", "a,b", "hidden: expected a comma-separated list of integers"),
-    ("gamma", 1.5, "gamma: expected 0 < gamma <= 1"),
     ("fisher_labels", "true", "fisher_labels: expected one of sampled, empirical, expected"),
+    ("tasks", "1_0", "tasks: expected an integer, got '1_0'"),
+    ("tasks", "١٠", "tasks: expected an integer"),
+    ("lr", "inf", "lr: expected a number, got 'inf'"),
+    ("lr", "nan", "lr: expected a number, got 'nan'"),
+    ("lr", float("inf"), "lr: expected a finite number"),
+    ("tasks", True, "tasks: expected an integer, got True"),
+    ("tasks", 100000, r"tasks: 100,000 tasks need an accuracy matrix of about .* GiB, more than this machine's"),
+    ("hidden", "1000000000", r"hidden: a network of .* parameters needs about .* GiB"),
 ])
 def test_bad_values_name_the_field_and_the_expectation(key, value, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig.from_flat({key: value})
+
+
+def test_method_settings_belong_to_their_method():
+    c = RunConfig.from_flat({"method": "online-ewc", "gamma": 0.9, "lam": 5})
+    assert c.method.gamma == 0.9 and c.method.lam == 5.0
+    assert c.to_dict()["method"] == {"method": "online-ewc", "lam": 5.0, "gamma": 0.9, "fisher_samples": 200,
+                                     "fisher_labels": "sampled"}
+    with pytest.raises(ConfigError, match=r"gamma: expected 0 < gamma <= 1, got 1.5"):
+        RunConfig.from_flat({"method": "online-ewc", "gamma": 1.5})
+    with pytest.raises(ConfigError, match=r"gamma: not a setting of method 'ewc' \(its settings: ewc_form, fisher_labels"):
+        RunConfig.from_flat({"method": "ewc", "gamma": 0.9})
+    with pytest.raises(ConfigError, match=r"lam: not a setting of method 'sgd' \(it has no settings\)"):
+        RunConfig.from_flat({"method": "sgd", "lam": 5})
+    # a base's settings that the new method does not have are dropped, not errors
+    ewc = RunConfig.from_flat({"lam": 15})
+    assert RunConfig.from_flat({"method": "sgd"}, ewc).to_dict()["method"] == {"method": "sgd"}
+    assert RunConfig.from_flat({"method": "sgd", "lam": 5}, strict=False).to_dict()["method"] == {"method": "sgd"}
 
 
 def test_unknown_setting_is_rejected_with_its_source():
@@ -39,6 +63,8 @@ def test_unknown_setting_is_rejected_with_its_source():
 def test_run_id_is_a_hash_of_the_canonical_config():
     a = RunConfig.from_flat({"lam": 15, "hidden": "50"})
     b = RunConfig.from_flat({"hidden": [50], "lam": 15.0})
+    # an unused setting of another method never enters the identity
+    assert RunConfig.from_flat({"method": "sgd"}).run_id == RunConfig.from_flat({"method": "sgd"}, RunConfig.from_flat({"lam": 5})).run_id
     assert a.run_id == b.run_id and len(a.run_id) == 16
     assert RunConfig.from_flat({"lam": 15, "hidden": "50", "seed": 1}).run_id != a.run_id
     # JSON round trip gives the same identity
@@ -56,6 +82,12 @@ def test_toml_sections_and_errors(tmp_path):
         load_toml(bad)
     with pytest.raises(ConfigError, match="missing.toml: no such config file"):
         load_toml(tmp_path / "missing.toml")
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b'dataset = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"latin.toml: not UTF-8 text \(byte 14\)"):
+        load_toml(latin)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_toml(tmp_path)
     wrong = tmp_path / "wrong.toml"
     wrong.write_text("[model]\nwidth = 3\n")
     with pytest.raises(ConfigError, match="unknown setting model.width"):

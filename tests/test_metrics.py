@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from blackout import metrics
+from blackout.experiment import metrics
 
 N = np.nan
 R = np.array([

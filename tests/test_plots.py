@@ -1,5 +1,6 @@
-"""Figures are checked for content (labels, one artist per task/run/group, censored points drawn
-differently), not only for existing, and their files for being valid PNG and SVG."""
+"""Figures are checked for content against their inputs (one artist per task, run, group or
+setting, carrying the input's numbers), not only for existing, and their files for being valid
+PNG and SVG that keep their text and artist ids."""
 
 from __future__ import annotations
 
@@ -12,82 +13,43 @@ from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-from blackout import plots
-from blackout.plots import NothingToPlot
+from blackout.study import capacity, plots
+from blackout.study.plots import NothingToPlot
+from tests.factory import make_result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
 
-def make_result(run_id="r0", method="ewc", lam=15.0, width=50, seed=0, tasks=6, blackout=None,
-                cause="collapsed", eval_all=False, stability=True):
-    """A plausible run: each task learned to ~0.95 then decays; at blackout every task is at chance."""
-    rows = blackout if blackout is not None else tasks
-    acc = []
-    for i in range(rows):
-        row = []
-        for j in range(tasks):
-            if j > i and not eval_all:
-                row.append(None)
-            elif j > i:
-                row.append(0.1)
-            elif blackout is not None and i + 1 == blackout:
-                row.append(0.1 + 0.02 * (j % 2))
-            else:
-                row.append(round(0.95 - 0.08 * (i - j), 3))
-        acc.append(row)
-    diags = [{"task": t, "train_loss": 0.2, "penalty": 0.01 * t, "fisher_mean": 1e-3, "fisher_max": 0.1,
-              "importance_max": 1.5 * t, "stability": (0.3 * 1.6 ** t if stability else None),
-              "new_task_acc": 0.95, "seconds": 0.5} for t in range(1, rows + 1)]
-    return {
-        "run_id": run_id, "version": "0.1.0", "seed": seed, "n_params": 64 * width + 10 * width,
-        "config": {"data": {"dataset": "digits", "stream": "permuted", "tasks": tasks},
-                   "model": {"arch": "mlp", "hidden": [width]},
-                   "method": {"method": method, "lam": lam},
-                   "train": {"optimizer": "sgd", "lr": 0.1, "seed": seed, "eval_all": eval_all},
-                   "blackout": {"margin": 0.1}},
-        "data": {"source": "embedded", "note": "", "chance": [0.1] * tasks},
-        "acc": acc,
-        "diagnostics": diags,
-        "metrics": {"avg_acc": float(np.nanmean([v for v in acc[-1][:rows] if v is not None])),
-                    "bwt": -0.1, "fwt": 0.0, "forgetting": 0.1, "plasticity": [0.95] * rows},
-        "blackout": {"task": blackout, "cause": cause if blackout else None, "retained": 0 if blackout else rows,
-                     "retained_tasks": [] if blackout else list(range(1, rows + 1))},
-        "tasks_run": rows,
-        "timings": {"total": 3.0},
-    }
+def decaying(n: int, tasks: int, blackout: int | None = None) -> list[list[float]]:
+    """Rows of a run that learns each task to 0.95 and forgets 0.08 a task; at blackout all at 0.1."""
+    return [[0.1 if blackout and i + 1 == blackout else round(0.95 - 0.08 * (i - j), 3) for j in range(i + 1)]
+            for i in range(n)]
 
 
-def make_analysis(label="method=ewc lam=15"):
-    """Two groups over width; group 0 has a censored point and both fits, group 1 a failed power fit."""
-    def group(lbl, slope, censored_at):
-        points, summary = [], []
-        for x in (25, 50, 100, 400):
-            ys = [round(slope * x + 2 + d) for d in (-1, 0, 1)]
-            for seed, y in enumerate(ys):
-                points.append({"x": x, "y": y, "censored": x == censored_at and seed == 0, "seed": seed,
-                               "run_id": f"{lbl}-{x}-{seed}"})
-            summary.append({"x": x, "n": 3, "n_censored": int(x == censored_at), "mean": float(np.mean(ys)),
-                            "ci_lo": float(np.mean(ys)) - 1.0, "ci_hi": float(np.mean(ys)) + 1.0, "values": ys})
-        return {"label": lbl, "key": [lbl], "points": points, "summary": summary,
-                "linear": {"slope": slope, "intercept": 2.0, "r2": 0.98, "slope_ci": [slope * 0.8, slope * 1.2],
-                           "n": 12, "n_censored": 1 if censored_at else 0, "ok": True, "reason": "", "aic": 10.0},
-                "power": {"exponent": 0.9, "coef": 0.2, "r2": 0.97, "exponent_ci": [0.8, 1.0], "ok": True,
-                          "reason": "", "aic": 11.0},
-                "better": "linear"}
-
-    g0 = group(label, 0.0123, censored_at=400)
-    g1 = group("method=si lam=1", 0.02, censored_at=None)
-    g1["power"] = {"exponent": None, "coef": None, "r2": None, "exponent_ci": None, "ok": False,
-                   "reason": "too few points", "aic": None}
-    g1["better"] = None
-    return {"axis": "width", "groups": [g0, g1],
-            "stability": {"runs": [{"run_id": "a", "first_unstable": 5, "blackout_task": 5, "agree": True}],
-                          "share_within_one": 0.8, "n_compared": 10}}
+def run(hidden=50, seed=0, tasks=6, blackout=None, stability=None, sharpness=None, dead=None, new=None, **kw):
+    """A run through ``blackout or tasks`` tasks; diagnostics per task from the given functions of the task."""
+    n = blackout or tasks
+    acc = kw.pop("acc", None) or decaying(n, tasks, blackout)
+    diags = []
+    for t in range(1, n + 1):
+        d = {"task": t, "train_loss": 0.2}
+        for name, f in (("stability", stability), ("sharpness", sharpness), ("dead_units", dead),
+                        ("new_task_acc", new)):
+            if f is not None:
+                d[name] = f(t)
+        diags.append(d)
+    return make_result(acc, tasks=tasks, blackout=blackout, cause="collapsed", diagnostics=diags, hidden=(hidden,),
+                       seed=seed, **kw)
 
 
-def check_files(paths: list[Path], stem: Path, xlabel: str, ylabel: str) -> ET.Element:
-    """Both files exist beside stem; the PNG has its magic; the SVG parses and keeps the axis labels as text."""
+def gids(fig: Figure, prefix: str, ax: int | None = None) -> list:
+    axes = fig.axes if ax is None else [fig.axes[ax]]
+    return [a for x in axes for a in x.get_children() if (a.get_gid() or "").startswith(prefix)]
+
+
+def check_files(paths: list[Path], stem: Path, *texts: str) -> set[str]:
+    """Both files beside ``stem``; a real PNG; an SVG that parses and keeps ``texts`` as text. Returns its ids."""
     assert [p.suffix for p in paths] == [".png", ".svg"]
     assert all(p.parent == stem.parent and p.stem == stem.name for p in paths)
     png, svg = paths
@@ -95,204 +57,225 @@ def check_files(paths: list[Path], stem: Path, xlabel: str, ylabel: str) -> ET.E
     root = ET.parse(svg).getroot()
     assert root.tag == f"{SVG_NS}svg"
     text = " ".join("".join(t.itertext()) for t in root.iter(f"{SVG_NS}text"))
-    assert xlabel in text and ylabel in text
-    return root
-
-
-def svg_ids(root: ET.Element) -> set[str]:
+    for t in texts:
+        assert t in text, t
     return {e.get("id") for e in root.iter() if e.get("id")}
 
 
-def gids(fig: Figure, prefix: str) -> list:
-    return [a for a in fig.axes[0].get_children() if (a.get_gid() or "").startswith(prefix)]
+# -- one run --------------------------------------------------------------------------------
 
 
-# -- accuracy matrix ------------------------------------------------------------------------
-
-
-def test_accuracy_matrix_figure_content():
-    res = make_result(tasks=6, blackout=5)
-    fig = plots.figure_accuracy_matrix(res)
+def test_accuracy_matrix_shows_each_evaluated_cell_and_the_blackout_row(tmp_path):
+    r = run(tasks=6, blackout=5)
+    fig = plots.figure_accuracy_matrix(r)
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "task evaluated" and ax.get_ylabel() == "after training task"
     data = ax.images[0].get_array()
     assert data.shape == (5, 6)
-    assert data.mask[0, 1] and not data.mask[1, 0]  # not-evaluated cells are blank
-    assert data[1, 0] == pytest.approx(0.87)
-    cells = [t for t in ax.texts if (t.get_gid() or "").startswith("cell-")]
-    assert len(cells) == int((~data.mask).sum()) == 15
-    assert gids(fig, "blackout-row")
+    assert data.mask.tolist() == np.isnan(r.acc).tolist()  # not-evaluated cells are blank
+    assert np.allclose(data.filled(np.nan), r.acc, equal_nan=True)
+    cells = {t.get_gid(): t.get_text() for t in ax.texts if (t.get_gid() or "").startswith("cell-")}
+    expected = {f"cell-{i + 1}-{j + 1}": f"{v:.2f}" for (i, j), v in np.ndenumerate(r.acc) if not np.isnan(v)}
+    assert cells == expected and len(cells) == 15
+    (row,) = gids(fig, "blackout-row")
+    assert row.get_y() == pytest.approx(5 - 1.5)
     assert "5 blackout" in [t.get_text() for t in ax.get_yticklabels()]
-
-
-def test_accuracy_matrix_files(tmp_path):
     stem = tmp_path / "sub" / "matrix"
-    paths = plots.accuracy_matrix(make_result(tasks=4, blackout=4), stem)
-    root = check_files(paths, stem, "task evaluated", "after training task")
-    assert "blackout-row" in svg_ids(root)
+    ids = check_files(plots.accuracy_matrix(r, stem), stem, "task evaluated", "after training task")
+    assert {"blackout-row", "cell-5-1"} <= ids
 
 
-def test_accuracy_matrix_large_has_no_annotations():
-    res = make_result(tasks=30)
-    ax = plots.figure_accuracy_matrix(res).axes[0]
-    assert not [t for t in ax.texts if (t.get_gid() or "").startswith("cell-")]
-    assert not gids(plots.figure_accuracy_matrix(res), "blackout-row")
+def test_accuracy_matrix_without_blackout_or_numbers():
+    big = plots.figure_accuracy_matrix(run(tasks=30))
+    assert not [t for t in big.axes[0].texts if (t.get_gid() or "").startswith("cell-")]  # too many cells to label
+    assert not gids(big, "blackout-row")
+    with pytest.raises(NothingToPlot, match="no evaluated accuracies"):
+        plots.figure_accuracy_matrix(make_result([[None, None]]))
 
 
-def test_accuracy_matrix_empty_run_says_why():
-    res = make_result(tasks=3)
-    res["acc"] = []
-    with pytest.raises(NothingToPlot, match="no evaluated"):
-        plots.figure_accuracy_matrix(res)
-
-
-# -- task curves ----------------------------------------------------------------------------
-
-
-def test_task_curves_one_line_per_trained_task():
-    res = make_result(tasks=8, blackout=6, eval_all=True)
-    fig = plots.figure_task_curves(res)
-    ax = fig.axes[0]
-    assert ax.get_xlabel() == "tasks trained" and ax.get_ylabel() == "accuracy"
+def test_task_curves_follow_each_task_from_when_it_was_trained(tmp_path):
+    r = run(tasks=8, blackout=6)
+    fig = plots.figure_task_curves(r)
     lines = gids(fig, "task-")
     assert len(lines) == 6  # tasks 7 and 8 were never trained
     x, y = lines[2].get_data()
-    assert list(x) == [3, 4, 5, 6]  # starts when task 3 was trained, even with eval_all
-    assert y[0] == pytest.approx(0.95) and y[-1] == pytest.approx(0.1)
-    chance = gids(fig, "chance")
-    assert len(chance) == 1 and chance[0].get_linestyle() == "--" and chance[0].get_ydata()[0] == 0.1
+    assert list(x) == [3, 4, 5, 6] and list(y) == pytest.approx(r.acc[2:, 2].tolist())
+    (chance,) = gids(fig, "chance")
+    assert chance.get_linestyle() == "--" and chance.get_ydata()[0] == pytest.approx(r.data["chance"][0])
     (vline,) = gids(fig, "blackout")
-    assert list(vline.get_xdata()) == [6, 6]
-    assert "collapsed" in vline.get_label()
-
-
-def test_task_curves_files_and_no_blackout(tmp_path):
-    res = make_result(tasks=12)
-    fig = plots.figure_task_curves(res)
-    assert len(gids(fig, "task-")) == 12 and not gids(fig, "blackout")
+    assert list(vline.get_xdata()) == [6, 6] and "collapsed" in vline.get_label()
     stem = tmp_path / "curves"
-    root = check_files(plots.task_curves(res, stem), stem, "tasks trained", "accuracy")
-    assert {f"task-{j}" for j in range(1, 13)} <= svg_ids(root)
+    ids = check_files(plots.task_curves(r, stem), stem, "tasks trained", "accuracy", "task 6")
+    assert {f"task-{j}" for j in range(1, 7)} | {"blackout", "chance"} <= ids
+
+
+def test_run_label_names_setting_network_and_seed():
+    assert plots.run_label(run(hidden=64, seed=3, lam=5.0)) == "ewc λ=5, network 64, seed 3"
 
 
 # -- capacity -------------------------------------------------------------------------------
 
 
-def test_capacity_points_fits_and_censoring():
-    analysis = make_analysis()
+@pytest.fixture(scope="module")
+def analysis():
+    """Two groups (two λ) over widths; the widest nets never black out (censored)."""
+    runs = [run(hidden=w, seed=s, tasks=8, blackout={25: 3, 50: 4, 100: 6}.get(w), lam=lam)
+            for lam in (5.0, 15.0) for w in (25, 50, 100, 400) for s in (0, 1)]
+    return capacity.analyze(runs, "width", n_boot=20)
+
+
+def test_capacity_draws_points_bounds_means_and_laws(analysis, tmp_path):
     fig = plots.figure_capacity(analysis)
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "width" and ax.get_ylabel() == "blackout task"
     assert ax.get_xscale() == "log"  # 25..400 spans more than 10x
-    (done0,) = gids(fig, "points-0")
-    (cens0,) = gids(fig, "censored-0")
-    assert isinstance(cens0, PathCollection)
-    assert len(done0.get_offsets()) == 11 and len(cens0.get_offsets()) == 1
-    assert tuple(cens0.get_offsets()[0]) == (400, round(0.0123 * 400 + 2 - 1))  # drawn at its bound
-    assert cens0.get_facecolors().size == 0 or cens0.get_facecolors()[0][3] == 0  # open marker
-    assert done0.get_facecolors()[0][3] > 0
-    assert not gids(fig, "censored-1") and len(gids(fig, "points-1")[0].get_offsets()) == 12
-    (means0,) = gids(fig, "means-0")
-    assert len(means0.get_xdata()) == 4
-    lin0, pow0, lin1 = gids(fig, "linear-0") + gids(fig, "power-0") + gids(fig, "linear-1")
-    assert not gids(fig, "power-1")  # failed fit is not drawn
-    assert to_rgb(lin0.get_color()) == to_rgb(pow0.get_color()) == to_rgb(done0.get_facecolors()[0])
-    assert lin0.get_ydata()[0] == pytest.approx(0.0123 * 25 + 2)
-    assert pow0.get_ydata()[-1] == pytest.approx(0.2 * 400 ** 0.9)
+    for gi, g in enumerate(analysis["groups"]):
+        done = [(p["x"], p["y"]) for p in g["points"] if not p["censored"]]
+        cens = [(p["x"], p["y"]) for p in g["points"] if p["censored"]]
+        (pts,) = gids(fig, f"points-{gi}")
+        (open_,) = gids(fig, f"censored-{gi}")
+        assert isinstance(open_, PathCollection)
+        assert sorted(map(tuple, pts.get_offsets().tolist())) == sorted(done)
+        assert sorted(map(tuple, open_.get_offsets().tolist())) == sorted(cens) == [(400, 9), (400, 9)]
+        assert open_.get_facecolors().size == 0 or open_.get_facecolors()[0][3] == 0  # open marker
+        (means,) = gids(fig, f"means-{gi}")
+        assert list(means.get_ydata()) == pytest.approx([s["mean"] for s in g["summary"]])
+        (lin,) = gids(fig, f"linear-{gi}")
+        x, y = lin.get_data()
+        assert y == pytest.approx(g["linear"]["slope"] * x + g["linear"]["intercept"])
+        (pw,) = gids(fig, f"power-{gi}")
+        x, y = pw.get_data()
+        assert y == pytest.approx(g["power"]["coef"] * x ** g["power"]["exponent"])
+        assert to_rgb(lin.get_color()) == to_rgb(pw.get_color()) == to_rgb(pts.get_facecolors()[0][:3])
+    assert to_rgb(gids(fig, "linear-0")[0].get_color()) != to_rgb(gids(fig, "linear-1")[0].get_color())
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert any("0.0123" in t and "R² = 0.980" in t and "[better]" in t for t in legend)
-    assert any(t.startswith("power") and "^0.9" in t for t in legend)
-    assert any("lower bound" in t for t in legend)
-
-
-def test_capacity_group_colours_differ():
-    fig = plots.figure_capacity(make_analysis())
-    c0 = to_rgb(gids(fig, "linear-0")[0].get_color())
-    c1 = to_rgb(gids(fig, "linear-1")[0].get_color())
-    assert c0 != c1
-
-
-def test_capacity_files(tmp_path):
+    assert [g["label"] for g in analysis["groups"]] == ["lam=5", "lam=15"]
+    assert {"lam=5", "lam=15"} <= set(legend) and any("lower bound" in t for t in legend)
+    better = analysis["groups"][0]["better"]
+    assert any(t.startswith(better) and "[better]" in t for t in legend)
     stem = tmp_path / "capacity"
-    root = check_files(plots.capacity(make_analysis(), stem), stem, "width", "blackout task")
-    assert {"censored-0", "points-0", "linear-0", "power-0", "means-0"} <= svg_ids(root)
+    ids = check_files(plots.capacity(analysis, stem), stem, "width", "blackout task", "lam=15")
+    assert {"points-0", "censored-0", "means-0", "linear-0", "power-1"} <= ids
 
 
-def test_capacity_handles_missing_values():
-    analysis = make_analysis()
-    g = analysis["groups"][0]
-    g["summary"][0]["ci_lo"] = None
-    g["points"][0]["y"] = None
-    g["linear"] = None
-    g["power"] = {"ok": False}
-    fig = plots.figure_capacity(analysis)
-    assert len(gids(fig, "points-0")[0].get_offsets()) == 10
-    assert not gids(fig, "linear-0") and not gids(fig, "power-0")
-    with pytest.raises(NothingToPlot):
+def test_capacity_leaves_out_what_is_missing(analysis):
+    broken = {**analysis, "groups": [dict(g) for g in analysis["groups"]]}
+    g = broken["groups"][0]
+    g["points"] = [{**p, "y": None} if i == 0 else p for i, p in enumerate(g["points"])]
+    g["linear"] = {"ok": False, "slope": None, "intercept": None, "reason": "too few points"}
+    fig = plots.figure_capacity(broken)
+    assert len(gids(fig, "points-0")[0].get_offsets()) == 5  # 8 points, 2 censored, 1 without a value
+    assert not gids(fig, "linear-0") and gids(fig, "power-0") and gids(fig, "linear-1")
+    with pytest.raises(NothingToPlot, match="no data points"):
         plots.figure_capacity({"axis": "width", "groups": []})
-    with pytest.raises(NothingToPlot):
-        plots.figure_capacity({})
 
 
-# -- stability ------------------------------------------------------------------------------
+# -- stability and sharpness ----------------------------------------------------------------
 
 
-def test_stability_lines_threshold_and_blackouts(tmp_path):
-    runs = [make_result("a", tasks=8, blackout=5), make_result("b", seed=1, tasks=8),
-            make_result("c", seed=2, tasks=8, blackout=7, stability=False)]
+def test_stability_per_task_with_limit_and_blackout_crosses(tmp_path):
+    runs = [run(tasks=8, blackout=5, stability=lambda t: 0.3 * 1.6 ** t), run(seed=1, tasks=8, stability=lambda t: 0.1 * t),
+            run(seed=2, tasks=8, blackout=7)]  # no stability number: left out
     fig = plots.figure_stability(runs)
+    assert len(fig.axes) == 1  # nobody measured sharpness
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "task" and ax.get_ylabel() == "stability number" and ax.get_yscale() == "log"
-    lines = gids(fig, "run-")
-    assert len(lines) == 2  # the run without stability numbers is left out
-    assert len(lines[0].get_xdata()) == 5 and len(lines[1].get_xdata()) == 8
-    (s2,) = gids(fig, "s2")
-    assert list(s2.get_ydata()) == [2.0, 2.0]
-    (mark,) = gids(fig, "blackout-")
-    assert list(mark.get_xdata()) == [5] and mark.get_ydata()[0] == pytest.approx(0.3 * 1.6 ** 5)
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "task"
+    a, b = gids(fig, "stability-")
+    assert list(a.get_xdata()) == [1, 2, 3, 4, 5] and list(a.get_ydata()) == pytest.approx([0.3 * 1.6 ** t for t in range(1, 6)])
+    assert list(b.get_ydata()) == pytest.approx([0.1 * t for t in range(1, 9)])
+    (limit,) = gids(fig, "limit-stability")
+    assert list(limit.get_ydata()) == [2.0, 2.0] and limit.get_linestyle() == "--"
+    (cross,) = gids(fig, "blackout-")
+    assert cross.get_gid() == "blackout-stability-0" and cross.get_marker() == "X"
+    assert list(cross.get_xdata()) == [5] and cross.get_ydata()[0] == pytest.approx(0.3 * 1.6 ** 5)
     stem = tmp_path / "stability"
-    root = check_files(plots.stability(runs, stem), stem, "task", "stability number")
-    assert {"run-0", "run-1", "s2", "blackout-0"} <= svg_ids(root)
-    with pytest.raises(NothingToPlot, match="stability"):
+    ids = check_files(plots.stability(runs, stem), stem, "task", "stability number", "blackout task")
+    assert {"stability-0", "stability-1", "limit-stability", "blackout-stability-0"} <= ids
+    with pytest.raises(NothingToPlot, match="stability number or sharpness"):
         plots.figure_stability([runs[2]])
 
 
-# -- methods --------------------------------------------------------------------------------
+def test_sharpness_is_drawn_beside_the_stability_number(tmp_path):
+    runs = [run(tasks=6, blackout=4, stability=lambda t: 0.5 * t, sharpness=lambda t: 0.4 * t + 0.1),
+            run(seed=1, tasks=6, sharpness=lambda t: 0.3)]  # sharpness only
+    fig = plots.figure_stability(runs)
+    assert len(fig.axes) == 2 and all(ax.get_yscale() == "log" for ax in fig.axes)
+    assert "stability" in fig.axes[0].get_ylabel() and "sharpness" in fig.axes[1].get_ylabel()
+    assert fig.axes[0].get_shared_x_axes().joined(fig.axes[0], fig.axes[1])  # the same tasks side by side
+    assert [ln.get_gid() for ln in gids(fig, "stability-", ax=0)] == ["stability-0"]
+    s0, s1 = gids(fig, "sharpness-", ax=1)
+    assert list(s0.get_ydata()) == pytest.approx([0.4 * t + 0.1 for t in range(1, 5)])
+    assert list(s1.get_xdata()) == list(range(1, 7)) and set(s1.get_ydata()) == {0.3}
+    assert to_rgb(s0.get_color()) == to_rgb(gids(fig, "stability-0")[0].get_color())  # one colour per run
+    assert to_rgb(s0.get_color()) != to_rgb(s1.get_color())
+    (cross,) = gids(fig, "blackout-sharpness-")
+    assert list(cross.get_xdata()) == [4] and cross.get_ydata()[0] == pytest.approx(1.7)
+    assert gids(fig, "limit-sharpness")[0].get_ydata()[0] == 2.0
+    stem = tmp_path / "both"
+    ids = check_files(plots.stability(runs, stem), stem, "sharpness", "stability number", "Sharpness per task")
+    assert {"sharpness-0", "sharpness-1", "stability-0", "blackout-sharpness-0", "limit-sharpness"} <= ids
+    only = plots.figure_stability([runs[1]])
+    assert len(only.axes) == 1 and "sharpness" in only.axes[0].get_ylabel()
 
 
-def test_methods_one_line_per_label_mean_over_seeds(tmp_path):
-    runs = [make_result("a", seed=0, tasks=5), make_result("b", seed=1, tasks=5),
-            make_result("c", method="si", lam=1.0, tasks=5, blackout=4)]
-    runs[1]["acc"][0][0] = 0.85  # seeds differ on task 1
+# -- across settings ------------------------------------------------------------------------
+
+
+def avg_so_far(acc: list[list[float]]) -> list[float]:
+    return [float(np.mean(row[: i + 1])) for i, row in enumerate(acc)]
+
+
+def test_methods_one_line_per_setting_mean_over_seeds(tmp_path):
+    a, b = decaying(5, 5), decaying(5, 5)
+    b[0][0], b[3][1] = 0.85, 0.5  # the seeds differ
+    si = decaying(4, 5, blackout=4)
+    runs = [run(seed=0, tasks=5, acc=a), run(seed=1, tasks=5, acc=b),
+            run(tasks=5, blackout=4, method="si", lam=1.0, acc=si)]
     fig = plots.figure_methods(runs)
-    ax = fig.axes[0]
-    assert ax.get_xlabel() == "tasks trained" and ax.get_ylabel() == "average accuracy on tasks so far"
-    lines = gids(fig, "method-")
-    assert [ln.get_label() for ln in lines] == ["ewc λ=15", "si λ=1"]
-    ewc, si = lines
-    assert len(ewc.get_xdata()) == 5 and len(si.get_xdata()) == 4
-    assert ewc.get_ydata()[0] == pytest.approx(0.90)
-    assert ewc.get_ydata()[1] == pytest.approx(np.mean([0.87, 0.95]))
-    assert gids(fig, "chance")
+    ewc, si_line = gids(fig, "method-")
+    assert [ewc.get_label(), si_line.get_label()] == ["ewc λ=15", "si λ=1"]
+    assert list(ewc.get_ydata()) == pytest.approx(np.mean([avg_so_far(a), avg_so_far(b)], axis=0).tolist())
+    assert list(si_line.get_xdata()) == [1, 2, 3, 4] and list(si_line.get_ydata()) == pytest.approx(avg_so_far(si))
+    assert gids(fig, "chance")[0].get_ydata()[0] == pytest.approx(0.1)
     stem = tmp_path / "methods"
-    root = check_files(plots.methods(runs, stem), stem, "tasks trained", "average accuracy on tasks so far")
-    assert {"method-0", "method-1"} <= svg_ids(root)
+    ids = check_files(plots.methods(runs, stem), stem, "tasks trained", "average accuracy on tasks so far", "si λ=1")
+    assert {"method-0", "method-1", "chance"} <= ids
 
 
-def test_methods_mixed_datasets_and_widths_are_kept_apart():
-    a, b = make_result("a", tasks=3), make_result("b", tasks=3)
-    b["config"]["data"]["dataset"] = "mnist"
-    labels = [ln.get_label() for ln in gids(plots.figure_methods([a, b]), "method-")]
-    assert labels == ["ewc λ=15 (digits)", "ewc λ=15 (mnist)"]
-    runs = [make_result(f"w{w}", width=w, tasks=3) for w in (400, 25, 100)]
+def test_networks_that_differ_are_kept_apart_in_width_order():
+    runs = [run(hidden=w, tasks=3) for w in (400, 25, 100)]
     labels = [ln.get_label() for ln in gids(plots.figure_methods(runs), "method-")]
-    assert labels == ["ewc λ=15 (width 25)", "ewc λ=15 (width 100)", "ewc λ=15 (width 400)"]
+    assert labels == ["ewc λ=15, network 25", "ewc λ=15, network 100", "ewc λ=15, network 400"]
 
 
-def test_average_accuracy_and_labels():
-    res = make_result(tasks=3)
-    assert plots.average_accuracy(res).tolist() == pytest.approx([0.95, 0.91, 0.87])
-    assert plots.run_label(res) == "ewc λ=15, width 50, seed 0"
-    res["config"]["model"]["hidden"] = [400, 400]
-    assert plots.run_info(res)["width"] == "400×400"
-    assert plots.method_label({"config": {}}) == "?"
+def test_plasticity_new_task_accuracy_and_dead_units(tmp_path):
+    runs = [run(hidden=50, seed=0, new=lambda t: 0.9 - 0.1 * t, dead=lambda t: 0.05 * t),
+            run(hidden=50, seed=1, new=lambda t: 0.8 - 0.1 * t, dead=lambda t: 0.03 * t),
+            run(hidden=100, seed=0, blackout=3, new=lambda t: 0.95, dead=lambda t: 0.0)]
+    fig = plots.figure_plasticity(runs)
+    assert [ax.get_title() for ax in fig.axes] == ["New-task accuracy", "Dead units"]
+    n50, n100 = gids(fig, "new-task-", ax=0)
+    assert n50.get_label() == "ewc λ=15, network 50"
+    assert list(n50.get_ydata()) == pytest.approx([0.85 - 0.1 * t for t in range(1, 7)])  # mean of the two seeds
+    assert list(n100.get_xdata()) == [1, 2, 3] and set(n100.get_ydata()) == {0.95}
+    d50, d100 = gids(fig, "dead-units-", ax=1)
+    assert list(d50.get_ydata()) == pytest.approx([0.04 * t for t in range(1, 7)])
+    assert to_rgb(d50.get_color()) == to_rgb(n50.get_color()) != to_rgb(d100.get_color())
+    stem = tmp_path / "plasticity"
+    ids = check_files(plots.plasticity(runs, stem), stem, "accuracy on the new task", "fraction of dead hidden units",
+                      "Dead units")
+    assert {"new-task-0", "new-task-1", "dead-units-0", "dead-units-1"} <= ids
+
+
+def test_plasticity_skips_a_panel_without_data_and_says_why_when_empty():
+    fig = plots.figure_plasticity([run(new=lambda t: 0.9), run(seed=1, new=lambda t: 0.7)])
+    assert len(fig.axes) == 1 and fig.axes[0].get_title() == "New-task accuracy"
+    assert list(gids(fig, "new-task-0")[0].get_ydata()) == pytest.approx([0.8] * 6)
+    fig = plots.figure_plasticity([run(dead=lambda t: 0.1)])
+    assert len(fig.axes) == 1 and fig.axes[0].get_title() == "Dead units"
+    with pytest.raises(NothingToPlot, match="new-task accuracy or dead units"):
+        plots.figure_plasticity([run()])
+    with pytest.raises(NothingToPlot, match="evaluated accuracies"):
+        plots.figure_methods([])
+
+
+def test_png_bytes_is_a_png():
+    assert plots.png_bytes(plots.figure_task_curves(run(tasks=3)))[:8] == PNG_MAGIC

@@ -1,411 +1,360 @@
-"""The report says the right things (fitted law, counts, escaped text, one row per run) and, in a
-real headless Chromium, shows every figure decoded and on screen without console errors.
-
-Chromium is driven over the DevTools protocol through ``--remote-debugging-pipe`` (NUL-separated
-JSON on file descriptors 3 and 4), so the browser test needs only the Debian ``chromium`` package
-and the standard library.
-"""
+"""The report says the right things (the law, the ranking, the stability check, the failed runs;
+numbers checked against computations made here), escapes every piece of text, is written whole or
+not at all, and, in a real headless Chromium served over HTTP, shows every figure decoded with no
+console error, no script and no request leaving the page."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
-import os
-import re
-import select
-import shutil
-import signal
-import subprocess
-import time
+import threading
+from contextlib import contextmanager
+from functools import partial
 from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from blackout.report import representative_runs, write_report
+from blackout.study import capacity
+from blackout.study.report import render_report, write_report
+from blackout.study.results import ResultSet
+from tests.factory import make_result
 
-# -- hand-built inputs -----------------------------------------------------------------------
-
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+HOSTILE = '<script>alert(1)</script> "&<>'
+TITLE = f"Width sweep {HOSTILE}"
 WIDTHS = (25, 50, 100, 400)
 SEEDS = (0, 1, 2)
-LABEL = "method=ewc <lam=15> & co"
+BLACKOUT = {25: 3, 50: 4, 100: 6}  # on the line 2 + 0.04 x; the widest never blacks out
+TASKS = 8
+SECTIONS = ["summary", "capacity-law", "methods-ranking", "stability-check", "figures", "failed-runs", "runs-table",
+            "configs", "study", "versions"]
 
 
-def make_result(run_id, method="ewc", lam=15.0, width=50, seed=0, tasks=6, blackout=None):
-    """A plausible run: tasks learned to ~0.95 then decaying; at blackout every task is at chance."""
-    rows = blackout or tasks
-    acc = [[(0.1 + 0.02 * (j % 2) if blackout and i + 1 == blackout else round(0.95 - 0.08 * (i - j), 3))
-            if j <= i else None for j in range(tasks)] for i in range(rows)]
-    return {
-        "run_id": run_id, "version": "0.1.0", "seed": seed, "n_params": 74 * width,
-        "config": {"data": {"dataset": "digits", "stream": "permuted", "tasks": tasks},
-                   "model": {"arch": "mlp", "hidden": [width]}, "method": {"method": method, "lam": lam},
-                   "train": {"optimizer": "sgd", "lr": 0.1, "seed": seed}, "blackout": {"margin": 0.1}},
-        "data": {"source": "embedded", "note": "", "chance": [0.1] * tasks},
-        "acc": acc,
-        "diagnostics": [{"task": t, "stability": 0.3 * 1.6 ** t, "train_loss": 0.2} for t in range(1, rows + 1)],
-        "metrics": {"avg_acc": float(np.mean([v for v in acc[-1] if v is not None]))},
-        "blackout": {"task": blackout, "cause": "collapsed" if blackout else None,
-                     "retained": 0 if blackout else rows, "retained_tasks": []},
-        "tasks_run": rows,
-        "timings": {"total": 1.0},
-    }
+def stability(t: int) -> float:
+    return 0.3 * 1.6 ** t  # first >= 2 at task 5
 
 
-def sweep(blackouts=True):
-    """Width sweep of EWC: narrow nets black out early, the widest never does (censored)."""
-    out = []
-    for w in WIDTHS:
-        for s in SEEDS:
-            b = {25: 3, 50: 4, 100: 6}.get(w) if blackouts else None
-            out.append(make_result(f"ewc-{w}-{s}", width=w, seed=s, tasks=8, blackout=b))
-    return out
+def sweep_run(width: int, seed: int, tasks: int = TASKS, blackout: int | None = None):
+    n = blackout or tasks
+    acc = [[0.1 if blackout and i + 1 == blackout else round(0.95 - 0.08 * (i - j), 3) for j in range(i + 1)]
+           for i in range(n)]
+    diags = [{"task": t, "stability": stability(t), "sharpness": 0.2 * 1.5 ** t, "new_task_acc": acc[t - 1][t - 1],
+              "dead_units": 0.02 * (t - 1)} for t in range(1, n + 1)]
+    return make_result(acc, tasks=tasks, blackout=blackout, cause="collapsed", diagnostics=diags, hidden=(width,),
+                       seed=seed)
 
 
-def analysis_for(results, all_censored=False):
-    """An analysis of the sweep shaped like blackout.capacity.analyze's output."""
-    points = [{"x": r["config"]["model"]["hidden"][0], "y": r["blackout"]["task"] or r["tasks_run"],
-               "censored": all_censored or r["blackout"]["task"] is None, "seed": r["seed"],
-               "run_id": r["run_id"]} for r in results]
-    summary = []
-    for x in WIDTHS:
-        ys = [p["y"] for p in points if p["x"] == x]
-        summary.append({"x": x, "n": len(ys), "n_censored": sum(p["censored"] for p in points if p["x"] == x),
-                        "mean": float(np.mean(ys)), "ci_lo": float(np.mean(ys)) - 0.5,
-                        "ci_hi": float(np.mean(ys)) + 0.5, "values": ys})
-    return {
-        "axis": "width",
-        "groups": [{
-            "label": LABEL, "key": ["ewc", 15.0], "points": points, "summary": summary,
-            "linear": {"slope": 0.0123, "intercept": 2.5, "r2": 0.981, "slope_ci": [0.0101, 0.0145], "n": 12,
-                       "n_censored": sum(p["censored"] for p in points), "ok": True, "reason": "", "aic": 10.0},
-            "power": {"exponent": None, "coef": None, "r2": None, "exponent_ci": None, "ok": False,
-                      "reason": "too few uncensored widths", "aic": None},
-            "better": "linear",
-        }],
-        "stability": {"runs": [{"run_id": "ewc-25-0", "first_unstable": 3, "blackout_task": 3, "agree": True}],
-                      "share_within_one": 0.8, "n_compared": 10},
-    }
+def sweep() -> list:
+    return [sweep_run(w, s, blackout=BLACKOUT.get(w)) for w in WIDTHS for s in SEEDS]
 
 
-class Tables(HTMLParser):
-    """Counts body rows of each table with an id."""
+FAILED = {"run_id": "f00dfeed00000001", "config": make_result(hidden=(77,), seed=9, method="si", lam=1.0).config,
+          "error": f"ValueError: {HOSTILE}", "attempts": 2}
 
-    def __init__(self):
-        super().__init__()
-        self.rows: dict[str, int] = {}
-        self._table = None
-        self._in_body = False
+
+class Page(HTMLParser):
+    """The parts of a page the tests read: every start tag, the text of each section and of the
+    title, and each table with an id as rows of cell texts."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.sections: dict[str, str] = {}
+        self.tables: dict[str, list[list[str]]] = {}
+        self.title = ""
+        self._section = self._table = None
+        self._cell: list[str] | None = None
+        self._in_title = self._in_body = False
+        self.feed(text)
 
     def handle_starttag(self, tag, attrs):
-        if tag == "table":
-            self._table = dict(attrs).get("id")
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if tag == "section":
+            self._section = a.get("id")
+            self.sections[self._section] = ""
+        elif tag == "table" and a.get("id"):
+            self._table = a["id"]
+            self.tables[self._table] = []
         elif tag == "tbody":
             self._in_body = True
-        elif tag == "tr" and self._in_body and self._table:
-            self.rows[self._table] = self.rows.get(self._table, 0) + 1
+        elif tag == "tr" and self._table and self._in_body:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th") and self._table and self._in_body:
+            self._cell = []
+        elif tag == "title":
+            self._in_title = True
 
     def handle_endtag(self, tag):
-        if tag == "tbody":
-            self._in_body = False
+        if tag == "section":
+            self._section = None
         elif tag == "table":
             self._table = None
+        elif tag == "tbody":
+            self._in_body = False
+        elif tag in ("td", "th") and self._cell is not None:
+            self.tables[self._table][-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "title":
+            self._in_title = False
 
-
-def table_rows(text: str) -> dict[str, int]:
-    parser = Tables()
-    parser.feed(text)
-    return parser.rows
-
-
-# -- content -------------------------------------------------------------------------------
+    def handle_data(self, data):
+        if self._section:
+            self.sections[self._section] += data
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._in_title:
+            self.title += data
 
 
 @pytest.fixture(scope="module")
-def full_report(tmp_path_factory):
-    results = sweep()
-    path = write_report(tmp_path_factory.mktemp("full") / "report.html", results, analysis_for(results),
-                        title="Width <sweep> & EWC", study={"grid": {"hidden": list(WIDTHS)}, "note": "<b>x</b>"})
-    return path, results
-
-
-def test_report_content(full_report):
-    path, results = full_report
+def full(tmp_path_factory):
+    """The sweep's report with one failed run, a hostile title and a hostile study spec."""
+    folder = tmp_path_factory.mktemp("full")
+    runs = sweep()
+    study = {"study": "widths", "note": HOSTILE, "specs": [{"grid": {"hidden": [[w] for w in WIDTHS]}}]}
+    path = write_report(folder / "report.html", ResultSet(runs, [FAILED]), title=TITLE, study=study,
+                        figures=folder / "figures", n_boot=100)
     text = path.read_text(encoding="utf-8")
+    return {"path": path, "text": text, "page": Page(text), "runs": runs, "study": study}
+
+
+# -- content --------------------------------------------------------------------------------
+
+
+def test_sections_in_order_and_nothing_outside_the_file(full):
+    page, text = full["page"], full["text"]
     assert text.startswith("<!DOCTYPE html>")
-    assert "<title>Width &lt;sweep&gt; &amp; EWC</title>" in text
-    assert "method=ewc &lt;lam=15&gt; &amp; co" in text and "<lam=15>" not in text
-    assert "blackout task ≈ 0.0123 × width + 2.5" in text
-    assert "interval 0.0101 to 0.0145" in text and "R² = 0.981" in text
-    assert "No power law was fitted: too few uncensored widths." in text
-    assert "The linear law fits better." in text
-    assert "3 censored" in text
-    assert "9 of 12 runs blacked out (cause: collapsed 9)" in text
-    assert "In 80% of the 10 runs compared" in text
-    rows = table_rows(text)
-    assert rows["runs"] == len(results) and rows["laws"] == 1
-    assert text.count("<details><summary><code>") == len(results)
-    assert "&lt;b&gt;x&lt;/b&gt;" in text and "<b>x</b>" not in text  # the study spec, escaped
-    for name in ("python", "numpy", "matplotlib", "torch"):
-        assert f"<th>{name}</th>" in text
-    # capacity, stability, methods, then matrix and curves of the narrowest and widest run
-    assert text.count('src="data:image/png;base64,') == 3 + 2 * 2
-    assert "skipped" not in text
+    assert [a["id"] for tag, a in page.tags if tag == "section"] == SECTIONS
+    tags = {tag for tag, _ in page.tags}
+    assert not tags & {"script", "link", "iframe", "object", "embed", "base"}
+    assert not [a for _, a in page.tags if any(k.startswith("on") for k in a)]  # no event handlers
+    srcs = [a["src"] for tag, a in page.tags if tag == "img"]
+    assert len(srcs) == 4 + 2 * 2  # capacity, stability, methods, plasticity; matrix and curves of two runs
+    for src in srcs:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1], validate=True)[:8] == PNG_MAGIC
+    assert not [a for _, a in page.tags if "href" in a]
+    assert "url(" not in text and "@import" not in text and "skipped" not in text
 
 
-def test_report_is_self_contained(full_report):
-    text = full_report[0].read_text(encoding="utf-8")
-    assert "<script" not in text and "<link" not in text and "@import" not in text
-    assert not re.search(r'(src|href)\s*=\s*"(?!data:)', text)
-    assert not re.search(r"url\(", text)
-    for b64 in re.findall(r'src="data:image/png;base64,([^"]+)"', text):
-        assert base64.b64decode(b64, validate=True)[:8] == b"\x89PNG\r\n\x1a\n"
+def test_hostile_text_is_text(full):
+    page, text = full["page"], full["text"]
+    assert page.title == TITLE
+    assert "<script" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    (row,) = page.tables["failed"]
+    assert row[-1] == FAILED["error"]
+    spec = page.sections["study"]
+    assert json.loads(spec[spec.index("{"):]) == full["study"]  # the whole spec, intact
 
 
-def test_representatives_are_first_seed_of_narrowest_and_widest():
-    results = sweep()
-    reps = representative_runs(results, analysis_for(results))
-    assert [r["run_id"] for _, r in reps] == ["ewc-25-0", "ewc-400-0"]
-    assert "narrowest width (25)" in reps[0][0]
-    reps = representative_runs(results, None)
-    assert [r["run_id"] for _, r in reps] == ["ewc-25-0", "ewc-400-0"]
+def test_capacity_law_is_the_line_through_the_blackouts(full):
+    x = [w for w in WIDTHS for _ in SEEDS if w in BLACKOUT]
+    y = [BLACKOUT[w] for w in x]
+    slope, intercept = np.polyfit(x, y, 1)  # the uncensored points lie on it, so Tobit and OLS agree
+    law = " ".join(full["page"].sections["capacity-law"].split())
+    assert "all runs: 12 runs, 3 censored" in law
+    assert f"Linear law: blackout task ≈ {slope:.4g} × width + {intercept:.4g}" in law
+    (row,) = full["page"].tables["laws"]
+    assert row[:4] == ["all runs", "12", "3", f"{slope:.4g}"]
 
 
-def test_report_zero_blackouts(tmp_path):
-    results = sweep(blackouts=False)
-    text = write_report(tmp_path / "r.html", results, analysis_for(results), title="none").read_text()
-    assert "No run blacked out: all 12 ran" in text
-    assert table_rows(text)["runs"] == 12
-    assert text.count("data:image/png;base64,") == 7
+def test_summary_counts(full):
+    text = " ".join(full["page"].sections["summary"].split())
+    blackouts = [BLACKOUT[w] for w in WIDTHS for _ in SEEDS if w in BLACKOUT]
+    assert "12 finished runs and 1 failed run" in text
+    assert (f"{len(blackouts)} of 12 runs blacked out (cause: collapsed {len(blackouts)}); blackout task median "
+            f"{np.median(blackouts):g}, range {min(blackouts)} to {max(blackouts)}") in text
+    assert "3 runs ended without blackout" in text
 
 
-def test_report_all_censored(tmp_path):
-    results = sweep(blackouts=False)
-    text = write_report(tmp_path / "r.html", results, analysis_for(results, all_censored=True),
-                        title="censored").read_text()
-    assert "Every run was censored" in text
+def test_methods_ranked_with_plasticity_columns(full):
+    rows = full["page"].tables["methods"]
+    assert [r[1] for r in rows] == ["400", "100", "50", "25"]  # most tasks learned first
+    for r in rows:
+        w = int(r[1])
+        n = BLACKOUT.get(w, TASKS)
+        last = 0.1 if w in BLACKOUT else 0.95  # the blackout row is at chance; else the task just learned
+        assert r[2] == "3"
+        assert r[3] == (f"{n - 1:.1f}" if w in BLACKOUT else f"≥ {TASKS:.1f}")  # censored: a lower bound
+        assert r[4] == ("collapsed 3" if w in BLACKOUT else "none")
+        assert r[-3:] == [f"{last:.3f}", "0", f"{0.02 * (n - 1):.3f}"]
+    assert len(rows[0]) == 5 + 3 + 3  # checkpoints 10, 20, 30
+    assert "avg acc after 30" in full["text"]
 
 
-def test_report_single_run_no_analysis(tmp_path):
-    results = [make_result("only", tasks=6, blackout=5)]
-    out = tmp_path / "folder"
-    out.mkdir()
-    path = write_report(out, results, None, title="single")
-    assert path == out / "report.html"
-    text = path.read_text()
-    assert "Capacity figure skipped: no capacity analysis was given." in text
-    assert "No capacity analysis was given, so no law was fitted." in text
-    assert "In 100% of the 1 runs compared (computed here" in text  # s > 2 first at task 5, the blackout task
-    assert table_rows(text)["runs"] == 1
-    assert text.count("data:image/png;base64,") == 4  # stability, methods, matrix, curves
+def test_stability_check_plain_rule(full):
+    compared = []
+    for w in WIDTHS:
+        first = next((t for t in range(1, TASKS + 1) if stability(t) >= 2), None)
+        b = BLACKOUT.get(w)
+        if b is not None and first is not None and first <= b:  # a run stops at its blackout task
+            compared += [abs(b - first) <= 1] * len(SEEDS)
+    (rule,) = full["page"].tables["predictors"]  # no predictor in the analysis: the rule alone
+    assert rule[0] == "s ≥ 2 (plain rule)"
+    assert rule[1:3] == [str(len(compared)), f"{np.mean(compared):.0%}"]
+    assert len(full["page"].tables["stability-runs"]) == len(full["runs"])
 
 
-def test_report_degenerate_inputs(tmp_path):
-    text = write_report(tmp_path / "empty.html", [], None, title="empty").read_text()
-    assert "No runs were given" in text and "skipped" in text
-    one = make_result("one", tasks=3)
-    one["diagnostics"] = []
-    analysis = {"axis": "width", "groups": [{"label": "g", "points": [{"x": 50, "y": 3, "censored": True}],
-                                             "linear": None, "power": None, "better": None}], "stability": None}
-    text = write_report(tmp_path / "one.html", [one], analysis, title="one").read_text()
-    assert "it needs runs at two or more values of width, and there is one" in text
-    assert "Stability figure skipped: no run recorded a positive stability number." in text
-    assert "No linear law was fitted." in text and "Neither law is preferred." in text
+def test_runs_failed_configs_versions(full):
+    page = full["page"]
+    ids = [r[0] for r in page.tables["runs"]]
+    assert sorted(ids) == sorted(r.run_id for r in full["runs"])
+    (failed,) = page.tables["failed"]
+    assert failed[:5] == [FAILED["run_id"], "si", "77", "9", "2"]
+    assert FAILED["run_id"] not in ids and "1 run failed" in page.sections["failed-runs"]
+    assert page.sections["configs"].count('"hidden"') == len(full["runs"])
+    versions = {r[0]: r[1:] for r in page.tables["version-table"]}
+    assert {"python", "numpy", "torch", "matplotlib", "blackout"} <= set(versions)
+    assert versions["blackout"][1] == f"{full['runs'][0].version} (12 runs)"
+    assert versions["python"][1] == "3 (12 runs)"  # as the runs recorded it
 
 
-# -- real browser --------------------------------------------------------------------------
+def test_figures_folder_holds_what_the_page_shows(full):
+    folder = full["path"].parent / "figures"
+    for name in ("capacity", "stability", "methods", "plasticity"):
+        assert (folder / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+        assert (folder / f"{name}.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+    src = next(a["src"] for tag, a in full["page"].tags if tag == "img" and a["alt"] == "plasticity")
+    assert base64.b64decode(src.split(",", 1)[1]) == (folder / "plasticity.png").read_bytes()
+    assert "Sharpness per task" in (folder / "stability.svg").read_text()
+    assert sorted(p.name for p in full["path"].parent.iterdir()) == ["figures", "report.html"]  # no temp file left
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
 
-FIGURES_JS = """(async () => {
+def test_predictor_is_shown_beside_the_rule():
+    runs = [sweep_run(25, 0, tasks=6, blackout=3), sweep_run(50, 0, tasks=6)]
+    analysis = capacity.analyze(runs, "width", n_boot=5)
+    analysis["predictor"] = {"name": "sharpness <early> & warned", "share_within_one": 2 / 3, "n_compared": 3,
+                             "warn_lead": 1.5}
+    page = Page(render_report(ResultSet(runs), analysis, title="p"))
+    rule, predictor = page.tables["predictors"]
+    assert rule[0] == "s ≥ 2 (plain rule)"
+    assert predictor == ["sharpness <early> & warned", "3", "67%", "1.5"]
+    assert "none" in page.sections["failed-runs"] and "failed" not in page.tables
+
+
+def test_no_finished_runs_says_so_and_clears_stale_figures(tmp_path):
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "plasticity.png").write_bytes(PNG_MAGIC)
+    lost = {"run_id": "lost", "config": None, "error": "worker died", "attempts": 3}
+    path = write_report(tmp_path / "r.html", ResultSet([], [lost]), title="empty", figures=figures, n_boot=5)
+    page = Page(path.read_text(encoding="utf-8"))
+    for section in ("summary", "capacity-law", "methods-ranking", "stability-check", "runs-table", "configs"):
+        assert "No run finished" in page.sections[section], section
+    assert page.tables["failed"] == [["lost", "?", "?", "?", "3", "worker died"]]
+    assert "No study specification was given" in page.sections["study"]
+    assert not [t for t, _ in page.tags if t == "img"] and "Plasticity figure skipped" in page.sections["figures"]
+    assert not (figures / "plasticity.png").exists()  # it would contradict this report
+
+
+def test_failed_rendering_leaves_the_old_page(tmp_path):
+    out = tmp_path / "report.html"
+    out.write_text("<!DOCTYPE html><p>old</p>")
+    with pytest.raises(ValueError, match="axis"):
+        write_report(out, ResultSet([sweep_run(25, 0, tasks=3)]), axis="bogus", title="x")
+    assert out.read_text() == "<!DOCTYPE html><p>old</p>" and [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+# -- real browser ---------------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+IMAGES_JS = """async () => {
   const imgs = [...document.images];
   await Promise.all(imgs.map(i => i.decode().catch(() => null)));
-  const box = e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; };
-  const shown = e => e.checkVisibility({checkOpacity: true, checkVisibilityCSS: true});
-  return [
-    ...imgs.map(i => ({kind: "img", name: i.alt, size: box(i), shown: shown(i), complete: i.complete,
-                       natural: [i.naturalWidth, i.naturalHeight]})),
-    ...[...document.querySelectorAll("svg:not(svg svg)")].map(s => ({kind: "svg", name: s.id, size: box(s),
-                                                                     shown: shown(s)})),
-  ];
-})()"""
-
-
-class Chromium:
-    """Headless Chromium over the DevTools pipe: commands out on fd 3, replies and events back on fd 4."""
-
-    def __init__(self, profile: Path, log: Path, timeout: float = 30.0):
-        to_child, self._w = os.pipe()
-        self._r, from_child = os.pipe()
-        # The pipes arrive as the shell's stdin and stdout and are moved to fds 3 and 4 for Chromium,
-        # which needs no Python code between fork and exec.
-        wire = 'exec "$@" 3<&0 4>&1 </dev/null >/dev/null'
-        with open(log, "wb") as err:
-            self.proc = subprocess.Popen(
-                ["/bin/sh", "-c", wire, "sh", CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                 "--remote-debugging-pipe", "about:blank"],
-                stdin=to_child, stdout=from_child, stderr=err, start_new_session=True)
-        os.close(to_child)
-        os.close(from_child)
-        self.timeout = timeout
-        self.log = log
-        self._buf = b""
-        self._id = 0
-        self.events: list[dict] = []
-
-    def _recv(self) -> dict:
-        deadline = time.monotonic() + self.timeout
-        while b"\0" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"Chromium sent nothing for {self.timeout:g} s (its stderr: {self.log})")
-            if select.select([self._r], [], [], left)[0]:
-                chunk = os.read(self._r, 1 << 20)
-                if not chunk:
-                    raise RuntimeError(f"Chromium closed the DevTools pipe (exit code {self.proc.poll()}, "
-                                       f"its stderr: {self.log})")
-                self._buf += chunk
-        raw, _, self._buf = self._buf.partition(b"\0")
-        return json.loads(raw)
-
-    def send(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
-        self._id += 1
-        msg = {"id": self._id, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        os.write(self._w, json.dumps(msg).encode() + b"\0")
-        while True:
-            reply = self._recv()
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            self.events.append(reply)
-
-    def wait_for(self, method: str, session: str) -> None:
-        while not any(e.get("method") == method and e.get("sessionId") == session for e in self.events):
-            self.events.append(self._recv())
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close")
-            self.proc.wait(timeout=10)
-        except Exception:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        finally:
-            os.close(self._w)
-            os.close(self._r)
-
-    def check_page(self, path: Path) -> dict:
-        """Load a file in a fresh tab; return its console errors, outside requests, figures and a screenshot."""
-        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        sid = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            self.send(f"{domain}.enable", session=sid)
-        self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=sid)
-        start = len(self.events)
-        self.send("Page.navigate", {"url": path.resolve().as_uri()}, session=sid)
-        self.wait_for("Page.loadEventFired", sid)
-        figures = self.send("Runtime.evaluate", {"expression": FIGURES_JS, "awaitPromise": True,
-                                                 "returnByValue": True}, session=sid)["result"]["value"]
-        size = self.send("Page.getLayoutMetrics", session=sid)["cssContentSize"]
-        shot = self.send("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 12000), "scale": 1},
-        }, session=sid)
-        self.send("Target.closeTarget", {"targetId": target})
-        mine = [e for e in self.events[start:] if e.get("sessionId") == sid]
-        errors = []
-        for e in mine:
-            p = e.get("params", {})
-            if e["method"] == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                errors.append(" ".join(str(a.get("value", a.get("description"))) for a in p.get("args", [])))
-            elif e["method"] == "Runtime.exceptionThrown":
-                errors.append(p["exceptionDetails"].get("text", "exception"))
-            elif e["method"] == "Log.entryAdded" and p["entry"].get("level") == "error":
-                errors.append(p["entry"].get("text", ""))
-        outside = [e["params"]["request"]["url"] for e in mine if e["method"] == "Network.requestWillBeSent"
-                   and not e["params"]["request"]["url"].startswith(("file:", "data:"))]
-        return {"errors": errors, "outside": outside, "figures": figures,
-                "screenshot": base64.b64decode(shot["data"])}
-
-
-def problems(check: dict) -> list[str]:
-    """Everything wrong with a checked page, as readable lines; empty means it displays correctly."""
-    out = [f"console error: {e}" for e in check["errors"]]
-    out += [f"outside request: {u}" for u in check["outside"]]
-    if not check["figures"]:
-        out.append("no figure on the page")
-    for f in check["figures"]:
-        w, h = f["size"]
-        if not f["shown"] or w <= 0 or h <= 0:
-            out.append(f"{f['kind']} {f['name']!r} not displayed (shown={f['shown']}, size={w}x{h})")
-        if f["kind"] == "img" and not (f["complete"] and min(f["natural"]) > 0):
-            out.append(f"img {f['name']!r} not decoded (natural size {f['natural']})")
-    return out
+  return imgs.map(i => ({alt: i.alt, complete: i.complete, natural: i.naturalWidth, shown: i.getBoundingClientRect().width}));
+}"""
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (Debian package 'chromium'; CI installs it)")
-    home = tmp_path_factory.mktemp("chromium")
-    chromium = Chromium(home / "profile", home / "stderr.txt")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (Debian package 'chromium')")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def served(folder: Path):
+    """``folder`` over HTTP on 127.0.0.1, for as long as the block runs."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     try:
-        chromium.send("Browser.getVersion")
-        yield chromium
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
-        chromium.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
-def assert_screenshot(png: bytes, keep: Path) -> None:
+def visit(browser, folder: Path, name: str) -> dict:
+    """Load ``folder/name`` from a local server; what the browser saw, checked, and the page to read."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors, requests, dialogs = [], [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    with served(folder) as base:
+        page.goto(f"{base}/{name}", wait_until="load")
+        images = page.evaluate(IMAGES_JS)
+        scripts = page.locator("script").count()
+        problems = [f"console error: {e}" for e in errors] + [f"dialog: {d}" for d in dialogs]
+        problems += [f"request outside the page: {u}" for u in requests if not u.startswith((base, "data:"))]
+        problems += [f"img {i['alt']!r} not decoded" for i in images if not (i["complete"] and i["natural"] > 0)]
+        problems += [f"img {i['alt']!r} not shown" for i in images if i["shown"] <= 0]
+        problems += [f"{scripts} script element(s)"] if scripts else []
+        return {"page": page, "problems": problems, "images": images}
+
+
+def test_browser_shows_the_report(browser, full, tmp_path):
+    seen = visit(browser, full["path"].parent, "report.html")
+    page = seen["page"]
+    try:
+        assert seen["problems"] == []
+        assert len(seen["images"]) == 8 and all(i["natural"] > 300 for i in seen["images"])
+        assert page.title() == TITLE
+        assert page.locator("h1").inner_text() == TITLE
+        for sid in SECTIONS:
+            assert page.locator(f"section#{sid}").is_visible(), sid
+        failed = page.locator("#failed-runs").inner_text()
+        assert FAILED["run_id"] in failed and FAILED["error"] in failed
+        assert HOSTILE in page.locator("#study").inner_text()
+        shot = page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    finally:
+        page.close()
     from PIL import Image
 
-    keep.write_bytes(png)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
-    with Image.open(io.BytesIO(png)) as im:
-        assert im.width >= 1000 and im.height >= 900
+    with Image.open(io.BytesIO(shot)) as im:
+        assert im.width == 1280 and im.height > 3000
         pixels = np.asarray(im.convert("RGB").resize((im.width // 8, im.height // 8)))
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # text and plots, not a blank page
 
 
-def test_browser_full_report(browser, full_report, tmp_path):
-    check = browser.check_page(full_report[0])
-    assert problems(check) == []
-    assert len(check["figures"]) == 7
-    assert all(f["size"][0] > 300 for f in check["figures"])
-    assert_screenshot(check["screenshot"], tmp_path / "full.png")
-
-
-def test_browser_single_run_report(browser, tmp_path):
-    path = write_report(tmp_path / "single.html", [make_result("only", tasks=5, blackout=4)], None, title="one")
-    check = browser.check_page(path)
-    assert problems(check) == []
-    assert len(check["figures"]) == 4
-    assert_screenshot(check["screenshot"], tmp_path / "single.png")
-
-
-def test_browser_check_catches_broken_figure(browser, full_report, tmp_path):
-    text = full_report[0].read_text(encoding="utf-8")
-    broken = tmp_path / "broken.html"
-    broken.write_text(text.replace("<figure>", '<figure><img src="data:image/png;base64,bm90IGEgcG5n" alt="bad">', 1),
-                      encoding="utf-8")
-    found = problems(browser.check_page(broken))
-    assert any("'bad' not decoded" in p for p in found), found
-
-
-def test_browser_check_catches_console_error_and_hidden_figure(browser, full_report, tmp_path):
-    text = full_report[0].read_text(encoding="utf-8")
-    page = tmp_path / "noisy.html"
-    page.write_text(text.replace("</body>", '<script>console.error("deliberate")</script></body>')
-                    .replace('alt="methods"', 'alt="methods" style="display:none"'), encoding="utf-8")
-    found = problems(browser.check_page(page))
-    assert "console error: deliberate" in found
-    assert any("'methods' not displayed" in p for p in found), found
+def test_browser_check_catches_a_broken_page(browser, full, tmp_path):
+    """The checks above can fail: a script, a console error and an undecodable image are each caught."""
+    text = full["text"].replace("<figure>", '<figure><img src="data:image/png;base64,bm90IGEgcG5n" alt="bad">', 1)
+    text = text.replace("</body>", '<script>console.error("deliberate")</script></body>')
+    (tmp_path / "broken.html").write_text(text, encoding="utf-8")
+    seen = visit(browser, tmp_path, "broken.html")
+    seen["page"].close()
+    assert "console error: deliberate" in seen["problems"]
+    assert "img 'bad' not decoded" in seen["problems"]
+    assert "1 script element(s)" in seen["problems"]

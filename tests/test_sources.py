@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from blackout.data import sources
-from blackout.data.sources import Dataset, cache_dir, download, load_dataset, read_idx
+from blackout.experiment.data import sources
+from blackout.experiment.data.sources import Dataset, cache_dir, download, load_dataset, read_idx
 from blackout.errors import DataError
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared/data/mnist"

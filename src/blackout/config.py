@@ -96,6 +96,9 @@ class TrainConfig:
     seed: int = _f(0, "seed of weights, permutations, batches and Fisher labels", check=lambda n: n >= 0,
                    expected="a seed >= 0")
     eval_all: bool = _f(False, "after each task evaluate every task, also future ones (forward transfer)")
+    threads: int = _f(1, "CPU threads of one run's arithmetic; part of the run's identity because a matrix product "
+                         "split over more threads rounds differently (studies run one process per core instead)",
+                      check=lambda n: n >= 1, expected="at least 1")
 
 
 @dataclass(frozen=True)

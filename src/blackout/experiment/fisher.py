@@ -84,7 +84,7 @@ def module_grad_stats(model: nn.Module, x: torch.Tensor, dlogits: torch.Tensor, 
     index = {id(p): i for i, p in enumerate(params)}
     layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     for start in range(0, x.shape[0], chunk):
-        with _Capture(layers) as cap:
+        with _Capture(layers) as cap, torch.enable_grad():  # callers may hold no_grad
             out = model(x[start : start + chunk])
             out.backward(dlogits[start : start + chunk])
         for m in layers:

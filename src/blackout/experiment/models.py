@@ -98,8 +98,8 @@ class StackedMLP(nn.Module):
 
     def _views(self) -> None:
         """Transposed weights and (M, 1, out) biases as views, made once: the step reuses them."""
-        self._wt = [w.transpose(1, 2) for w in self.weights]
-        self._b3 = [b.unsqueeze(1) for b in self.biases]
+        self._wt = [w.detach().transpose(1, 2) for w in self.weights]  # detached views: updates show through
+        self._b3 = [b.detach().unsqueeze(1) for b in self.biases]
 
     @property
     def hidden_layers(self) -> int:

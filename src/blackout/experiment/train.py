@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -44,6 +45,22 @@ def run_group(configs: list[RunConfig], data_dir: str | None = None,
     """Train ``configs`` (one ``group_key``) as one stacked model; one Result per config, in order.
 
     ``on_task(member, t, info)`` as for ``run``."""
+    with threads(configs[0].train.threads):
+        return _run_group(configs, data_dir, on_task)
+
+
+@contextmanager
+def threads(n: int):
+    """The run's own thread count while it trains (its numbers depend on it), the caller's afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_group(configs, data_dir, on_task) -> list[Result]:
     ex = Experiment(configs, data_dir)
     for t in range(ex.tasks):
         stability = ex.method.stability()  # the curvature in force while training this task
@@ -175,8 +192,10 @@ class Experiment:
             x, y = method.batch(net, x, y, task)
             losses.append(update(net, method, opt, x, y, task))
         streams.end()
-        tail = torch.stack([step.mean(-1) for step in losses[-loss_tail(steps):]]).mean(0)
-        return tail.tolist(), torch.isfinite(torch.cat(losses, 1)).all(1)
+        # one member at a time through the same kernel, so a member's loss does not depend on its group
+        tail = [math.fsum(float(step[m].mean()) for step in losses[-loss_tail(steps):]) / loss_tail(steps)
+                for m in range(len(self.active))]
+        return tail, torch.isfinite(torch.cat(losses, 1)).all(1)
 
     def finite(self, finite_loss: torch.Tensor) -> list[bool]:
         weights = torch.stack([p.detach().flatten(1).isfinite().all(1) for p in self.net.params()]).all(0)

@@ -25,16 +25,13 @@ from .store import Store
 MAX_MEMBERS = 8
 
 
-def execute(configs: list[dict[str, Any]], data_dir: str | None, threads: int) -> list[dict[str, Any]]:
-    """Train ``configs`` in this process as one group; never raises.
+def execute(configs: list[dict[str, Any]], data_dir: str | None) -> list[dict[str, Any]]:
+    """Train ``configs`` in this process as one group (with the threads their config names); never raises.
 
     Returns one {"result": ..., "seconds": ...} or {"error": ..., "seconds": ...} per config.
     """
-    import torch
-
     from ..experiment.train import run_group
 
-    torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
         cfgs = [RunConfig.from_dict(c) for c in configs]
@@ -98,13 +95,12 @@ def _watch_parent(parent: int) -> None:
 
 
 class LocalPool:
-    """A process pool; each worker gets cores // jobs torch threads so the machine is not oversubscribed."""
+    """A process pool, by default one worker per core (a run trains with the threads its config names, 1 by default)."""
 
     def __init__(self, jobs: int | None = None):
         if jobs is not None and jobs < 1:
             raise ConfigError(f"--jobs: expected at least 1, got {jobs}")
         self.jobs = jobs or os.cpu_count() or 1
-        self.threads = max(1, (os.cpu_count() or 1) // self.jobs)
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> LocalPool:
@@ -115,7 +111,7 @@ class LocalPool:
         return self
 
     def submit(self, configs: list[dict], data_dir: str | None) -> Future:
-        return self._pool.submit(execute, configs, data_dir, self.threads)
+        return self._pool.submit(execute, configs, data_dir)
 
     def wait(self, pending: set) -> tuple[set, set]:
         return wait(pending, return_when=FIRST_COMPLETED)
@@ -154,7 +150,7 @@ class RayPool:
         return self
 
     def submit(self, configs: list[dict], data_dir: str | None):
-        return self._remote.remote(configs, data_dir, 1)
+        return self._remote.remote(configs, data_dir)
 
     def wait(self, pending: set) -> tuple[set, set]:
         done, rest = self.ray.wait(list(pending), num_returns=1)

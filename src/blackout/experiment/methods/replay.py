@@ -123,7 +123,7 @@ class AGEM(Replay):
         if not held:
             return
         xm, ym = self.draw(min(self.configs[0].train.batch_size, held))
-        _, ref = loss_grads(net, self, xm, ym, task)
+        _, ref, _ = loss_grads(net, self, xm, ym, task)
         project_(grads, ref)
 
 
