@@ -131,14 +131,15 @@ def test_sections_in_order_and_nothing_outside_the_file(full):
     assert text.startswith("<!DOCTYPE html>")
     assert [a["id"] for tag, a in page.tags if tag == "section"] == SECTIONS
     tags = {tag for tag, _ in page.tags}
-    assert not tags & {"script", "link", "iframe", "object", "embed", "base"}
+    assert not tags & {"script", "iframe", "object", "embed", "base"}
+    assert [a for tag, a in page.tags if tag == "link"] == [{"rel": "icon", "href": "data:,"}]  # no favicon fetch
     assert not [a for _, a in page.tags if any(k.startswith("on") for k in a)]  # no event handlers
     srcs = [a["src"] for tag, a in page.tags if tag == "img"]
     assert len(srcs) == 4 + 2 * 2  # capacity, stability, methods, plasticity; matrix and curves of two runs
     for src in srcs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1], validate=True)[:8] == PNG_MAGIC
-    assert not [a for _, a in page.tags if "href" in a]
+    assert [a["href"] for _, a in page.tags if "href" in a] == ["data:,"]
     assert "url(" not in text and "@import" not in text and "skipped" not in text
 
 
@@ -336,7 +337,7 @@ def test_browser_shows_the_report(browser, full, tmp_path):
             assert page.locator(f"section#{sid}").is_visible(), sid
         failed = page.locator("#failed-runs").inner_text()
         assert FAILED["run_id"] in failed and FAILED["error"] in failed
-        assert HOSTILE in page.locator("#study").inner_text()
+        assert json.dumps(HOSTILE) in page.locator("#study").inner_text()  # as the JSON string it is
         shot = page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     finally:
         page.close()

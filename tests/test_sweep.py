@@ -14,9 +14,10 @@ import pytest
 
 from blackout.config import RunConfig
 from blackout.errors import ConfigError
-from blackout.store import Store
-from blackout.sweep import LocalPool, SweepSpec, load_spec, parse_axis, run_sweep
-from blackout.train import run
+from blackout.experiment.train import run
+from blackout.study.pools import LocalPool, run_sweep
+from blackout.study.spec import SweepSpec, load_spec, parse_axis
+from blackout.study.store import Store
 
 BASE = RunConfig.from_flat({"dataset": "digits", "tasks": 2, "hidden": (16,), "iterations": 60, "batch_size": 64})
 
@@ -36,6 +37,14 @@ def test_parse_axis_values_ranges_and_tuples():
         parse_axis("lamda", "1,2")
     with pytest.raises(ConfigError, match="lam: repeated value"):
         parse_axis("lam", "1,1")
+    with pytest.raises(ConfigError, match=r"seed: range '5-2' runs backwards; write 2-5"):
+        parse_axis("seed", "0-1,5-2")
+    with pytest.raises(ConfigError, match="seed: expected at least one value, got an empty string"):
+        parse_axis("seed", "")
+    with pytest.raises(ConfigError, match="seed: empty value in '1,,2'"):
+        parse_axis("seed", "1,,2")
+    with pytest.raises(ConfigError, match="seed: expected an integer, got '१'"):
+        parse_axis("seed", "0,१")
 
 
 def test_grid_expands_in_order_and_validates_every_combination():
@@ -63,7 +72,7 @@ def test_sweep_file_errors_name_file_line_and_field(tmp_path):
     f.write_text('[base]\ntasks = 2\n[[grid]]\nmethod = ["sgd"]\n[[grid]]\nmethod = ["ewc"]\nlam = [5, 15]\n'
                  '[[grid]]\nmethod = ["sgd", "l2"]\n')
     union = load_spec(f).configs()  # one sgd run, not two: the union has no repeats
-    assert [(c.method.method, c.method.lam) for c in union] == [("sgd", 15.0), ("ewc", 5.0), ("ewc", 15.0), ("l2", 15.0)]
+    assert [(c.method.method, c.method.get("lam")) for c in union] == [("sgd", None), ("ewc", 5.0), ("ewc", 15.0), ("l2", 0.1)]
     with_seeds = load_spec(f).with_settings({"seed": (0, 1)})
     assert len(with_seeds.configs()) == 8 and with_seeds.with_settings({"seed": (3,)}).base.seed == 3
     # settings valid only together are applied together, from a file and from flags alike
@@ -79,9 +88,9 @@ def test_local_pool_gives_the_same_numbers_as_run(tmp_path):
     store = Store(tmp_path / "results.sqlite", "t")
     report = run_sweep(configs, store, LocalPool(2))
     assert (report.ran, report.failed, report.done_before) == (4, 0, 0)
-    got = {r["run_id"]: r for r in store.results()}
+    got = {r.run_id: r for r in store.results()}
     direct = run(configs[3]).to_dict()
-    assert got[configs[3].run_id]["acc"] == direct["acc"]
+    assert got[configs[3].run_id].to_dict()["acc"] == direct["acc"]
     # nothing left to do: a second sweep runs nothing
     again = run_sweep(configs, store, LocalPool(2))
     assert (again.ran, again.done_before) == (0, 4)
@@ -103,7 +112,7 @@ def test_failed_runs_are_recorded_and_retried(tmp_path):
 
 
 def _sweep_cmd(study, *extra):
-    return [sys.executable, "-m", "blackout.cli", "sweep", str(study), "--dataset", "digits", "--tasks", "3",
+    return [sys.executable, "-m", "blackout", "sweep", str(study), "--dataset", "digits", "--tasks", "3",
             "--hidden", "16,24,32,40", "--iterations", "400", "--seeds", "0-2", "--jobs", "2", "--verbose", *extra]
 
 
@@ -169,7 +178,7 @@ def ray_cluster(tmp_path_factory):
 
 
 def test_ray_executor_matches_the_local_pool(tmp_path, ray_cluster):
-    from blackout.sweep import RayPool
+    from blackout.study.pools import RayPool
 
     configs = grid_configs()
     local = Store(tmp_path / "local.sqlite", "t")
@@ -177,8 +186,8 @@ def test_ray_executor_matches_the_local_pool(tmp_path, ray_cluster):
     remote = Store(tmp_path / "ray.sqlite", "t")
     report = run_sweep(configs, remote, RayPool(ray_cluster))
     assert (report.ran, report.failed) == (4, 0)
-    a = {r["run_id"]: r["acc"] for r in local.results()}
-    b = {r["run_id"]: r["acc"] for r in remote.results()}
+    a = {r.run_id: r.to_dict()["acc"] for r in local.results()}
+    b = {r.run_id: r.to_dict()["acc"] for r in remote.results()}
     assert a == b
     # resume and failure handling are the executor-independent part of run_sweep: check them on Ray too
     again = run_sweep(configs, remote, RayPool(ray_cluster))
@@ -186,3 +195,64 @@ def test_ray_executor_matches_the_local_pool(tmp_path, ray_cluster):
     bad = SweepSpec(BASE, ({"dataset": ("mnist",)},)).configs()
     failed = run_sweep(bad, remote, RayPool(ray_cluster), data_dir=str(tmp_path / "nowhere"))
     assert failed.failed == 1 and "DataError" in remote.rows("failed")[0]["error"]
+
+
+def test_settings_given_once_apply_to_the_methods_that_have_them_and_must_be_used():
+    spec = SweepSpec(BASE, ({"method": ("sgd", "online-ewc", "replay")},)).with_settings({"memory": (50,), "gamma": (0.8,)})
+    runs = {c.method.method: c.to_dict()["method"] for c in spec.configs()}
+    assert runs == {"sgd": {"method": "sgd"}, "online-ewc": {**runs["online-ewc"], "gamma": 0.8},
+                    "replay": {"method": "replay", "memory": 50}}
+    with pytest.raises(ConfigError, match=r"temperature: no run of this sweep has this setting"):
+        SweepSpec(BASE, ({"method": ("sgd", "ewc")},)).with_settings({"temperature": (3.0,)}).configs()
+
+
+@pytest.mark.parametrize("text,message", [
+    ('study = 5\n', r"s.toml:1: study: expected a name in quotes, got 5"),
+    ('grid = "lam"\n', r"s.toml:1: grid: expected a table \(\[grid\]\) or tables"),
+    ('grid = [1, 2]\n', r"s.toml:1: grid: expected a table"),
+    ('base = 3\n', r"s.toml:1: base: expected a table \[base\], got 3"),
+    ('preset = 7\n', r"s.toml:1: preset: expected a name in quotes"),
+    ('[grid]\nlam = 5\n', r"s.toml:2: lam: expected a list of values, got 5"),
+])
+def test_malformed_sweep_files_are_one_line_errors(tmp_path, text, message):
+    f = tmp_path / "s.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_spec(f)
+
+
+def test_a_killed_sweep_leaves_no_worker_behind(tmp_path):
+    """SIGKILL of the sweep process alone: its workers notice their parent is gone and exit."""
+    proc = subprocess.Popen(_sweep_cmd(tmp_path / "s"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    children: list[int] = []
+    while time.time() < deadline and len(children) < 2:
+        time.sleep(0.3)
+        children = _descendants(proc.pid)
+    assert children, "no worker processes started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(pid) for pid in children):
+        time.sleep(0.3)
+    assert not [pid for pid in children if _alive(pid)], "orphaned workers still running"
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout.split()
+    pairs = list(zip(map(int, out[0::2]), map(int, out[1::2])))
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = [p for p, pp in pairs if pp == parent]
+        found += kids
+        frontier += kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

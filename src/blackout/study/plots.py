@@ -260,7 +260,8 @@ def figure_capacity(analysis: dict) -> Figure:
             any_censored = True
             ax.scatter(*zip(*cens), s=40, marker="^", facecolors="none", edgecolors=colour, linewidths=1.2,
                        gid=f"censored-{gi}", label=None if done else label, zorder=3)
-        summ = [tuple(finite_or_none(s.get(k)) for k in ("x", "mean", "ci_lo", "ci_hi")) for s in g.get("summary") or []]
+        summ = [tuple(finite_or_none(s.get(k)) for k in ("x", "mean", "ci_lo", "ci_hi"))
+                for s in g.get("summary") or []]
         summ = [s for s in summ if s[0] is not None and s[1] is not None]
         if summ:
             any_mean = True
@@ -385,7 +386,8 @@ def _chance_line(ax, results: list[Result]) -> None:
 
 def _curves(results: list[Result], series: Callable[[Result], list[float | None]]) -> list[tuple[int, str, np.ndarray]]:
     """(setting index, setting label, mean over seeds per task) for each setting with some value."""
-    out = [(k, label, mean_over_seeds([series(r) for r in runs])) for k, (label, runs) in enumerate(settings_of(results))]
+    out = [(k, label, mean_over_seeds([series(r) for r in runs]))
+           for k, (label, runs) in enumerate(settings_of(results))]
     return [(k, label, mean) for k, label, mean in out if mean.size and not np.isnan(mean).all()]
 
 

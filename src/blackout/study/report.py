@@ -62,6 +62,8 @@ def representative_runs(results: list[Result], analysis: dict | None) -> list[tu
     axis = (analysis or {}).get("axis") or "width"
     for g in (analysis or {}).get("groups") or []:
         pts = [p for p in g["points"] if p["run_id"] in by_id]
+        if not pts:
+            continue
         for end, pick in (("narrowest", min), ("widest", max)):
             x = pick(p["x"] for p in pts)
             at = min((p for p in pts if p["x"] == x), key=lambda p: p["seed"])
@@ -233,8 +235,9 @@ def render_report(rs: ResultSet, analysis: dict, *, title: str, study: dict | No
 
 def write_report(out: Path, rs: ResultSet, *, axis: str = "width", title: str, study: dict | None = None,
                  figures: Path | None = None, n_boot: int = 1000) -> Path:
-    """Analyse ``rs`` along ``axis`` and write the HTML report to ``out`` (aside, then renamed, so a
-    reader never sees half a page); figures also go to ``figures`` as PNG + SVG when given."""
+    """Analyse ``rs`` along ``axis`` (``n_boot`` bootstrap resamples for the laws' intervals) and write
+    the HTML report to ``out``, aside and then renamed, so a reader never sees half a page and a
+    failure leaves the previous report; figures also go to ``figures`` as PNG + SVG when given."""
     out = Path(out)
     page = render_report(rs, capacity.analyze(rs.runs, axis, n_boot=n_boot), title=title, study=study,
                          figures=figures)
