@@ -5,35 +5,22 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from blackout.capacity import (
-    analyze,
-    capacity_of,
-    fit_linear,
-    fit_power,
-    group_key,
-    stability_agreement,
-    summarize,
-)
+from blackout.study.capacity import analyze, capacity_of, group_key
+from blackout.study.predict import stability_agreement
+from blackout.study.tobit import fit_linear, fit_power, summarize
+from tests.factory import make_result
 
 WIDTHS = np.repeat([25.0, 50.0, 100.0, 200.0, 300.0, 400.0], 5)  # 5 seeds per width
 
 
 def run(run_id, hidden, seed, task, tasks_run, method="ewc", lam=15.0, stability=(), n_params=None):
-    return {
-        "run_id": run_id,
-        "seed": seed,
-        "n_params": n_params if n_params is not None else 64 * hidden[0] + 10 * hidden[-1],
-        "config": {
-            "data": {"dataset": "digits", "stream": "permuted", "tasks": 12},
-            "model": {"arch": "mlp", "hidden": list(hidden), "activation": "relu", "channels": [16, 32]},
-            "method": {"method": method, "lam": lam},
-            "train": {"optimizer": "sgd", "lr": 0.1, "seed": seed},
-            "blackout": {"margin": 0.1},
-        },
-        "tasks_run": tasks_run,
-        "blackout": {"task": task, "cause": None if task is None else "collapsed", "retained": 0, "retained_tasks": []},
-        "diagnostics": [{"task": i + 1, "stability": s} for i, s in enumerate(stability)],
-    }
+    settings = {"lam": lam} if method != "sgd" else {}
+    r = make_result([[0.9] * (i + 1) for i in range(tasks_run)], tasks=30, blackout=task,
+                    cause="collapsed", hidden=tuple(hidden), seed=seed, method=method,
+                    n_params=n_params if n_params is not None else 64 * hidden[0] + 10 * hidden[-1],
+                    stability=list(stability) + [None] * (tasks_run - len(stability)), **settings)
+    r.run_id = run_id
+    return r
 
 
 def tobit_loglik(a, b, sigma, x, y, cens):

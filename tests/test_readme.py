@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from blackout.cli import build_config, parser, _spec_from_args
+from blackout.api import Study
+from blackout.cli import parser
+from blackout.cli.commands import build_config, given_settings
 from blackout.config import RunConfig, load_toml
-from blackout.sweep import load_spec
+from blackout.study.spec import load_spec
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FINDINGS = Path(__file__).resolve().parents[1] / "docs" / "findings.md"
@@ -44,9 +46,12 @@ def test_readme_toml_examples_load(tmp_path):
 
 
 @pytest.mark.parametrize("argv", commands(), ids=lambda a: " ".join(a)[:60])
-def test_documented_commands_parse(argv):
-    args = parser().parse_args(argv)
+def test_documented_commands_parse(argv, tmp_path):
+    args = parser(argv).parse_args(argv)
     if args.command == "run":
         build_config(args)
-    elif args.command == "sweep":
-        _spec_from_args(args)
+    elif args.command == "sweep":  # every combination validated, nothing run
+        flags = given_settings(args)
+        if args.seeds:
+            flags["seed"] = args.seeds
+        Study(tmp_path / "s").spec(args.preset, args.spec, **flags).configs()

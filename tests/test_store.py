@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from blackout.errors import StoreError
-from blackout.store import SCHEMA_VERSION, Store
+from blackout.study.store import SCHEMA_VERSION, Store
+from tests.factory import make_result
 
 
 def rid(i: int) -> str:
@@ -25,30 +26,15 @@ def rid(i: int) -> str:
 
 
 def config(i: int = 0, hidden=(50, 50)) -> dict:
-    return {
-        "data": {"source": "split_mnist", "tasks": 2},
-        "model": {"hidden": list(hidden), "activation": "relu"},
-        "method": {"name": "ewc", "lam": 100.0},
-        "train": {"epochs": 1, "seed": i, "shuffle": True},
-        "blackout": {"threshold": 0.5},
-    }
+    return make_result([[0.9], [0.8, 0.9]], seed=i, hidden=hidden).config
 
 
 def result(i: int, avg_acc: float = 0.73, task=None, cause=None) -> dict:
-    return {
-        "run_id": rid(i),
-        "version": "0.1.0",
-        "seed": i,
-        "config": config(i),
-        "n_params": 39760,
-        "data": {"source": "split_mnist", "n_train": 8000, "n_test": 2000},
-        "acc": [[0.97, None], [0.5, 0.96]],
-        "diagnostics": [{"task": 1, "stability": 0.4}, {"task": 2, "stability": 0.3}],
-        "metrics": {"avg_acc": avg_acc, "bwt": -0.47, "fwt": 0.01, "forgetting": 0.47, "plasticity": [0.97, 0.96]},
-        "blackout": {"task": task, "cause": cause, "retained": 2, "retained_tasks": [1, 2]},
-        "tasks_run": 2,
-        "timings": {"total": 1.5},
-    }
+    d = make_result([[0.97], [0.5, 0.96]], blackout=task, cause=cause, seed=i, hidden=(50, 50), n_params=39760,
+                    stability=[0.4, 0.3], retained=[1, 2]).to_dict()
+    d["run_id"], d["version"] = rid(i), "0.1.0"
+    d["metrics"]["avg_acc"] = avg_acc
+    return d
 
 
 @pytest.fixture
@@ -78,14 +64,14 @@ def test_add_claim_finish_results_round_trip(store):
         1.25, "0.1.0", 1, 2, 0.8,
     )
     assert row["result"] == result(1, avg_acc=0.8, task=2, cause="collapsed")
-    assert store.results() == [result(1, avg_acc=0.8, task=2, cause="collapsed")]
+    assert [r.to_dict() for r in store.results()] == [result(1, avg_acc=0.8, task=2, cause="collapsed")]
     assert store.todo() == [rid(0), rid(2), rid(3), rid(4)]
     assert store.status_counts() == {"pending": 4, "running": 0, "done": 1, "failed": 0}
 
     # a reopened store sees the same rows
     store.close()
     again = Store(store.path, "study", create=False)
-    assert again.results() == [result(1, avg_acc=0.8, task=2, cause="collapsed")]
+    assert [r.to_dict() for r in again.results()] == [result(1, avg_acc=0.8, task=2, cause="collapsed")]
     assert again.add([(rid(1), config(1))]) == 0
     again.close()
 
@@ -196,7 +182,7 @@ def test_concurrent_processes_finish_each_run_exactly_once(tmp_path):
 # -- killed worker -------------------------------------------------------------------------
 _CLAIM_AND_HANG = """
 import sys, time
-from blackout.store import Store
+from blackout.study.store import Store
 s = Store(sys.argv[1], "study")
 assert s.claim(sys.argv[2])
 print("claimed", flush=True)
@@ -331,22 +317,20 @@ def test_export_csv(store, tmp_path):
         "avg_acc", "bwt", "fwt", "forgetting", "blackout_task", "blackout_cause",
         "retained", "tasks_run", "n_params", "acc", "diagnostics",
     ]
-    assert header[6:-11] == [
-        "data.source", "data.tasks", "model.hidden", "model.activation", "method.name", "method.lam",
-        "train.epochs", "train.seed", "train.shuffle", "blackout.threshold",
-    ]
+    expected = [f"{section}.{k}" for section, values in config(0).items() for k in values]
+    assert header[6:-11] == expected and "method.lam" in expected and "train.seed" in expected
     assert list(rows) == [rid(0), rid(1), rid(2)]
 
     done = rows[rid(0)]
     assert (done["status"], done["error"], float(done["seconds"]), done["version"], done["seed"]) == (
         "done", "", 1.5, "0.1.0", "0",
     )
-    assert done["model.hidden"] == "50,50" and done["method.lam"] == "100.0" and done["train.shuffle"] == "True"
+    assert done["model.hidden"] == "50,50" and done["method.lam"] == "15.0" and done["train.eval_all"] == "False"
     assert float(done["avg_acc"]) == 0.73 and float(done["bwt"]) == -0.47 and float(done["forgetting"]) == 0.47
     assert (done["blackout_task"], done["blackout_cause"], done["retained"]) == ("2", "collapsed", "2")
     assert (done["tasks_run"], done["n_params"]) == ("2", "39760")
     assert json.loads(done["acc"]) == [[0.97, None], [0.5, 0.96]]
-    assert json.loads(done["diagnostics"])[0] == {"task": 1, "stability": 0.4}
+    assert json.loads(done["diagnostics"])[0] == {"task": 1, "train_loss": 0.5, "stability": 0.4, "new_task_acc": 0.97}
 
     failed = rows[rid(1)]
     assert failed["status"] == "failed" and failed["error"] == "ValueError: bad, \"quoted\"\nsecond line"
@@ -354,7 +338,7 @@ def test_export_csv(store, tmp_path):
     assert failed["train.seed"] == "1" and failed["model.hidden"] == "50,50"
 
     pending = rows[rid(2)]
-    assert pending["status"] == "pending" and pending["seconds"] == "" and pending["data.source"] == "split_mnist"
+    assert pending["status"] == "pending" and pending["seconds"] == "" and pending["data.dataset"] == "digits"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
@@ -370,7 +354,7 @@ def test_export_parquet(store, tmp_path):
     rows = {r["run_id"]: r for r in table.to_pylist()}
     done = rows[rid(0)]
     assert done["avg_acc"] == 0.73 and done["blackout_task"] == 2 and done["model.hidden"] == "50,50"
-    assert done["train.shuffle"] is True and json.loads(done["acc"]) == [[0.97, None], [0.5, 0.96]]
+    assert done["train.eval_all"] is False and json.loads(done["acc"]) == [[0.97, None], [0.5, 0.96]]
     assert rows[rid(1)]["error"].startswith("ValueError") and rows[rid(1)]["avg_acc"] is None
     assert rows[rid(2)]["status"] == "pending"
 

@@ -116,7 +116,8 @@ def analyze(results: list[Result], axis: str = "width", n_boot: int = 1000, seed
         for k in flat_config(r):
             order.setdefault(k, len(order))
     names = sorted({k for key in groups for k, _ in key}, key=lambda k: (order.get(k, len(order)), k))
-    varying = [n for n in names if len({dict(key).get(n, "?") for key in groups}) > 1]
+    # a setting only some groups have (a method's own) varies if those groups disagree on it
+    varying = [n for n in names if len({dict(key)[n] for key in groups if n in dict(key)}) > 1]
 
     out_groups = []
     for key, runs in groups.items():
