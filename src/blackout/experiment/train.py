@@ -21,7 +21,7 @@ import torch
 
 from .. import __version__
 from ..config import RunConfig
-from . import metrics, plasticity, verdict
+from . import metrics, plasticity, sharpness, verdict
 from .data.sources import load_dataset
 from .data.streams import Streams
 from .gating import Gates
@@ -236,8 +236,13 @@ class Experiment:
         """Consolidate the members that stayed finite, record every member's diagnostics and verdict."""
         before = list(self.active)
         penalty = self.method.penalty_value(self.net)
-        probe = self._probe(t)
-        plastic = plasticity.measure(self.net, probe)
+        plastic = plasticity.measure(self.net, self._probe(t, "test", plasticity.PROBE))
+        tsh = time.perf_counter()
+        x, y = self._probe(t, "train", sharpness.PROBE, with_labels=True)
+        sharp = sharpness.measure(self.net, self.method, x, y, self.streams.task(t), self.method.lr,
+                                  self.configs[0].train.sharpness, [m.cfg.seed * 31 + t for m in map(self.members.__getitem__, before)])
+        sharp_time = (time.perf_counter() - tsh) / len(before)
+        unstable = self._unstable_weights()
         # a non-finite network cannot be consolidated: it leaves the stack now
         self._leave([m for m, ok in zip(before, finite) if not ok])
         keep = [i for i, ok in enumerate(finite) if ok]
@@ -250,7 +255,8 @@ class Experiment:
             mem.clock["train"] += (toc - tic) / len(before)
             mem.clock["fisher"] += fisher_time if finite[i] else 0.0
             d = {"task": t + 1, "train_loss": tail[i], "penalty": penalty[i], "stability": stability[i],
-                 "new_task_acc": float(accs[i, t]), **plastic[i]}
+                 "unstable_weights": unstable[i], "new_task_acc": float(accs[i, t]), **plastic[i], **sharp[i]}
+            mem.clock["sharpness"] = mem.clock.get("sharpness", 0.0) + sharp_time
             if finite[i]:
                 d.update(info[keep.index(i)])
             else:
@@ -269,10 +275,20 @@ class Experiment:
             on_task(m, t, {"row": mem.R[t], "diagnostics": mem.diags[-1], "next_stability": upcoming[i],
                            "stability_applies": applies})
 
-    def _probe(self, t: int) -> torch.Tensor:
-        n = min(plasticity.PROBE, self.streams.n_rows(t, "test"))
+    def _probe(self, t: int, part: str, n: int, with_labels: bool = False):
+        """The first ``n`` samples of task t's ``part``, through every member's own transform."""
+        n = min(n, self.streams.n_rows(t, part))
         rows = torch.arange(n)
-        return torch.stack([st.batch(st.tasks[t], "test", rows)[0] for st in self.streams.members])
+        xs, ys = zip(*(st.batch(st.tasks[t], part, rows) for st in self.streams.members))
+        return (torch.stack(xs), torch.stack(ys)) if with_labels else torch.stack(xs)
+
+    def _unstable_weights(self) -> list[int | None]:
+        """Weights whose own penalty curvature makes their step unstable: lr x lambda x A_i >= 2."""
+        diag = self.method.hessian_diagonal()
+        if diag is None:
+            return [None] * len(self.active)
+        lr = self.method.lr
+        return sum(((d * self.method.per_member(lr, d)) >= 2).flatten(1).sum(1) for d in diag).tolist()
 
     def drop_stopped(self) -> None:
         self._leave([m for m in self.active if self.members[m].stopped])

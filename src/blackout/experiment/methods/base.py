@@ -115,6 +115,10 @@ class Method:
         self.tasks_seen += 1
         return [{} for _ in range(self.M)]
 
+    def hessian_diagonal(self) -> list[torch.Tensor] | None:
+        """The penalty's Hessian per parameter (M, ...) when it is diagonal (a quadratic's lambda A), else None."""
+        return None
+
     def penalty_value(self, net) -> list[float]:
         """The penalty's current value per member (also for methods that apply it by a proximal step)."""
         return [0.0] * self.M

@@ -59,6 +59,9 @@ class EWCL1(Quadratic):
             d = p - mu
             p.copy_(mu + d.sign() * (d.abs() - self.per_member(self.lr, la) * la).clamp_min(0))
 
+    def hessian_diagonal(self):
+        return None  # an L1 term is piecewise linear: no curvature
+
     def _coefficients(self) -> None:
         self.lamA = [self.per_member(self.lam, a) * a for a in self.A]
 

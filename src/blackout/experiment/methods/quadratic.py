@@ -146,6 +146,9 @@ class Quadratic(Method):
         """sum_i A_i (theta_i - mu_i)^2 per member, (M,)."""
         return sum(((p - mu).pow(2) * a).flatten(1).sum(1) for p, a, mu in zip(params, self.curvature(), self.mu))
 
+    def hessian_diagonal(self):
+        return self.lamA if self.active else None
+
     def penalty_value(self, net) -> list[float]:
         if self.tasks_seen == 0:
             return [0.0] * self.M
