@@ -117,6 +117,17 @@ def test_idx_wrong_length_names_file(tmp_path, delta):
         read_idx(p)
 
 
+def test_idx_header_whose_dimensions_overflow_is_an_error_not_a_crash(tmp_path):
+    """4 x 2^32-1 per dimension: the product exceeds 64 bits and must still be compared exactly."""
+    import struct
+
+    p = tmp_path / "huge"
+    p.write_bytes(struct.pack(">I", 0x0804) + struct.pack(">4I", *[0xFFFFFFFF] * 4) + b"\0" * 16)
+    with pytest.raises(DataError, match=re.escape(str(p)) + r": 16 data bytes after the header; expected "
+                       r"4294967295 x 4294967295 x 4294967295 x 4294967295 = 3402823\d+"):
+        read_idx(p)
+
+
 def test_idx_too_short(tmp_path):
     p = tmp_path / "short"
     p.write_bytes(b"\0\0")
@@ -276,7 +287,24 @@ def test_debian_fashion_mnist(isolated_cache):
     assert ds.x_train.shape == (60000, 1, 28, 28) and ds.x_test.shape == (10000, 1, 28, 28)
     assert set(ds.y_test.unique().tolist()) == set(range(10))
     assert float(ds.x_test.max()) == 1.0 and float(ds.x_test.min()) == 0.0
-    assert not isolated_cache.exists()
+    assert [p.name for p in isolated_cache.iterdir()] == ["decoded"]  # nothing downloaded, only the decoded copy
+
+
+def test_decoded_cache_serves_the_same_arrays_and_survives_damage(isolated_cache, mnist_dir):
+    from blackout.experiment.data import sources
+
+    sources._load_idx_dir.cache_clear()
+    first = load_dataset("mnist", mnist_dir)
+    [cached] = list((isolated_cache / "decoded").iterdir())
+    sources._load_idx_dir.cache_clear()
+    second = load_dataset("mnist", mnist_dir)  # from the cache this time
+    assert torch.equal(first.x_train, second.x_train) and torch.equal(first.y_test, second.y_test)
+    assert second.note == first.note and "8,000 train / 2,000 test" in second.note
+    cached.write_bytes(b"not an npz")  # a damaged cache file is decoded again, not an error
+    sources._load_idx_dir.cache_clear()
+    third = load_dataset("mnist", mnist_dir)
+    assert torch.equal(first.x_test, third.x_test)
+    assert cached.read_bytes()[:2] == b"PK"  # and rewritten
 
 
 def test_digits():

@@ -96,7 +96,7 @@ class TrainConfig:
     seed: int = _f(0, "seed of weights, permutations, batches and Fisher labels", check=lambda n: n >= 0,
                    expected="a seed >= 0")
     eval_all: bool = _f(False, "after each task evaluate every task, also future ones (forward transfer)")
-    sharpness: int = _f(10, "power iterations of the sharpness measurement (top Hessian eigenvalue of the penalised "
+    sharpness: int = _f(8, "Lanczos steps of the sharpness measurement (top Hessian eigenvalue of the penalised "
                             "loss) at the end of each task; 0: off", check=lambda n: n >= 0, expected=">= 0")
     threads: int = _f(1, "CPU threads of one run's arithmetic; part of the run's identity because a matrix product "
                          "split over more threads rounds differently (studies run one process per core instead)",

@@ -1,4 +1,4 @@
-"""Sharpness: the top eigenvalue of the Hessian of the penalised training loss, by power iteration.
+"""Sharpness: the top eigenvalue of the Hessian of the penalised training loss, by Lanczos iteration.
 
 Gradient descent with step size lr is stable on a quadratic only while lr x curvature < 2; for a
 network the curvature that matters is the top eigenvalue of the loss's Hessian, which gradient
@@ -12,19 +12,20 @@ batch of the task's training samples, three numbers, each times lr so that 2 is 
 - ``sharpness_task``: lr x top eigenvalue of H_task alone;
 - ``sharpness_penalty``: lr x lambda max A (the stability number after the task's consolidation).
 
-Each eigenvalue takes ``iters`` Hessian-vector products (double backward through the stacked MLP,
-block-diagonal over members, so every member's power iteration runs in the same products).
-Power iteration finds the eigenvalue of largest magnitude; after training it is the top positive one.
+Each eigenvalue takes ``iters`` Lanczos steps, one Hessian-vector product each (double backward
+through the stacked MLP, block-diagonal over members, so every member's iteration runs in the same
+products). The eigenvalue of largest magnitude is reported; after training it is the top positive one.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .methods.base import Method, task_loss
 from .models import StackedMLP
 
-PROBE = 256  # training samples of the task the Hessian is measured on
+PROBE = 128  # training samples of the task the Hessian is measured on
 
 
 def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
@@ -38,9 +39,11 @@ def _normalise(v: list[torch.Tensor]) -> list[torch.Tensor]:
 
 def top_eigenvalues(net: StackedMLP, penalty: list[torch.Tensor] | None, x: torch.Tensor, y: torch.Tensor, task,
                     iters: int, seeds: list[int]) -> tuple[list[float], list[float]]:
-    """(top eigenvalue of H_task + diag(penalty), of H_task alone), per member.
+    """(top eigenvalue of H_task + diag(penalty), of H_task alone), per member, by ``iters`` Lanczos steps.
 
-    ``penalty``: the penalty's Hessian diagonal per parameter, (M, ...) each, or None.
+    ``penalty``: the penalty's Hessian diagonal per parameter, (M, ...) each, or None. Lanczos
+    (Lanczos 1950; Golub & Van Loan, Alg. 10.1.1) reaches the extreme eigenvalue in far fewer
+    products than power iteration; a handful of steps suffices for the top one.
     """
     leaves = net.params()
     with torch.enable_grad():
@@ -50,16 +53,40 @@ def top_eigenvalues(net: StackedMLP, penalty: list[torch.Tensor] | None, x: torc
         start = [torch.stack([torch.randn(p.shape[1:], generator=g) for g in gens]) for p in leaves]
         out = []
         for pen in (penalty, None):
-            v = _normalise(start)
-            value = torch.zeros(net.M)
-            for _ in range(iters):
-                hv = list(torch.autograd.grad(grads, leaves, v, retain_graph=True))
-                if pen is not None:
-                    hv = [h + d * u for h, d, u in zip(hv, pen, v)]
-                value = _dot(v, hv)  # Rayleigh quotient of the current unit vector
-                v = _normalise([h.detach() for h in hv])
-            out.append(value.detach().tolist())
+            def hvp(v):
+                hv = [h.detach() for h in torch.autograd.grad(grads, leaves, v, retain_graph=True)]
+                return hv if pen is None else [h + d * u for h, d, u in zip(hv, pen, v)]
+
+            out.append(_lanczos_top(hvp, start, iters))
     return out[0], out[1]
+
+
+def _lanczos_top(hvp, start: list[torch.Tensor], k: int) -> list[float]:
+    """The eigenvalue of largest magnitude per member, from a k-step Lanczos tridiagonalisation."""
+    v, prev = _normalise(start), None
+    alphas, betas = [], []
+    beta = None
+    for j in range(k):
+        w = hvp(v)
+        a = _dot(w, v)
+        w = [wi - Method.per_member(a, wi) * vi for wi, vi in zip(w, v)]
+        if prev is not None:
+            w = [wi - Method.per_member(beta, wi) * pi for wi, pi in zip(w, prev)]
+        alphas.append(a)
+        beta = _dot(w, w).sqrt()
+        if j + 1 < k:
+            betas.append(beta)
+            prev, v = v, [wi / Method.per_member(beta.clamp_min(1e-30), wi) for wi in w]
+    out = []
+    for m in range(len(alphas[0])):
+        a = np.array([float(x[m]) for x in alphas])
+        b = np.array([float(x[m]) for x in betas])
+        if not np.all(np.isfinite(a)) or not np.all(np.isfinite(b)):
+            out.append(float("nan"))
+            continue
+        ev = np.linalg.eigvalsh(np.diag(a) + np.diag(b, 1) + np.diag(b, -1))
+        out.append(float(ev[np.argmax(np.abs(ev))]))
+    return out
 
 
 def measure(net, method: Method, x: torch.Tensor, y: torch.Tensor, task, lr: torch.Tensor, iters: int,

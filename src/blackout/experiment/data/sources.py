@@ -14,12 +14,14 @@ import functools
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import socket
 import struct
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +135,7 @@ def read_idx(path: Path, *, ndim: int | None = None) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{path}: header truncated at {len(raw)} bytes; expected {header} bytes for {nd} dimensions")
     dims = struct.unpack(f">{nd}I", raw[4:header])
-    expected = int(np.prod(dims, dtype=np.int64))
+    expected = math.prod(dims)  # exact: four 32-bit dimensions overflow a 64-bit product
     have = len(raw) - header
     if have != expected:
         shape = " x ".join(str(d) for d in dims)
@@ -183,9 +185,12 @@ def _check_usable(directory: Path, found: dict[str, Path]) -> None:
 
 
 def _to_images(arr: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W) -> float32 (N, 1, H, W) in [0, 1]; torch's conversion is the faster one."""
     n, h, w = arr.shape
-    x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32).reshape(n, 1, h, w))
-    return x.div_(255.0)
+    with warnings.catch_warnings():  # a read-only view of the file's bytes: copied by the conversion at once
+        warnings.simplefilter("ignore", UserWarning)
+        raw = torch.from_numpy(np.ascontiguousarray(arr))
+    return raw.to(torch.float32).div_(255.0).view(n, 1, h, w)
 
 
 def _to_labels(arr: np.ndarray) -> torch.Tensor:
@@ -219,6 +224,12 @@ def _file_key(found: dict[str, Path]) -> tuple:
 
 @functools.lru_cache(maxsize=4)
 def _load_idx_dir(name: str, directory: str, key: tuple) -> Dataset:
+    arrays, meta = decoded(("idx", name, key), lambda: _decode_idx_dir(directory, key))
+    return Dataset(name, _to_images(arrays["x_train"]), _to_labels(arrays["y_train"]), _to_images(arrays["x_test"]),
+                   _to_labels(arrays["y_test"]), N_CLASSES, directory, meta["note"])
+
+
+def _decode_idx_dir(directory: str, key: tuple) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     found = {role: Path(path) for role, path, _, _ in key}
     x_te, y_te = _read_pair(found["test_images"], found["test_labels"])
     if "train_images" not in found:
@@ -231,15 +242,48 @@ def _load_idx_dir(name: str, directory: str, key: tuple) -> Dataset:
             f"only the {n:,} test images were found in {directory}: split into "
             f"{n_train:,} train / {n_test:,} test by a fixed permutation (seed {TEST_ONLY_SEED})"
         )
-        return Dataset(name, _to_images(x_te[tr]), _to_labels(y_te[tr]), _to_images(x_te[te]), _to_labels(y_te[te]),
-                       N_CLASSES, directory, note)
+        return {"x_train": x_te[tr], "y_train": y_te[tr], "x_test": x_te[te], "y_test": y_te[te]}, {"note": note}
     x_tr, y_tr = _read_pair(found["train_images"], found["train_labels"])
     if x_tr.shape[1:] != x_te.shape[1:]:
         raise DataError(
             f"{found['train_images']} holds {x_tr.shape[1]}x{x_tr.shape[2]} images but {found['test_images']} "
             f"holds {x_te.shape[1]}x{x_te.shape[2]}; expected the same size"
         )
-    return Dataset(name, _to_images(x_tr), _to_labels(y_tr), _to_images(x_te), _to_labels(y_te), N_CLASSES, directory, "")
+    return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te}, {"note": ""}
+
+
+# --------------------------------------------------------------------------- decoded cache
+
+DECODED_VERSION = 1
+
+
+def decoded(key: tuple, build) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Arrays decoded once and kept in the user cache as an uncompressed .npz, for ``key``.
+
+    ``key`` names the sources by path, size and modification time (for digits: scikit-learn's
+    version), so an edited or replaced file is decoded afresh; a checksum would read the whole
+    file each time and defeat the cache. A missing, unreadable or unwritable cache only costs the
+    decoding; the arrays are the same either way.
+    """
+    digest = hashlib.sha256(repr((DECODED_VERSION, key)).encode()).hexdigest()[:24]
+    path = cache_dir() / "decoded" / f"{digest}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if not k.startswith("meta_")}
+            meta = {k[5:]: str(z[k]) for k in z.files if k.startswith("meta_")}
+        return arrays, meta
+    except (OSError, ValueError, KeyError, zlib.error, EOFError):
+        pass  # not cached yet, or a damaged cache file: decode again
+    arrays, meta = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{digest}.", suffix=".npz", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays, **{f"meta_{k}": np.array(v) for k, v in meta.items()})
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return arrays, meta
 
 
 def _load_from(name: str, directory: Path) -> Dataset:
@@ -250,6 +294,14 @@ def _load_from(name: str, directory: Path) -> Dataset:
 
 @functools.lru_cache(maxsize=1)
 def _load_digits() -> Dataset:
+    from importlib.metadata import version
+
+    a, meta = decoded(("digits", version("scikit-learn"), DIGITS_TEST_FRACTION), _decode_digits)
+    tr_x, tr_y, te_x, te_y = (torch.from_numpy(np.ascontiguousarray(a[k])) for k in ("x_train", "y_train", "x_test", "y_test"))
+    return Dataset("digits", tr_x, tr_y, te_x, te_y, N_CLASSES, "scikit-learn load_digits", meta["note"])
+
+
+def _decode_digits() -> tuple[dict[str, np.ndarray], dict[str, str]]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -261,8 +313,7 @@ def _load_digits() -> Dataset:
         f"scikit-learn's {len(y):,} digits split into {len(y_tr):,} train / {len(y_te):,} test, "
         "stratified by class (train_test_split, random_state=0)"
     )
-    tr_x, tr_y, te_x, te_y = (torch.from_numpy(np.ascontiguousarray(a)) for a in (x_tr, y_tr, x_te, y_te))
-    return Dataset("digits", tr_x, tr_y, te_x, te_y, N_CLASSES, "scikit-learn load_digits", note)
+    return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te}, {"note": note}
 
 
 def cache_dir() -> Path:
