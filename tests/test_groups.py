@@ -79,8 +79,10 @@ def test_units_group_by_key_keep_every_job_busy_and_put_the_largest_first():
     configs = [small(seed=s) for s in range(5)] + [small(seed=s, hidden=(200,)) for s in range(2)] + [small(arch="cnn", channels=(4,))]
     plan, alone = units(configs, jobs=2)
     sizes = [len(u) for u in plan]
-    assert sorted(sizes) == [1, 1, 1, 2, 3]  # 5 narrow runs in chunks of 3 and 2, 2 wide ones one per job, 1 cnn alone
+    # at least two units per job: the costliest group (2 wide runs) halved; the 5 narrow runs stay one stack
+    assert sorted(sizes) == [1, 1, 1, 5]
     assert plan[0][0].model.hidden == (200,)  # the most work first
+    assert len(units([small(seed=s) for s in range(20)], jobs=2)[0]) == 4  # 8 + 8 + 4 members, the first halved
     assert alone == {"arch cnn trains alone": 1}
     flat, why = units(configs, jobs=2, batched=False)
     assert [len(u) for u in flat] == [1] * 8 and why == {"--no-batch": 8}

@@ -49,20 +49,61 @@ STUDY_PRESETS["methods-blackout"] = {
     # per method. lwf is absent: it needs a multi-head split stream, not a permuted one.
     "preset": "seed-blog",
     "base": {"tasks": 30},
-    "grid": _per_method([
-        {"method": ["sgd"]},
-        {"method": ["l2"], "lam": [0.01, 0.1]},
-        {"method": ["ewc"], "lam": [5.0, 15.0]},
-        {"method": ["online-ewc"], "lam": [5.0, 15.0], "gamma": [0.9]},
-        {"method": ["ewc-l1"], "lam": [1.0, 5.0], "prox": [False, True]},
-        {"method": ["ewc-prox"], "lam": [15.0, 50.0]},
-        # SI's and MAS's importances are far larger than the Fisher here: c >= 1 and lambda >= 0.5
-        # pass the stability limit within a few tasks, so the grid reaches down to stable values.
-        {"method": ["si"], "lam": [0.1, 1.0, 10.0]},
-        {"method": ["mas"], "lam": [0.01, 0.1, 0.5, 2.0]},
-        {"method": ["replay", "agem"], "memory": [200, 1000]},
-    ], {"hidden": [[50], [100]], "seed": [0, 1, 2]}),
+    # SI's and MAS's importances are far larger than the Fisher here: c >= 1 and lambda >= 0.5
+    # pass the stability limit within a few tasks, so their grids reach down to stable values.
+    "grid": "METHODS_STUDY",
 }
+
+
+METHODS_STUDY = [
+    {"method": ["sgd"]},
+    {"method": ["l2"], "lam": [0.01, 0.1]},
+    {"method": ["ewc"], "lam": [5.0, 15.0]},
+    {"method": ["online-ewc"], "lam": [5.0, 15.0], "gamma": [0.9]},
+    {"method": ["ewc-l1"], "lam": [1.0, 5.0], "prox": [False, True]},
+    {"method": ["ewc-prox"], "lam": [15.0, 50.0]},
+    {"method": ["si"], "lam": [0.1, 1.0, 10.0]},
+    {"method": ["mas"], "lam": [0.01, 0.1, 0.5, 2.0]},
+    {"method": ["replay", "agem"], "memory": [200, 1000]},
+]
+
+STUDY_PRESETS["keep-learning"] = {
+    # Which methods keep a network learning without storing data? Every setting of methods-blackout
+    # plus the plasticity and bounded-curvature methods, and context-dependent gating (task identity
+    # given: its own scenario), 5 seeds. The strengths: online-ewc-prox over the bound it puts on
+    # the importance (gamma) and strengths up to 10x the gradient form's limit; ewc-capped at the
+    # cap 1 (half the stability limit) and just below the limit; l2-init and shrink-perturb around
+    # their papers' scales at this learning rate; cbp at the paper's rate and ten times it.
+    "preset": "seed-blog",
+    "base": {"tasks": 30},
+    "grid": _per_method(METHODS_STUDY + [
+        {"method": ["online-ewc-prox"], "lam": [15.0, 50.0, 150.0], "gamma": [0.8, 0.9]},
+        {"method": ["ewc-capped"], "lam": [15.0, 50.0], "cap": [1.0, 1.9]},
+        {"method": ["l2-init"], "lam": [0.001, 0.01]},
+        {"method": ["shrink-perturb"], "shrink": [0.8, 0.95], "noise": [0.01]},
+        {"method": ["cbp"], "replacement_rate": [1e-4, 1e-3]},
+        {"method": ["sgd"], "gating": [0.8]},
+        {"method": ["ewc"], "lam": [5.0], "gating": [0.8]},
+        {"method": ["si"], "lam": [0.1], "gating": [0.8]},
+    ], {"hidden": [[50], [100]], "seed": [0, 1, 2, 3, 4]}),
+}
+
+STUDY_PRESETS["fashion-capacity"] = {
+    # The capacity law on full-size data: seed-capacity on Fashion-MNIST's 60,000 training images.
+    "preset": "seed-blog",
+    "base": {"tasks": 30, "dataset": "fashion-mnist"},
+    "grid": {"hidden": [[25], [50], [100], [200], [400]], "seed": list(range(10))},
+}
+
+STUDY_PRESETS["stability-grid"] = {
+    # The stability number's predictions across step sizes and strengths, on the embedded digits.
+    "preset": "digits",
+    "base": {"tasks": 40, "iterations": 300, "hidden": [64]},
+    "grid": {"lam": [5.0, 15.0, 50.0], "lr": [0.05, 0.1, 0.2], "seed": list(range(10))},
+}
+
+
+STUDY_PRESETS["methods-blackout"]["grid"] = _per_method(METHODS_STUDY, {"hidden": [[50], [100]], "seed": [0, 1, 2]})
 
 
 def study_preset(name: str) -> dict[str, Any]:

@@ -242,7 +242,7 @@ class Experiment:
         sharp = sharpness.measure(self.net, self.method, x, y, self.streams.task(t), self.method.lr,
                                   self.configs[0].train.sharpness, [m.cfg.seed * 31 + t for m in map(self.members.__getitem__, before)])
         sharp_time = (time.perf_counter() - tsh) / len(before)
-        unstable = self._unstable_weights()
+        unstable, drift = self._unstable_weights()
         # a non-finite network cannot be consolidated: it leaves the stack now
         self._leave([m for m, ok in zip(before, finite) if not ok])
         keep = [i for i, ok in enumerate(finite) if ok]
@@ -255,7 +255,7 @@ class Experiment:
             mem.clock["train"] += (toc - tic) / len(before)
             mem.clock["fisher"] += fisher_time if finite[i] else 0.0
             d = {"task": t + 1, "train_loss": tail[i], "penalty": penalty[i], "stability": stability[i],
-                 "unstable_weights": unstable[i], "new_task_acc": float(accs[i, t]), **plastic[i], **sharp[i]}
+                 "unstable_weights": unstable[i], "unstable_drift": drift[i], "new_task_acc": float(accs[i, t]), **plastic[i], **sharp[i]}
             mem.clock["sharpness"] = mem.clock.get("sharpness", 0.0) + sharp_time
             if finite[i]:
                 d.update(info[keep.index(i)])
@@ -282,13 +282,19 @@ class Experiment:
         xs, ys = zip(*(st.batch(st.tasks[t], part, rows) for st in self.streams.members))
         return (torch.stack(xs), torch.stack(ys)) if with_labels else torch.stack(xs)
 
-    def _unstable_weights(self) -> list[int | None]:
-        """Weights whose own penalty curvature makes their step unstable: lr x lambda x A_i >= 2."""
+    def _unstable_weights(self) -> tuple[list, list]:
+        """Per member: how many weights have a penalty curvature that alone makes their step unstable
+        (lr x lambda x A_i >= 2), and how far the farthest of them ended the task from its anchor."""
         diag = self.method.hessian_diagonal()
-        if diag is None:
-            return [None] * len(self.active)
+        anchor = getattr(self.method, "mu", None)
+        if diag is None or anchor is None:
+            return [None] * len(self.active), [None] * len(self.active)
         lr = self.method.lr
-        return sum(((d * self.method.per_member(lr, d)) >= 2).flatten(1).sum(1) for d in diag).tolist()
+        hot = [(d * self.method.per_member(lr, d)) >= 2 for d in diag]
+        count = sum(h.flatten(1).sum(1) for h in hot)
+        drift = torch.stack([torch.where(h, (p.detach() - mu).abs(), 0.0).flatten(1).max(1).values
+                             for h, p, mu in zip(hot, self.net.params(), anchor)]).max(0).values
+        return count.tolist(), [float(v) if c else None for v, c in zip(drift.tolist(), count.tolist())]
 
     def drop_stopped(self) -> None:
         self._leave([m for m in self.active if self.members[m].stopped])

@@ -54,7 +54,8 @@ def cost(cfg: RunConfig) -> float:
 def units(configs: list[RunConfig], jobs: int, batched: bool = True) -> tuple[list[list[RunConfig]], dict[str, int]]:
     """Runs grouped into stacked units (largest work first), and why the others train alone.
 
-    Groups are split into chunks small enough to keep every job busy (at most ``MAX_MEMBERS``).
+    Groups are cut into chunks of at most ``MAX_MEMBERS``, and the largest chunks halved until there
+    are at least two units per job, so every job stays busy to the end.
     """
     from ..experiment.train import alone_reason, group_key
 
@@ -70,8 +71,11 @@ def units(configs: list[RunConfig], jobs: int, batched: bool = True) -> tuple[li
         else:
             groups.setdefault(key, []).append(c)
     for members in groups.values():
-        size = max(1, min(MAX_MEMBERS, -(-len(members) // jobs)))
-        out += [members[i : i + size] for i in range(0, len(members), size)]
+        out += [members[i : i + MAX_MEMBERS] for i in range(0, len(members), MAX_MEMBERS)]
+    while len(out) < 2 * jobs and any(len(u) > 1 for u in out):
+        big = max(range(len(out)), key=lambda i: (len(out[i]) > 1, sum(cost(c) for c in out[i])))
+        u = out.pop(big)
+        out += [u[: (len(u) + 1) // 2], u[(len(u) + 1) // 2 :]]
     out.sort(key=lambda u: -sum(cost(c) for c in u))
     return out, alone
 
