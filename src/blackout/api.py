@@ -169,15 +169,18 @@ class Study:
         return analyze(self.results().runs, axis=axis, n_boot=bootstrap)
 
     def report(self, out: str | Path | None = None, axis: str = "width") -> Path:
-        """Write the self-contained HTML report (default ``STUDY/report.html``) and its figures."""
+        """Write the self-contained HTML report (default ``STUDY/report.html``) and, beside it, its
+        figures as PNG and SVG (``STUDY/figures``, or ``NAME-figures`` next to a report written elsewhere)."""
         from .study.files import check_output
         from .study.report import write_report
 
-        out = check_output(Path(out) if out else self.path / "report.html", "html", self.store_path)
+        default = self.path / "report.html"
+        out = check_output(Path(out) if out else default, "html", self.store_path)
+        figures = self.path / "figures" if out.resolve() == default.resolve() else out.with_name(f"{out.stem}-figures")
         rs = self.results()
         meta = self._sweep_json()
         return write_report(out, rs, axis=axis, title=f"blackout study: {(meta or {}).get('study') or self.path.name}",
-                            study=meta, figures=self.path / "figures")
+                            study=meta, figures=figures)
 
     def export(self, fmt: str = "csv", out: str | Path | None = None) -> Path:
         from .study.files import check_output

@@ -134,6 +134,7 @@ def args_sweep(s: argparse.ArgumentParser) -> None:
                    help="train every run alone (default: runs that share an MLP architecture and differ in seed, "
                         "lr or a method's numeric settings train together as one stacked model, with identical results)")
     s.add_argument("--extend", action="store_true", help="add runs of a different grid to an existing study")
+    s.add_argument("--check", action="store_true", help="validate every combination and print how many runs, run nothing")
     add_setting_flags(s, as_lists=True)
 
 
@@ -148,6 +149,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         flags["seed"] = args.seeds
     study = _study(args)
+    if args.check:
+        spec = study.spec(args.preset, args.spec, **flags)
+        configs = spec.configs()
+        print(f"{len(configs)} runs, every combination valid; methods: "
+              f"{', '.join(sorted({c.method.method for c in configs}))}")
+        return 0
     progress = Progress(verbose=args.verbose)
     report = study.sweep(args.preset, args.spec, jobs=args.jobs, ray=args.ray, data_dir=args.data_dir,
                          batched=not args.no_batch, extend=args.extend, on_event=progress.event,
