@@ -92,12 +92,14 @@ class Study:
         ``on_plan(n_runs, n_todo, pool)`` is called once the work is known, before any run starts.
         """
         from .experiment.data.sources import load_dataset
-        from .study.pools import LocalPool, RayPool, run_sweep
+        from .experiment.methods import registry
+        from .study.pools import InlinePool, LocalPool, RayPool, run_sweep
 
         spec = self.spec(preset, spec_file, **settings)
         configs = spec.configs()  # every combination validated before any run starts
         name = spec.name or self._recorded_name() or self.path.resolve().name
-        pool = RayPool(ray, jobs) if ray else LocalPool(jobs)
+        in_main = any(registry()[c.method.method].__module__ == "__main__" for c in configs)
+        pool = RayPool(ray, jobs) if ray else InlinePool() if in_main else LocalPool(jobs)
         store = self._store(name, create=True)
         try:
             new = store.unknown([c.run_id for c in configs])

@@ -33,13 +33,6 @@ class Parser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message}")
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1 written plainly."""
-    if not (text.isascii() and text.strip().isdigit()) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return int(text)
-
-
 def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser, with full arguments only for the command named in ``argv`` (every command's if None)."""
     p = Parser(prog="blackout", description="How many tasks a network learns before blackout, and why.")

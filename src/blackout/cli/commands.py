@@ -11,12 +11,18 @@ from typing import Any
 
 from ..config import FIXED, method_settings, setting_of
 from ..errors import ConfigError
-from . import positive_int
 
 WARN_AT = 2.0
 REMEDIES = ("a smaller --lr or --lam, a decaying importance (--method online-ewc --gamma 0.9), the proximal "
             "step (--method ewc-prox or online-ewc-prox) or a capped curvature (--method ewc-capped); "
             "see docs/findings.md")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 written plainly."""
+    if not (text.isascii() and text.strip().isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
 
 
 # -- settings as flags ------------------------------------------------------------------------

@@ -80,8 +80,25 @@ def units(configs: list[RunConfig], jobs: int, batched: bool = True) -> tuple[li
     return out, alone
 
 
+def _worker_start(parent: int, modules: list[str]) -> None:
+    """Worker initialiser: import the modules of the user's registered methods, and exit as soon as
+    the sweep process that started this worker is gone."""
+    import importlib
+
+    for name in modules:
+        importlib.import_module(name)
+    _watch_parent(parent)
+
+
+def user_method_modules() -> list[str]:
+    """Modules outside the package that registered methods: a worker imports them to know the methods."""
+    from ..experiment.methods import registry
+
+    return sorted({cls.__module__ for cls in registry().values() if not cls.__module__.startswith("blackout.")})
+
+
 def _watch_parent(parent: int) -> None:
-    """Worker initialiser: exit as soon as the sweep process that started this worker is gone."""
+    """Exit as soon as the process that started this one is gone."""
     try:  # Linux: the kernel kills this process when its parent dies
         import ctypes
         import signal
@@ -110,8 +127,9 @@ class LocalPool:
     def __enter__(self) -> LocalPool:
         import multiprocessing as mp
 
+        modules = [m for m in user_method_modules() if m != "__main__"]
         self._pool = ProcessPoolExecutor(self.jobs, mp_context=mp.get_context("spawn"),
-                                         initializer=_watch_parent, initargs=(os.getpid(),))
+                                         initializer=_worker_start, initargs=(os.getpid(), modules))
         return self
 
     def submit(self, configs: list[dict], data_dir: str | None) -> Future:
@@ -131,6 +149,27 @@ class LocalPool:
         if interrupted:  # do not wait for runs whose rows go back to pending anyway
             for proc in workers:
                 proc.kill()
+
+
+class InlinePool:
+    """Runs in this process, one unit at a time: for methods defined in ``__main__`` (a notebook or a
+    script), which no worker process can import."""
+
+    jobs = 1
+
+    def __enter__(self) -> InlinePool:
+        return self
+
+    def submit(self, configs: list[dict], data_dir: str | None) -> Future:
+        fut: Future = Future()
+        fut.set_result(execute(configs, data_dir))
+        return fut
+
+    wait = LocalPool.wait
+    value = LocalPool.value
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 class RayPool:
