@@ -215,3 +215,23 @@ def test_the_report_lists_failed_runs(study, tmp_path):
     assert main(["report", str(study), "--out", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
     assert "RuntimeError: out of memory &lt;in a group of 3&gt;" in page
+
+
+def test_a_results_archive_reads_like_its_study(study, tmp_path, capsys):
+    """``export --format jsonl`` keeps every result whole: analyses and reports need no store."""
+    import blackout
+
+    archive = tmp_path / "s.jsonl.gz"
+    assert main(["export", str(study), "--format", "jsonl", "--out", str(archive)]) == 0
+    from_store = [r.to_dict() for r in blackout.Study(study).results()]
+    from_archive = [r.to_dict() for r in blackout.Study(archive).results()]
+    assert from_archive == from_store and len(from_archive) == 2
+    capsys.readouterr()
+    assert main(["analyze", str(study), "--json"]) == 0
+    a = capsys.readouterr().out
+    assert main(["analyze", str(archive), "--json"]) == 0
+    assert capsys.readouterr().out == a
+    assert main(["report", str(archive)]) == 0 and (tmp_path / "s.html").exists()
+    _fails(capsys, ["sweep", str(archive), "--dataset", "digits"], "a results archive can be analysed and reported, not swept")
+    (tmp_path / "bad.jsonl").write_text('{"run_id": 3}\n')
+    _fails(capsys, ["analyze", str(tmp_path / "bad.jsonl")], "bad.jsonl:1: not a blackout result")

@@ -33,6 +33,18 @@ def commands() -> list[list[str]]:
     return out
 
 
+def test_readme_python_example_runs(tmp_path):
+    """The README's notebook-style example, run as written in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    [code] = blocks(README, "python")[:1]
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "8 width report.html"
+    assert (tmp_path / "studies" / "notebook" / "report.html").exists()
+
+
 def test_readme_toml_examples_load(tmp_path):
     run_toml, sweep_toml = blocks(README, "toml")
     f = tmp_path / "run.toml"

@@ -21,6 +21,12 @@ def study(tmp_path_factory):
     p = blackout("sweep", str(path), *SMALL)
     assert p.returncode == 0, p.stderr
     assert "4 runs · 0 already done · 4 ran · 0 failed" in p.stdout
+    # not a terminal: plain progress lines with done/total, failures and an ETA, not a bar
+    lines = p.stderr.strip().splitlines()
+    assert lines[0] == "sweep: 4 runs, 4 to do, on 2 local processes"
+    progress = [ln for ln in lines[1:] if ln.startswith("[")]
+    assert progress and progress[-1].startswith("[4/4] ") and "0 failed" in progress[-1] and "ETA 0s" in progress[-1]
+    assert all("\r" not in ln and "run/s" not in ln for ln in lines)
     return path
 
 

@@ -60,10 +60,15 @@ def register_method(cls):
 
 
 class Study:
-    """A study folder: ``results.sqlite`` (every run), ``sweep.json`` (the specs that made it), reports."""
+    """A study folder: ``results.sqlite`` (every run), ``sweep.json`` (the specs that made it), reports.
+
+    ``path`` may also be a results archive (``blackout export --format jsonl``, e.g. the studies kept
+    under docs/): it can be read, analysed and reported, not swept.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.archive = self.path.is_file() and self.path.name.endswith((".jsonl", ".jsonl.gz"))
         self.store_path = self.path / STORE_FILE
 
     # -- sweeping ---------------------------------------------------------------------------
@@ -95,6 +100,8 @@ class Study:
         from .experiment.methods import registry
         from .study.pools import InlinePool, LocalPool, RayPool, run_sweep
 
+        if self.archive:
+            raise ConfigError(f"{self.path}: a results archive can be analysed and reported, not swept into")
         spec = self.spec(preset, spec_file, **settings)
         configs = spec.configs()  # every combination validated before any run starts
         name = spec.name or self._recorded_name() or self.path.resolve().name
@@ -156,6 +163,8 @@ class Study:
         """The study's ``ResultSet`` (finished runs and failures), read without writing a byte."""
         from .study.results import ResultSet
 
+        if self.archive:
+            return ResultSet.load(self.path)
         with self._store(None, create=False) as store:
             return ResultSet(store.results(), store.failures())
 
@@ -176,9 +185,10 @@ class Study:
         from .study.files import check_output
         from .study.report import write_report
 
-        default = self.path / "report.html"
+        default = self.path.with_name(self.path.name.split(".")[0] + ".html") if self.archive else self.path / "report.html"
         out = check_output(Path(out) if out else default, "html", self.store_path)
-        figures = self.path / "figures" if out.resolve() == default.resolve() else out.with_name(f"{out.stem}-figures")
+        beside = not self.archive and out.resolve() == default.resolve()
+        figures = self.path / "figures" if beside else out.with_name(f"{out.stem}-figures")
         rs = self.results()
         meta = self._sweep_json()
         return write_report(out, rs, axis=axis, title=f"blackout study: {(meta or {}).get('study') or self.path.name}",
@@ -187,9 +197,12 @@ class Study:
     def export(self, fmt: str = "csv", out: str | Path | None = None) -> Path:
         from .study.files import check_output
 
-        if fmt not in ("csv", "parquet"):
-            raise ConfigError(f"--format: expected csv or parquet, got {fmt!r}")
-        out = check_output(Path(out) if out else self.path / f"results.{fmt}", fmt, self.store_path)
+        if fmt not in ("csv", "parquet", "jsonl"):
+            raise ConfigError(f"--format: expected csv, parquet or jsonl, got {fmt!r}")
+        if self.archive:
+            raise ConfigError(f"{self.path}: already an export; `blackout report` and `analyze` read it")
+        out = check_output(Path(out) if out else self.path / f"results.{fmt}{'.gz' if fmt == 'jsonl' else ''}", fmt,
+                           self.store_path)
         with self._store(None, create=False) as store:
             return store.export(out, fmt)
 

@@ -8,6 +8,7 @@ study libraries.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from typing import Sequence
@@ -67,3 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("blackout: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`blackout analyze STUDY | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -278,8 +278,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def args_export(e: argparse.ArgumentParser) -> None:
     e.add_argument("study")
-    e.add_argument("--format", choices=("csv", "parquet"), default="csv")
-    e.add_argument("--out", help="output file (default: STUDY/results.FORMAT)")
+    e.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv",
+                   help="csv or parquet: one flat row per run; jsonl: every result whole, an archive that "
+                        "`blackout analyze` and `report` read like a study (gzipped for a .gz name)")
+    e.add_argument("--out", help="output file (default: STUDY/results.FORMAT, results.jsonl.gz)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:

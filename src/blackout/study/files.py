@@ -17,9 +17,10 @@ _SNIFF = {
     "csv": lambda head: head.startswith(b"run_id,"),
     "parquet": lambda head: head.startswith(b"PAR1"),
     "html": lambda head: head.lstrip().lower().startswith((b"<!doctype html", b"<html")),
+    "jsonl": lambda head: head.startswith((b"\x1f\x8b", b'{"acc"')),
 }
 _NAMES = {"csv": "a CSV table written by blackout export", "parquet": "a Parquet file",
-          "html": "an HTML page"}
+          "html": "an HTML page", "jsonl": "a results archive"}
 
 
 def check_output(out: Path, kind: str, store: Path) -> Path:

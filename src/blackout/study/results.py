@@ -7,6 +7,7 @@ and what ``blackout.Study(path).results()`` gives a notebook.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 from ..experiment.result import Result
@@ -18,6 +19,30 @@ from .compare import setting_labels
 class ResultSet:
     runs: list[Result]
     failed: list[dict[str, Any]] = field(default_factory=list)  # {"run_id", "config", "error", "attempts"}
+
+    @classmethod
+    def load(cls, path: str | Path) -> ResultSet:
+        """Results from an archive written by ``blackout export --format jsonl`` (.jsonl or .jsonl.gz)."""
+        import gzip
+        import json
+
+        from ..errors import StoreError
+
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+            text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
+        except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as e:
+            raise StoreError(f"{path}: cannot read results archive ({e})") from None
+        runs = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                runs.append(Result.from_dict(json.loads(line)))
+            except (ValueError, TypeError, KeyError) as e:
+                raise StoreError(f"{path}:{n}: not a blackout result ({e})") from None
+        return cls(runs)
 
     def __iter__(self) -> Iterator[Result]:
         return iter(self.runs)

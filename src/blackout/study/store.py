@@ -359,8 +359,10 @@ class Store:
         """
         out = Path(out)
         fmt = fmt.lower()
-        if fmt not in ("csv", "parquet"):
-            raise ValueError(f"unknown export format {fmt!r}; expected 'csv' or 'parquet'")
+        if fmt not in ("csv", "parquet", "jsonl"):
+            raise ValueError(f"unknown export format {fmt!r}; expected 'csv', 'parquet' or 'jsonl'")
+        if fmt == "jsonl":
+            return self._export_archive(out)
         if fmt == "parquet":
             try:
                 import pyarrow as pa
@@ -389,6 +391,20 @@ class Store:
             os.replace(tmp, out)
         finally:
             tmp.unlink(missing_ok=True)
+        return out
+
+    def _export_archive(self, out: Path) -> Path:
+        """Every finished run's whole result, one JSON object per line (gzipped for a .gz path): an
+        archive from which ``ResultSet.load`` rebuilds the results, so analyses and reports need no store."""
+        import gzip
+
+        lines = "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in self.results())
+        data = lines.encode()
+        if out.name.endswith(".gz"):
+            data = gzip.compress(data, mtime=0)
+        from .files import atomic_write_bytes
+
+        atomic_write_bytes(out, data)
         return out
 
     def _export_table(self) -> tuple[list[str], list[dict[str, Any]]]:
