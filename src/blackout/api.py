@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import RunConfig, checked_setting, flat_settings, load_toml
+from .config import RunConfig, checked_setting, flat_settings, load_toml, printable
 from .errors import ConfigError, StoreError
 from .experiment.result import Result
 from .presets import run_preset, study_preset
@@ -30,7 +30,7 @@ def config(preset: str | None = None, file: str | Path | None = None, **settings
     merged: dict[str, Any] = {}
     base = RunConfig.from_flat(run_preset(preset), strict=False) if preset else RunConfig()
     if file is not None:
-        where = f"{file}: "
+        where = f"{printable(str(file))}: "
         merged.update(checked_setting(k, v, where) for k, v in flat_settings(load_toml(file), where).items())
     merged.update(checked_setting(k, v) for k, v in settings.items())
     return RunConfig.from_flat(merged, base)

@@ -257,11 +257,17 @@ def flat_settings(nested: dict[str, Any], where: str = "") -> dict[str, Any]:
                 name = k.replace("-", "_")
                 in_section = (FIXED.get(name, ("",))[0] == key) if key != "method" else (name == "method" or name in method_settings())
                 if not in_section:
-                    raise ConfigError(f"{where}unknown setting {key}.{k}")
+                    raise ConfigError(f"{where}unknown setting {key}.{printable(k)}")
                 flat[k] = v
         else:
             flat[key] = value
     return flat
+
+
+def printable(text: str) -> str:
+    """``text`` as is, or quoted with escapes if it holds a newline or another unprintable character,
+    so an error stays one line."""
+    return text if text.isprintable() else repr(text)
 
 
 def _jsonable(v: Any) -> Any:
@@ -322,13 +328,23 @@ def _check_size(c: RunConfig) -> None:
     tasks = c.data.tasks
     matrix = 8 * tasks * tasks * 3  # the matrix, its JSON text and the result's copy of it
     if matrix > memory:
-        raise ConfigError(f"tasks: {tasks:,} tasks need an accuracy matrix of about {matrix / 2**30:.1f} GiB, "
+        raise ConfigError(f"tasks: {_count(tasks)} tasks need an accuracy matrix of about {_gib(matrix)} GiB, "
                           f"more than this machine's {memory / 2**30:.1f} GiB")
     weights = 4 * n_params_estimate(c) * 8  # the weights, their gradients and the method's state
     if weights > memory:
-        raise ConfigError(f"hidden: a network of {n_params_estimate(c):,} parameters needs about "
-                          f"{weights / 2**30:.1f} GiB for its weights and their state, more than this machine's "
+        raise ConfigError(f"hidden: a network of {_count(n_params_estimate(c))} parameters needs about "
+                          f"{_gib(weights)} GiB for its weights and their state, more than this machine's "
                           f"{memory / 2**30:.1f} GiB")
+
+
+def _count(n: int) -> str:
+    """``n`` with thousands separators, or past 10^300 its power of ten: such a number overflows a float
+    and may pass Python's 4300-digit limit on printing an int."""
+    return f"{n:,}" if n < 10**300 else f"10^{(n.bit_length() - 1) * 0.30103:.0f}"
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.1f}" if n_bytes < 10**300 else _count(n_bytes // 2**30)
 
 
 def _physical_memory() -> int:
@@ -345,16 +361,19 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     p = Path(path)
+    name = printable(str(p))
     try:
         with p.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"{p}: no such config file") from None
+        raise ConfigError(f"{name}: no such config file") from None
     except IsADirectoryError:
-        raise ConfigError(f"{p}: is a directory, expected a TOML file") from None
+        raise ConfigError(f"{name}: is a directory, expected a TOML file") from None
     except OSError as e:
-        raise ConfigError(f"{p}: cannot read config file ({e.strerror})") from None
+        raise ConfigError(f"{name}: cannot read config file ({e.strerror})") from None
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}); expected a TOML file") from None
+        raise ConfigError(f"{name}: not UTF-8 text (byte {e.start}); expected a TOML file") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML ({e})") from None
+        raise ConfigError(f"{name}: not valid TOML ({e})") from None
+    except ValueError as e:  # an integer past Python's digit limit, which the TOML reader does not catch
+        raise ConfigError(f"{name}: not valid TOML ({str(e).split(';')[0]})") from None

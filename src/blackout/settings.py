@@ -53,6 +53,8 @@ class Setting:
             return _scalar(self.kind, raw)
         except (TypeError, ValueError):
             raise ConfigError(f"{what}: expected {self.describe()}, got {raw!r}") from None
+        except OverflowError:  # an integer beyond the largest float
+            raise ConfigError(f"{what}: expected a finite number, got {raw!r}") from None
 
     def validate(self, value: Any, what: str) -> None:
         if self.choices and value not in self.choices:

@@ -21,7 +21,7 @@ import torch
 
 from .. import __version__
 from ..config import RunConfig
-from . import metrics, plasticity, sharpness, verdict
+from . import metrics, plasticity, sharpness, stability, verdict
 from .data.sources import load_dataset
 from .data.streams import Streams
 from .gating import Gates
@@ -31,7 +31,7 @@ from .result import Result, Verdict, environment
 from .step import make_optimizer, update
 
 EVAL_CHUNK = 4096
-MAX_MEMBERS = 8
+ACTIVE_PROBE = 4096  # training images of a task checked for inputs that reach an unstable weight
 
 
 def run(cfg: RunConfig, data_dir: str | None = None, on_task: Callable[[int, dict], None] | None = None) -> Result:
@@ -63,13 +63,13 @@ def threads(n: int):
 def _run_group(configs, data_dir, on_task) -> list[Result]:
     ex = Experiment(configs, data_dir)
     for t in range(ex.tasks):
-        stability = ex.method.stability()  # the curvature in force while training this task
+        in_force = ex.method.stability()  # the penalty's curvature while this task trains
         tic = time.perf_counter()
         loss, finite_loss = ex.train_task(t)
         toc = time.perf_counter()
         finite = ex.finite(finite_loss)
         accs = ex.evaluate(t)  # row t of every member's accuracy matrix
-        ex.record(t, loss, finite, accs, stability, tic, toc)  # consolidate, diagnose, judge
+        ex.record(t, loss, finite, accs, in_force, tic, toc)  # consolidate, diagnose, judge
         if on_task:
             ex.report(t, on_task)
         ex.drop_stopped()
@@ -182,6 +182,7 @@ class Experiment:
         task = streams.task(t)
         if self.gates:
             self.gates.use(net, t)
+        self.active_at_start = stability.unstable_active(method, net, self._probe(t, "train", ACTIVE_PROBE))
         draws = [batches(n, tc.batch_size, steps, g) for g in self.batch_gens]
         streams.begin(t, steps * tc.batch_size)
         method.begin_task(net, task, streams)
@@ -232,7 +233,7 @@ class Experiment:
 
     # -- after a task ----------------------------------------------------------------------------
     def record(self, t: int, tail: list[float], finite: list[bool], accs: np.ndarray,
-               stability: list, tic: float, toc: float) -> None:
+               in_force: list, tic: float, toc: float) -> None:
         """Consolidate the members that stayed finite, record every member's diagnostics and verdict."""
         before = list(self.active)
         penalty = self.method.penalty_value(self.net)
@@ -242,7 +243,7 @@ class Experiment:
         sharp = sharpness.measure(self.net, self.method, x, y, self.streams.task(t), self.method.lr,
                                   self.configs[0].train.sharpness, [m.cfg.seed * 31 + t for m in map(self.members.__getitem__, before)])
         sharp_time = (time.perf_counter() - tsh) / len(before)
-        unstable, drift = self._unstable_weights()
+        unstable, drift = stability.unstable(self.method, self.net)
         # a non-finite network cannot be consolidated: it leaves the stack now
         self._leave([m for m, ok in zip(before, finite) if not ok])
         keep = [i for i, ok in enumerate(finite) if ok]
@@ -254,8 +255,9 @@ class Experiment:
             mem.R[t, : accs.shape[1]] = accs[i]
             mem.clock["train"] += (toc - tic) / len(before)
             mem.clock["fisher"] += fisher_time if finite[i] else 0.0
-            d = {"task": t + 1, "train_loss": tail[i], "penalty": penalty[i], "stability": stability[i],
-                 "unstable_weights": unstable[i], "unstable_drift": drift[i], "new_task_acc": float(accs[i, t]), **plastic[i], **sharp[i]}
+            d = {"task": t + 1, "train_loss": tail[i], "penalty": penalty[i], "stability": in_force[i],
+                 "unstable_weights": unstable[i], "unstable_drift": drift[i],
+                 "unstable_active": self.active_at_start[i], "new_task_acc": float(accs[i, t]), **plastic[i], **sharp[i]}
             mem.clock["sharpness"] = mem.clock.get("sharpness", 0.0) + sharp_time
             if finite[i]:
                 d.update(info[keep.index(i)])
@@ -281,20 +283,6 @@ class Experiment:
         rows = torch.arange(n)
         xs, ys = zip(*(st.batch(st.tasks[t], part, rows) for st in self.streams.members))
         return (torch.stack(xs), torch.stack(ys)) if with_labels else torch.stack(xs)
-
-    def _unstable_weights(self) -> tuple[list, list]:
-        """Per member: how many weights have a penalty curvature that alone makes their step unstable
-        (lr x lambda x A_i >= 2), and how far the farthest of them ended the task from its anchor."""
-        diag = self.method.hessian_diagonal()
-        anchor = getattr(self.method, "mu", None)
-        if diag is None or anchor is None:
-            return [None] * len(self.active), [None] * len(self.active)
-        lr = self.method.lr
-        hot = [(d * self.method.per_member(lr, d)) >= 2 for d in diag]
-        count = sum(h.flatten(1).sum(1) for h in hot)
-        drift = torch.stack([torch.where(h, (p.detach() - mu).abs(), 0.0).flatten(1).max(1).values
-                             for h, p, mu in zip(hot, self.net.params(), anchor)]).max(0).values
-        return count.tolist(), [float(v) if c else None for v, c in zip(drift.tolist(), count.tolist())]
 
     def drop_stopped(self) -> None:
         self._leave([m for m in self.active if self.members[m].stopped])

@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import FIXED, RunConfig, checked_setting, known, load_toml, setting_of
+from ..config import FIXED, RunConfig, checked_setting, known, load_toml, printable, setting_of
 from ..errors import ConfigError
 from ..presets import run_preset
 
 STORE_FILE = "results.sqlite"
+MAX_RANGE = 1_000_000  # values one range (``0-999999``) may expand to; far beyond any sweep that could run
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class SweepSpec:
 
 
 def _show(v: Any) -> str:
-    return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+    return printable(",".join(map(str, v)) if isinstance(v, tuple) else str(v))
 
 
 def parse_grids(raw: Any, where: Callable[[str], str]) -> tuple[dict[str, tuple[Any, ...]], ...]:
@@ -124,9 +125,15 @@ def parse_axis(name: str, raw: Any, where: str = "") -> tuple[Any, ...]:
             for part in raw.split(","):
                 m = re.fullmatch(r"\s*([0-9]+)\s*-\s*([0-9]+)\s*", part)
                 if m and setting.kind is int:
-                    lo, hi = int(m[1]), int(m[2])
+                    try:
+                        lo, hi = int(m[1]), int(m[2])
+                    except ValueError:  # past Python's 4300-digit limit
+                        raise ConfigError(f"{where}{name}: expected an integer, got {part.strip()!r}") from None
                     if hi < lo:
                         raise ConfigError(f"{where}{name}: range {part.strip()!r} runs backwards; write {hi}-{lo}")
+                    if hi - lo >= MAX_RANGE:
+                        raise ConfigError(f"{where}{name}: range {part.strip()!r} has {hi - lo + 1:,} values, "
+                                          f"expected at most {MAX_RANGE:,}")
                     items += list(range(lo, hi + 1))
                 elif not part.strip():
                     raise ConfigError(f"{where}{name}: empty value in {raw!r}")
@@ -147,13 +154,14 @@ def parse_axis(name: str, raw: Any, where: str = "") -> tuple[Any, ...]:
 def load_spec(path: str | Path, base: RunConfig | None = None) -> SweepSpec:
     """Read a sweep file; errors name the file, the line and the setting."""
     p = Path(path)
+    shown = printable(str(p))
     doc = load_toml(p)
     text = p.read_text(encoding="utf-8")
 
     def where(key: str) -> str:
         k = re.escape(key)
         m = re.search(rf"^\s*(\[\[?\s*{k}\s*\]\]?|{k}\s*=)", text, re.M)
-        return f"{p}:{text[: m.start()].count(chr(10)) + 1}: " if m else f"{p}: "
+        return f"{shown}:{text[: m.start()].count(chr(10)) + 1}: " if m else f"{shown}: "
 
     unknown = set(doc) - {"study", "preset", "base", "grid"}
     if unknown:
@@ -171,6 +179,6 @@ def load_spec(path: str | Path, base: RunConfig | None = None) -> SweepSpec:
     flat = dict(checked_setting(k, v, where(k)) for key, value in (doc.get("base") or {}).items()
                 for k, v in (value if isinstance(value, dict) else {key: value}).items())
     spec = SweepSpec(cfg, parse_grids(doc.get("grid"), where), doc.get("study"))
-    spec = spec.with_settings({k: (v,) for k, v in flat.items()}, where=f"{p}: [base] ")
+    spec = spec.with_settings({k: (v,) for k, v in flat.items()}, where=f"{shown}: [base] ")
     spec.configs()  # validate every combination before any run starts
     return spec

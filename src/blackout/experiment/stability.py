@@ -1,0 +1,51 @@
+"""The step-size limit of a quadratic penalty, weight by weight.
+
+A weight whose own penalty curvature makes lr x lambda x A_i >= 2 is unstable under plain SGD: its
+distance from the anchor is multiplied by |1 - lr lambda A_i| > 1 at every step. Whether that
+ends the run depends on whether the weight's input is active: a first-layer weight whose pixel is
+blank in the current task (or a weight leaving a silent unit) takes no part in the loss, so it can
+grow for many steps unseen, until a task that lights its input up arrives. These functions measure
+that per member: how many weights are unstable, how far they have drifted, and how many of them
+have an active input at the start of a task.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .methods.base import Method
+from .models import StackedMLP
+
+
+def _hot(method: Method) -> list[torch.Tensor] | None:
+    diag = method.hessian_diagonal()
+    if diag is None:
+        return None
+    return [(d * Method.per_member(method.lr, d)) >= 2 for d in diag]
+
+
+def unstable(method: Method, net) -> tuple[list, list]:
+    """Per member: the number of unstable weights, and the largest |theta_i - mu_i| among them."""
+    hot, anchor = _hot(method), getattr(method, "mu", None)
+    M = len(method.configs)
+    if hot is None or anchor is None:
+        return [None] * M, [None] * M
+    count = sum(h.flatten(1).sum(1) for h in hot)
+    drift = torch.stack([torch.where(h, (p.detach() - mu).abs(), 0.0).flatten(1).max(1).values
+                         for h, p, mu in zip(hot, net.params(), anchor)]).max(0).values
+    return count.tolist(), [float(v) if c else None for v, c in zip(drift.tolist(), count.tolist())]
+
+
+@torch.no_grad()
+def unstable_active(method: Method, net, x: torch.Tensor) -> list:
+    """Per member: unstable weights whose input is non-zero for some of the inputs ``x`` (M, N, ...),
+    a task's training images before it trains. A bias's input is always 1."""
+    hot = _hot(method)
+    if hot is None or not isinstance(net, StackedMLP):
+        return [None] * x.shape[0]
+    _, inputs = net.forward_cached(x)
+    count = 0
+    for a, hw, hb in zip(inputs, hot[0::2], hot[1::2]):
+        active = (a != 0).any(1)  # (M, inputs of the layer)
+        count = count + (hw & active[:, None, :]).flatten(1).sum(1) + hb.sum(1)
+    return count.tolist()
