@@ -98,3 +98,13 @@ def test_config_is_frozen():
     c = RunConfig()
     with pytest.raises(Exception):
         c.train.lr = 1.0  # type: ignore[misc]
+
+
+def test_device_auto_resolves_to_the_best_present_and_an_absent_device_is_refused():
+    from blackout.config import best_device
+
+    assert RunConfig.from_flat({"device": "auto"}).train.device == best_device()
+    if best_device() == "cpu":
+        with pytest.raises(ConfigError, match="device: cuda is not available on this machine"):
+            RunConfig.from_flat({"device": "cuda"})
+    assert RunConfig.from_flat({"device": "cpu"}).run_id != RunConfig.from_flat({"device": "cpu", "threads": 2}).run_id

@@ -24,7 +24,7 @@ from blackout.experiment.methods import registry  # noqa: E402
 from blackout.presets import RUN_PRESETS, STUDY_PRESETS  # noqa: E402
 from blackout.settings import Setting  # noqa: E402
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
 
@@ -103,7 +103,7 @@ def as_text(v) -> str:
 def cli_value(name: str) -> st.SearchStrategy[str]:
     s = SETTINGS.get(name)
     valid = st.sampled_from(METHODS) if name == "method" else valid_value(s).map(as_text)
-    return st.one_of(valid, valid, text_value())
+    return st.one_of(valid, valid, valid, text_value())
 
 
 def flag(name: str, value: str, joined: bool) -> list[str]:
@@ -157,8 +157,9 @@ def sweep_flags(draw) -> list[str]:
     if draw(st.booleans()):
         argv += flag("seeds", draw(st.one_of(axis_text("seed"), text_value())), draw(st.booleans()))
     if draw(st.booleans()):
-        jobs = st.one_of(st.integers(-3, 8).map(str), text_value(), st.just("9" * 5000))
-        argv += flag("jobs", draw(jobs), True)
+        jobs = st.integers(1, 4).map(str) if draw(st.integers(0, 3)) else st.one_of(
+            st.integers(-3, 0).map(str), text_value(), st.just("9" * 5000))
+        argv += flag("jobs", draw(jobs), draw(st.booleans()))
     return argv
 
 
@@ -213,7 +214,8 @@ scalars = st.one_of(
 junk = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                       st.dictionaries(st.text(max_size=5), inner, max_size=2)),
                     max_leaves=6)
-setting_key = st.one_of(st.sampled_from(NAMES), st.sampled_from(NAMES).map(lambda n: n.replace("_", "-")),
+setting_key = st.one_of(st.sampled_from(NAMES), st.sampled_from(NAMES), st.sampled_from(NAMES),
+                        st.sampled_from(NAMES).map(lambda n: n.replace("_", "-")),
                         st.text(max_size=8), st.sampled_from(["x\ny", "", " lam", "data", "grid", "base"]))
 
 
@@ -222,9 +224,10 @@ def toml_setting_value(draw, key: str):
     s = SETTINGS.get(key.replace("-", "_"))
     options = [junk, scalars]
     if s is not None:
-        options = [valid_value(s), valid_value(s).map(lambda v: list(v) if isinstance(v, tuple) else v)] + options
+        valid = valid_value(s).map(lambda v: list(v) if isinstance(v, tuple) else v)
+        options = [valid_value(s).map(as_text), valid, valid, valid, valid] + options
     if key == "method":
-        options.append(st.sampled_from(METHODS))
+        options += [st.sampled_from(METHODS)] * 4
     return draw(st.one_of(options))
 
 
@@ -258,12 +261,15 @@ def grid_table(draw) -> dict:
 def sweep_toml(draw) -> bytes:
     doc: dict = {}
     if draw(st.booleans()):
-        doc["study"] = draw(st.one_of(st.text(max_size=10), scalars, st.dictionaries(st.text(max_size=3), scalars, max_size=2)))
+        name = st.text(string.ascii_letters + "-_ ", min_size=1, max_size=10)
+        doc["study"] = draw(st.one_of(name, name, name, st.text(max_size=10), scalars,
+                                      st.dictionaries(st.text(max_size=3), scalars, max_size=2)))
     if draw(st.booleans()):
-        doc["preset"] = draw(st.one_of(st.sampled_from(sorted(RUN_PRESETS) + sorted(STUDY_PRESETS)), st.text(max_size=8), scalars))
+        presets = st.sampled_from(sorted(RUN_PRESETS))
+        doc["preset"] = draw(st.one_of(presets, presets, st.sampled_from(sorted(STUDY_PRESETS)), st.text(max_size=8), scalars))
     if draw(st.booleans()):
-        doc["base"] = draw(st.one_of(settings_table(), settings_table().map(lambda t: {"data": t}), scalars))
-    if draw(st.booleans()):
+        doc["base"] = draw(st.one_of(settings_table(), settings_table(), settings_table().map(lambda t: {"data": t}), scalars))
+    if draw(st.integers(0, 7)) == 0:
         doc[draw(st.sampled_from(["extra", "Grid", "x\ny"]))] = draw(scalars)
     arrays = None
     shape = draw(st.sampled_from(["none", "table", "tables", "string", "numbers", "empty"]))
@@ -280,13 +286,19 @@ def sweep_toml(draw) -> bytes:
     return toml_doc(doc, arrays).encode("utf-8", "surrogatepass")
 
 
-def mangled(doc: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
-    """A document as written, cut short, with invalid UTF-8 inside, or raw bytes."""
-    cut = st.tuples(doc, st.integers(0, 200)).map(lambda p: p[0][: p[1]])
-    bad_utf8 = st.tuples(doc, st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00", b"\xef\xbb\xbf"])).map(
-        lambda p: p[0][: len(p[0]) // 2] + p[1] + p[0][len(p[0]) // 2:])
-    return st.one_of(doc, doc, doc, cut, bad_utf8, st.binary(max_size=60),
-                     st.sampled_from([b"", b"[", b"[[grid]", b"a = ", b'a = "', b"= 1", b"[data]\n[data]\n", b"x = 1" + b"1" * 5000]))
+@st.composite
+def mangled(draw, doc: st.SearchStrategy[bytes]) -> bytes:
+    """Mostly a document as written; else cut short, with invalid UTF-8 inside, or raw bytes."""
+    kind = draw(st.integers(0, 9))
+    if kind == 7:
+        return draw(doc)[: draw(st.integers(0, 200))]
+    if kind == 8:
+        text, bad = draw(doc), draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00", b"\xef\xbb\xbf"]))
+        return text[: len(text) // 2] + bad + text[len(text) // 2:]
+    if kind == 9:
+        return draw(st.one_of(st.binary(max_size=60), st.sampled_from(
+            [b"", b"[", b"[[grid]", b"a = ", b'a = "', b"= 1", b"[data]\n[data]\n", b"x = 1" + b"1" * 5000])))
+    return draw(doc)
 
 
 # -- the properties --------------------------------------------------------------------------------------
@@ -315,7 +327,7 @@ def test_sweep_check_flags(workdir, argv):
 
 
 @FUZZ
-@given(content=mangled(config_toml()), flags=run_flags())
+@given(content=mangled(config_toml()), flags=st.one_of(st.just([]), st.just([]), run_flags()))
 def test_run_check_config_file(workdir, content, flags):
     path = workdir / "config.toml"
     path.write_bytes(content)

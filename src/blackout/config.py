@@ -98,6 +98,8 @@ class TrainConfig:
     eval_all: bool = _f(False, "after each task evaluate every task, also future ones (forward transfer)")
     sharpness: int = _f(8, "Lanczos steps of the sharpness measurement (top Hessian eigenvalue of the penalised "
                             "loss) at the end of each task; 0: off", check=lambda n: n >= 0, expected=">= 0")
+    device: str = _f("cpu", "where a run trains; part of its identity, since devices round differently "
+                            "(the flag also takes auto: the best one present)", ("cpu", "cuda", "mps"))
     threads: int = _f(1, "CPU threads of one run's arithmetic; part of the run's identity because a matrix product "
                          "split over more threads rounds differently (studies run one process per core instead)",
                       check=lambda n: n >= 1, expected="at least 1")
@@ -157,7 +159,19 @@ def checked_setting(key: str, raw: Any, where: str = "") -> tuple[str, Any]:
     name = key.replace("-", "_") if isinstance(key, str) else key
     if not isinstance(name, str) or not known(name):
         raise ConfigError(f"{where}unknown setting {key!r} (see `blackout run --help`)")
+    if name == "device" and raw == "auto":
+        raw = best_device()
     return name, setting_of(name).coerce(raw, f"{where}{name}")
+
+
+def best_device() -> str:
+    """cuda if a CUDA GPU is present, else mps (Apple silicon), else cpu."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
 
 
 @dataclass(frozen=True)
@@ -294,6 +308,8 @@ def validate(c: RunConfig) -> None:
     if 1 / per_task + b.margin >= 1:
         raise ConfigError(f"margin: expected chance + margin < 1 (chance is about 1/{per_task} on tasks of {per_task} "
                           f"classes, so every run would count as collapsed), got {b.margin}")
+    if t.device != "cpu" and best_device() == "cpu" or t.device == "mps" and best_device() == "cuda":
+        raise ConfigError(f"device: {t.device} is not available on this machine (use cpu, or auto for the best one present)")
     if c.model.gating and c.model.arch != "mlp":
         raise ConfigError(f"gating: context-dependent gating masks MLP hidden units, got arch {c.model.arch!r}")
     cls.check(c)

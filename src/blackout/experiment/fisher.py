@@ -40,12 +40,12 @@ def fisher_dlogits(logits: torch.Tensor, mode: str, y: torch.Tensor, gens: list[
     p = z.softmax(-1)
     p = torch.nan_to_num(p, nan=1.0 / p.shape[-1])  # a diverged model still yields labels
     if mode == "expected":
-        eye = torch.eye(p.shape[-1], dtype=p.dtype)
+        eye = torch.eye(p.shape[-1], dtype=p.dtype, device=p.device)
         outs = [(eye[c] - p) * p[..., c : c + 1].sqrt() for c in range(p.shape[-1])]
     else:
         if mode == "sampled":
-            labels = torch.stack([torch.multinomial(p[m].clamp_min(0) + 1e-12, 1, generator=g).squeeze(1)
-                                  for m, g in enumerate(gens)])
+            labels = torch.stack([torch.multinomial(p[m].cpu().clamp_min(0) + 1e-12, 1, generator=g).squeeze(1)
+                                  for m, g in enumerate(gens)]).to(p.device)  # drawn by each member's own CPU generator
         else:
             labels = y
         outs = [F.one_hot(labels, p.shape[-1]).to(p.dtype) - p]

@@ -35,7 +35,8 @@ class Gates:
         self.per_member = [task_masks(widths, tasks, gating, s) for s in seeds]
 
     def use(self, net, t: int) -> None:
-        net.gates = [torch.stack([m[t][l] for m in self.per_member]) for l in range(len(self.per_member[0][t]))]
+        device = net.weights[0].device
+        net.gates = [torch.stack([m[t][l] for m in self.per_member]).to(device) for l in range(len(self.per_member[0][t]))]
 
     def select(self, keep: list[int]) -> None:
         self.per_member = [self.per_member[i] for i in keep]

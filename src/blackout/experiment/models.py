@@ -204,9 +204,14 @@ class StackedMLP(nn.Module):
             out += [torch.bmm(dz2.transpose(1, 2), f(a)), dz2.sum(1)]
         return out
 
+    def _apply(self, fn, *args, **kwargs):  # .to(device) moves the parameters: remake the views of them
+        out = super()._apply(fn, *args, **kwargs)
+        self._views()
+        return out
+
     def select(self, keep: list[int]) -> None:
         """Keep only members ``keep`` (stopped runs leave the stack)."""
-        idx = torch.tensor(keep)
+        idx = torch.tensor(keep, device=self.weights[0].device)
         with torch.no_grad():
             for plist in (self.weights, self.biases):
                 for i, p in enumerate(plist):

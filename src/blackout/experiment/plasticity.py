@@ -29,7 +29,8 @@ def measure(net, x: torch.Tensor) -> list[dict]:
     _, inputs = net.forward_cached(x)
     hidden = inputs[1:]  # each hidden layer's output (M, N, width)
     # units a gating mask silences for this task are not counted: they are off by design
-    live = torch.cat(net.gates if net.gates is not None else [torch.ones(h.shape[0], h.shape[2]) for h in hidden], 1) > 0
+    live = torch.cat(net.gates if net.gates is not None else [torch.ones(h.shape[0], h.shape[2], device=h.device)
+                                                              for h in hidden], 1) > 0
     n_live = live.sum(1).clamp_min(1)
     if net.activation == "relu":
         dead = ((torch.cat([(h <= 0).all(1) for h in hidden], 1) & live).sum(1) / n_live).tolist()
@@ -39,11 +40,11 @@ def measure(net, x: torch.Tensor) -> list[dict]:
         dead = [0.0] * net.M
         stuck = torch.cat([((h - lo).abs() < 0.01).all(1) | ((hi - h).abs() < 0.01).all(1) for h in hidden], 1)
         saturated = ((stuck & live).sum(1) / n_live).tolist()
-    ok = torch.isfinite(hidden[-1]).flatten(1).all(1)  # a diverged member has no meaningful rank
-    s = torch.linalg.svdvals(torch.where(ok[:, None, None], hidden[-1], 0.0).double())  # (M, min(N, width))
+    ok = torch.isfinite(hidden[-1]).flatten(1).all(1).cpu()  # a diverged member has no meaningful rank
+    s = torch.linalg.svdvals(torch.where(ok[:, None, None], hidden[-1], 0.0).double().cpu())  # (M, min(N, width))
     p = s / s.sum(1, keepdim=True).clamp_min(1e-300)
     entropy = -(p * p.clamp_min(1e-300).log()).sum(1)
     rank = entropy.exp()
-    norms = torch.stack([w.flatten(1).norm(dim=1) for w in net.weights], 1)  # (M, layers)
+    norms = torch.stack([w.detach().flatten(1).norm(dim=1) for w in net.weights], 1).cpu()  # (M, layers)
     return [{"dead_units": dead[m], "saturated_units": saturated[m], "effective_rank": float(rank[m]) if ok[m] else None,
              "weight_norm": norms[m].tolist()} for m in range(net.M)]

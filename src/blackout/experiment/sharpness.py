@@ -50,7 +50,7 @@ def top_eigenvalues(net: StackedMLP, penalty: list[torch.Tensor] | None, x: torc
         loss = task_loss(net(x), y, task).sum()  # members' losses add: the Hessian is block diagonal
         grads = torch.autograd.grad(loss, leaves, create_graph=True)
         gens = [torch.Generator().manual_seed(s) for s in seeds]  # each member's own start, whatever its group
-        start = [torch.stack([torch.randn(p.shape[1:], generator=g) for g in gens]) for p in leaves]
+        start = [torch.stack([torch.randn(p.shape[1:], generator=g) for g in gens]).to(p) for p in leaves]
         out = []
         for pen in (penalty, None):
             def hvp(v):
@@ -96,7 +96,7 @@ def measure(net, method: Method, x: torch.Tensor, y: torch.Tensor, task, lr: tor
         return [{} for _ in range(x.shape[0])]
     pen = method.hessian_diagonal()
     total, alone = top_eigenvalues(net, pen, x, y, task, iters, seeds)
-    top_pen = [0.0] * net.M if pen is None else torch.stack([d.flatten(1).max(1).values for d in pen]).max(0).values.tolist()
+    top_pen = [0.0] * net.M if pen is None else torch.stack([d.flatten(1).max(1).values for d in pen]).max(0).values.cpu().tolist()
     lrs = lr.tolist()
     finite = [all(v == v for v in (a, b)) for a, b in zip(total, alone)]
     return [{"sharpness": lrs[m] * total[m], "sharpness_task": lrs[m] * alone[m], "sharpness_penalty": lrs[m] * top_pen[m]}

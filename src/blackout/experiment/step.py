@@ -34,7 +34,7 @@ def cross_entropy_parts(logits: torch.Tensor, y: torch.Tensor, head: tuple[int, 
     logp = z.log_softmax(-1)
     target = y.unsqueeze(-1)
     logp_y = logp.gather(-1, target)
-    d = logp.exp_().scatter_add_(-1, target, _minus_ones(target.shape))
+    d = logp.exp_().scatter_add_(-1, target, _minus_ones(target))
     if head is not None:
         wide = torch.zeros_like(logits)
         wide[..., head[0] : head[1]] = d
@@ -45,10 +45,10 @@ def cross_entropy_parts(logits: torch.Tensor, y: torch.Tensor, head: tuple[int, 
 _ONES: dict[tuple, torch.Tensor] = {}
 
 
-def _minus_ones(shape) -> torch.Tensor:
-    key = tuple(shape)
+def _minus_ones(like: torch.Tensor) -> torch.Tensor:
+    key = (tuple(like.shape), like.device)
     if key not in _ONES:
-        _ONES[key] = torch.full(key, -1.0)
+        _ONES[key] = torch.full(like.shape, -1.0, device=like.device)
     return _ONES[key]
 
 
@@ -105,7 +105,7 @@ class SGD:
     def scale(self, batch: int) -> torch.Tensor:
         """lr / batch per member, shaped (M, 1, 1): turns the summed logit gradient into the fused step."""
         if batch not in self._scale:
-            self._scale[batch] = (self.lr / batch).view(-1, 1, 1)
+            self._scale[batch] = (self.lr / batch).view(-1, 1, 1).to(self.neg_lr[0].device)
         return self._scale[batch]
 
     @torch.no_grad()

@@ -103,6 +103,22 @@ def group_key(cfg: RunConfig) -> tuple | None:
     return tuple(sorted((s, tuple(sorted((k, str(v)) for k, v in sec.items()))) for s, sec in d.items()))
 
 
+_ON_DEVICE: dict[tuple, object] = {}
+
+
+def on_device(data, device: torch.device):
+    """The dataset's tensors on ``device``, copied once per process and device."""
+    if device.type == "cpu":
+        return data
+    key = (id(data), str(device))
+    if key not in _ON_DEVICE:
+        import dataclasses
+
+        _ON_DEVICE[key] = dataclasses.replace(data, **{k: getattr(data, k).to(device)
+                                                       for k in ("x_train", "y_train", "x_test", "y_test")})
+    return _ON_DEVICE[key]
+
+
 def steps_per_task(cfg, n: int) -> int:
     return math.ceil(cfg.epochs * n / cfg.batch_size) if cfg.epochs > 0 else cfg.iterations
 
@@ -147,10 +163,11 @@ class Experiment:
         self.configs, self.start = list(configs), start
         cfg = configs[0]
         seeds = [c.seed for c in configs]
-        self.data = load_dataset(cfg.data.dataset, data_dir)
+        self.device = torch.device(cfg.train.device)
+        self.data = on_device(load_dataset(cfg.data.dataset, data_dir), self.device)  # placed once
         self.streams = Streams(cfg.data, self.data, seeds)
         self.tasks = len(self.streams)
-        self.net = build_net(cfg.model, tuple(self.data.x_train.shape[1:]), self.streams.n_out, seeds)
+        self.net = build_net(cfg.model, tuple(self.data.x_train.shape[1:]), self.streams.n_out, seeds).to(self.device)
         self.n_params = n_params(self.net)
         self.method = registry()[cfg.method.method](configs, self.net)
         widths = list(cfg.model.hidden)
@@ -200,7 +217,7 @@ class Experiment:
 
     def finite(self, finite_loss: torch.Tensor) -> list[bool]:
         weights = torch.stack([p.detach().flatten(1).isfinite().all(1) for p in self.net.params()]).all(0)
-        return (finite_loss & weights).tolist()
+        return (finite_loss & weights).cpu().tolist()
 
     # -- evaluation ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -212,7 +229,7 @@ class Experiment:
                 self.gates.use(self.net, j)
             n = self.streams.n_rows(j, "test")
             head = self.streams.task(j).head_range
-            correct = torch.zeros(len(self.active))
+            correct = torch.zeros(len(self.active), device=self.device)
             for s in range(0, n, EVAL_CHUNK):
                 rows = torch.arange(s, min(n, s + EVAL_CHUNK))
                 xs, ys = zip(*(st.batch(st.tasks[j], "test", rows) for st in self.streams.members))
@@ -220,7 +237,7 @@ class Experiment:
                 if head is not None:
                     logits = logits[..., head[0] : head[1]]
                 correct += (logits.argmax(-1) == torch.stack(ys)).sum(1)
-            out.append((correct / max(1, n)).numpy())
+            out.append((correct / max(1, n)).cpu().numpy())
         return np.stack(out, 1) if out else np.zeros((len(self.active), 0))
 
     def evaluate(self, t: int) -> np.ndarray:
@@ -304,7 +321,7 @@ class Experiment:
     # -- results -------------------------------------------------------------------------------
     def results(self) -> list[Result]:
         out = []
-        env = environment(threads=torch.get_num_threads(), device="cpu", group_size=len(self.configs))
+        env = environment(threads=torch.get_num_threads(), device=str(self.device), group_size=len(self.configs))
         applies = type(self.method).gradient_penalty and self.configs[0].train.optimizer == "sgd"
         for mem in self.members:
             cfg = mem.cfg

@@ -66,14 +66,15 @@ class Split:
 class Stream:
     def __init__(self, cfg: DataConfig, data: Dataset, seed: int):
         self.cfg, self.data = cfg, data
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator().manual_seed(seed)  # drawn on the CPU, placed with the data
+        device = data.x_train.device
         self.tasks: list[Task] = []
         self._splits: dict[tuple[int, str], Split] = {}
         n_pix = data.x_train.shape[2] * data.x_train.shape[3]
         if cfg.stream == "permuted":
             for t in range(cfg.tasks):
                 ident = t == 0 and cfg.keep_first
-                self.tasks.append(Task(t, perm=None if ident else torch.randperm(n_pix, generator=g)))
+                self.tasks.append(Task(t, perm=None if ident else torch.randperm(n_pix, generator=g).to(device)))
         elif cfg.stream == "rotated":
             self.tasks = [Task(t, angle=t * cfg.angle_step) for t in range(cfg.tasks)]
         elif cfg.stream == "split":
@@ -111,7 +112,7 @@ class Stream:
             limit = self.cfg.train_limit if part == "train" else self.cfg.test_limit
             if task.classes is None:
                 n = min(limit, len(y)) if limit else len(y)
-                self._splits[key] = Split(None if n == len(y) else torch.arange(n), y[:n])
+                self._splits[key] = Split(None if n == len(y) else torch.arange(n, device=y.device), y[:n])
             else:
                 mask = torch.zeros_like(y, dtype=torch.bool)
                 for c in task.classes:
@@ -121,8 +122,8 @@ class Stream:
                     idx = idx[:limit]
                 target = y[idx]
                 if task.head is not None:
-                    lut = torch.full((self.data.n_classes,), -1, dtype=torch.long)
-                    lut[list(task.classes)] = torch.arange(len(task.classes))
+                    lut = torch.full((self.data.n_classes,), -1, dtype=torch.long, device=y.device)
+                    lut[list(task.classes)] = torch.arange(len(task.classes), device=y.device)
                     target = lut[target]
                 self._splits[key] = Split(idx, target)
         return self._splits[key]
@@ -134,6 +135,8 @@ class Stream:
         """Transformed inputs and targets of ``rows`` (positions within the task's split; None: all)."""
         s = self.split(task, part)
         x = self.inputs(part)
+        if rows is not None:
+            rows = rows.to(x.device)
         if rows is None:
             xi = x if s.idx is None else x.index_select(0, s.idx)
             return task.transform(xi), s.y
@@ -143,6 +146,8 @@ class Stream:
     def rows_of_tasks(self, tasks: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training samples ``rows[i]`` of tasks ``tasks[i]``, each through its own task's transform."""
         first = self.tasks[int(tasks[0])] if len(tasks) else None
+        device = self.data.x_train.device
+        tasks, rows = tasks.to(device), rows.to(device)
         if first is not None and first.classes is None and all(t.perm is not None for t in self.tasks):
             s = self.split(first, "train")  # every permuted task trains on the same rows
             src = rows if s.idx is None else s.idx[rows]
@@ -225,10 +230,13 @@ class Streams:
         # gather straight into reused buffers: no stacking copy
         shape = (len(rows), len(rows[0]))
         if shape not in self._buffers:
-            self._buffers[shape] = (torch.empty(*shape, *self.data.x_train.shape[1:]), torch.empty(shape, dtype=torch.long))
+            device = self.data.x_train.device
+            self._buffers[shape] = (torch.empty(*shape, *self.data.x_train.shape[1:], device=device),
+                                    torch.empty(shape, dtype=torch.long, device=device))
         x, y = self._buffers[shape]
         flat = x.view(*shape, -1)
         for m, (s, r) in enumerate(zip(self.members, rows)):
+            r = r.to(x.device)
             torch.index_select(held[m], 0, r, out=flat[m])
             torch.index_select(s.split(s.tasks[t], "train").y, 0, r, out=y[m])
         return x, y

@@ -86,7 +86,7 @@ class Method:
     @staticmethod
     def per_member(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """(M,) values shaped to broadcast against a stacked tensor ``like`` (M, ...)."""
-        return v.view(-1, *[1] * (like.dim() - 1)).to(like.dtype)
+        return v.view(-1, *[1] * (like.dim() - 1)).to(like)
 
     # -- hooks -------------------------------------------------------------------------------
     def batch(self, net, x: torch.Tensor, y: torch.Tensor, task) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,9 +136,9 @@ class Method:
         for attr in self.stacked:
             value = getattr(self, attr)
             if isinstance(value, torch.Tensor):
-                setattr(self, attr, value.index_select(0, idx))
+                setattr(self, attr, value.index_select(0, idx.to(value.device)))
             elif value is not None:
-                setattr(self, attr, [v.index_select(0, idx) for v in value])
+                setattr(self, attr, [v.index_select(0, idx.to(v.device)) for v in value])
 
 
 def task_loss(logits: torch.Tensor, y: torch.Tensor, task) -> torch.Tensor:

@@ -42,9 +42,10 @@ class CBP(Method):
         self.eta = configs[0].method.utility_decay
         self.maturity = configs[0].method.maturity
         self.rate = self.value("replacement_rate")
-        self.util = [torch.zeros(self.M, w) for w in widths]
-        self.mean_act = [torch.zeros(self.M, w) for w in widths]
-        self.ages = [torch.zeros(self.M, w) for w in widths]
+        device = net.weights[0].device
+        self.util = [torch.zeros(self.M, w, device=device) for w in widths]
+        self.mean_act = [torch.zeros(self.M, w, device=device) for w in widths]
+        self.ages = [torch.zeros(self.M, w, device=device) for w in widths]
         self.count = [torch.zeros(self.M, dtype=torch.float64) for _ in widths]
         self.replaced = [0] * self.M
 
@@ -62,7 +63,7 @@ class CBP(Method):
             self.util[l].mul_(eta).add_((1 - eta) * h.abs().mean(1) * w_out.abs().mean(1))
             self.mean_act[l].mul_(eta).add_((1 - eta) * h.mean(1))
             eligible = self.ages[l] > self.maturity
-            self.count[l] += self.rate.double() * eligible.sum(1)
+            self.count[l] += self.rate.double() * eligible.sum(1).cpu()
             due = self.count[l].floor()
             if bool((due >= 1).any()):
                 for m in (due >= 1).nonzero().squeeze(1).tolist():
@@ -79,7 +80,7 @@ class CBP(Method):
         w_in, b_in = net.weights[l], net.biases[l]
         w_out, b_out = net.weights[l + 1], net.biases[l + 1]
         bound = 1 / math.sqrt(w_in.shape[2])
-        fresh = torch.rand(n, w_in.shape[2], generator=self.gens[m]) * (2 * bound) - bound
+        fresh = (torch.rand(n, w_in.shape[2], generator=self.gens[m]) * (2 * bound) - bound).to(w_in)
         mean = self.mean_act[l][m, units] / (1 - self.eta ** self.ages[l][m, units])
         b_out[m] += (w_out[m][:, units] * mean).sum(1)
         w_out[m][:, units] = 0

@@ -60,10 +60,10 @@ class EWC(Quadratic):
             return super().penalty_value(net)
         q = sum(((p.detach() - th).pow(2) * f).flatten(1).sum(1) for fs, ths in self.terms
                 for p, f, th in zip(net.params(), fs, ths))
-        return (0.5 * self.lam * q).tolist() if self.terms else [0.0] * self.M
+        return (0.5 * self.lam * q.cpu()).tolist() if self.terms else [0.0] * self.M
 
     def select(self, keep):
         super().select(keep)
         idx = torch.tensor(keep)
-        self.terms = [([f.index_select(0, idx) for f in fs], [t.index_select(0, idx) for t in ths])
+        self.terms = [([f.index_select(0, idx.to(f.device)) for f in fs], [t.index_select(0, idx.to(t.device)) for t in ths])
                       for fs, ths in self.terms]

@@ -69,4 +69,4 @@ class EWCL1(Quadratic):
         if self.tasks_seen == 0:
             return [0.0] * self.M
         q = sum((a * (p.detach() - mu).abs()).flatten(1).sum(1) for p, a, mu in zip(net.params(), self.A, self.mu))
-        return (self.lam * q).tolist()
+        return (self.lam * q.cpu()).tolist()

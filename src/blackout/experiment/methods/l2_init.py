@@ -34,7 +34,7 @@ class L2Init(Quadratic):
         return [torch.zeros_like(p) for p in self.A]
 
     def penalty_value(self, net):
-        q = self.quadratic([p.detach() for p in net.params()]).double()
+        q = self.quadratic([p.detach() for p in net.params()]).double().cpu()
         return (0.5 * self.lam.double() * q).tolist()
 
     def stability(self):

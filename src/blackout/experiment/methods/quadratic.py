@@ -51,7 +51,8 @@ class Quadratic(Method):
         params = [p.detach() for p in net.params()]
         self.A = [torch.zeros_like(p) for p in params]
         self.mu = [p.clone() for p in params]
-        self.B = [torch.zeros_like(p, dtype=torch.float64) for p in params] if self.anchor == "merged" else None
+        # the merged form's float64 sums live on the CPU (not every device has float64)
+        self.B = [torch.zeros(p.shape, dtype=torch.float64) for p in params] if self.anchor == "merged" else None
         self.C = torch.zeros(self.M, dtype=torch.float64)
         self.const = torch.zeros(self.M, dtype=torch.float64)
         self.lam = self.value("lam") if "lam" in self.settings else torch.zeros(self.M)
@@ -82,13 +83,16 @@ class Quadratic(Method):
         theta = [p.detach() for p in net.params()]
         self.A = self.accumulate(imp)
         if self.anchor == "merged":
-            for b, f, th in zip(self.B, imp, theta):
-                b.add_(f.double() * th.double())
-            self.C += sum((f.double() * th.double().pow(2)).flatten(1).sum(1) for f, th in zip(imp, theta))
-            for a, b, mu, th in zip(self.A, self.B, self.mu, theta):
-                mu.copy_(torch.where(a > 0, b / a.double().clamp_min(1e-300), th.double()).to(mu.dtype))
-            self.const = self.C - sum(torch.where(a > 0, b.pow(2) / a.double().clamp_min(1e-300), 0.0).flatten(1).sum(1)
-                                      for a, b in zip(self.A, self.B))
+            f64 = [f.double().cpu() for f in imp]
+            th64 = [th.double().cpu() for th in theta]
+            a64 = [a.double().cpu() for a in self.A]
+            for b, f, th in zip(self.B, f64, th64):
+                b.add_(f * th)
+            self.C += sum((f * th.pow(2)).flatten(1).sum(1) for f, th in zip(f64, th64))
+            for a, b, mu, th in zip(a64, self.B, self.mu, th64):
+                mu.copy_(torch.where(a > 0, b / a.clamp_min(1e-300), th).to(mu))
+            self.const = self.C - sum(torch.where(a > 0, b.pow(2) / a.clamp_min(1e-300), 0.0).flatten(1).sum(1)
+                                      for a, b in zip(a64, self.B))
         elif self.anchor == "latest":
             for mu, th in zip(self.mu, theta):
                 mu.copy_(th)
@@ -152,11 +156,11 @@ class Quadratic(Method):
     def penalty_value(self, net) -> list[float]:
         if self.tasks_seen == 0:
             return [0.0] * self.M
-        q = self.quadratic([p.detach() for p in net.params()]).double() + self.const
+        q = self.quadratic([p.detach() for p in net.params()]).double().cpu() + self.const
         return (0.5 * self.lam.double() * q).tolist()
 
     def stability(self) -> list[float | None]:
         if self.tasks_seen == 0:
             return [0.0] * self.M
         top = torch.stack([a.flatten(1).max(1).values for a in self.curvature()]).max(0).values
-        return (self.lr * self.lam * top).tolist()
+        return (self.lr * self.lam * top.cpu()).tolist()

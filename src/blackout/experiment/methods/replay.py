@@ -131,7 +131,7 @@ def project_(grads: list[torch.Tensor], ref: list[torch.Tensor]) -> None:
     """A-GEM's projection per member, in place: g - (g . r / r . r) r where g . r < 0."""
     dot = sum((g * r).flatten(1).sum(1) for g, r in zip(grads, ref))
     norm = sum(r.pow(2).flatten(1).sum(1) for r in ref)
-    coef = torch.where(dot < 0, dot / norm.clamp_min(1e-30), torch.zeros_like(dot))
+    coef = torch.where(dot < 0, dot / norm.clamp_min(1e-30), torch.zeros_like(dot))  # (M,), on the grads' device
     if bool((coef != 0).any()):
         for g, r in zip(grads, ref):
             g.sub_(Method.per_member(coef, g) * r)

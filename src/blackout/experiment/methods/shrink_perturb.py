@@ -30,5 +30,5 @@ class ShrinkPerturb(Method):
             return
         shrink, noise = self.value("shrink"), self.value("noise")
         for p in net.params():
-            eps = torch.stack([torch.randn(p.shape[1:], generator=g) for g in self.gens])
+            eps = torch.stack([torch.randn(p.shape[1:], generator=g) for g in self.gens]).to(p)
             p.mul_(self.per_member(shrink, p)).add_(self.per_member(noise, p) * eps)
