@@ -387,10 +387,16 @@ def bench_data(ctx: Ctx) -> None:
          f"load_dataset of {loads[0][1]} + {loads[0][2]} images in a fresh process, decoded cache warm; median of {n}")
     out = ctx.tmp / "data-p1"
     run_proc(p1_blackout_cmd(out))
-    tm = json.loads((out / "result.json").read_text())["timings"]
+    r = json.loads((out / "result.json").read_text())
+    tm = r["timings"]
     share = tm["eval"] / tm["train"]
+    # the same FLOP count as the step floor: forward 2(784W + 10W) per image evaluated, the five products per image trained
+    width, n_test, n_train = r["config"]["model"]["hidden"][0], r["data"]["n_test"], r["data"]["n_train"]
+    evaluated = sum(v is not None for row in r["acc"] for v in row) * n_test
+    bound = evaluated * 2 * width * (784 + 10) / (r["tasks_run"] * n_train * product_flops(width, 1))
     line("data evaluation / training", 100 * share, "%", "<= 10%", share <= 0.10,
-         f"P1 run (--eval-all: 6 x 5 test sets of 10,000): eval {tm['eval']:.2f} s, train {tm['train']:.2f} s")
+         f"P1 run: eval {tm['eval']:.2f} s, train {tm['train']:.2f} s; {evaluated:,} test images evaluated after "
+         f"tasks vs {r['tasks_run'] * n_train:,} trained: at equal GEMM rates eval >= {100 * bound:.0f}% of train")
 
 
 # -- batched ensembles ----------------------------------------------------------------------------
@@ -405,13 +411,13 @@ ENSEMBLE_METHODS = {
 def bench_ensemble(ctx: Ctx) -> None:
     from blackout.experiment.train import run, run_group
 
-    its = 100 if ctx.quick else 300
+    tasks, its = (2, 50) if ctx.quick else (3, 300)
     n = ctx.reps(3, 1)
-    print(f"ensemble: 8 runs of 784-50-10 (3 permuted MNIST-split tasks, {its} steps each, seeds 0-7) as one "
+    print(f"ensemble: 8 runs of 784-50-10 ({tasks} permuted MNIST-split tasks, {its} steps each, seeds 0-7) as one "
           f"stacked group (run_group) vs one after another (run); median of {n}, alternating which goes first")
     run(cfg(dataset="mnist", tasks=1, hidden=(50,), iterations=20, method="ewc"), str(MNIST))  # data, lazy init
     for method, kw in ENSEMBLE_METHODS.items():
-        configs = [cfg(dataset="mnist", tasks=3, hidden=(50,), iterations=its, method=method, seed=s, **kw)
+        configs = [cfg(dataset="mnist", tasks=tasks, hidden=(50,), iterations=its, method=method, seed=s, **kw)
                    for s in range(8)]
         t_group, t_alone = [], []
         for i in range(n):
@@ -431,6 +437,9 @@ def bench_ensemble(ctx: Ctx) -> None:
         line(f"ensemble {method}", r, "x", ">= 3x", r >= 3,
              f"{med(t_group):.2f} s group vs {med(t_alone):.2f} s one by one; accuracy matrices "
              f"{'identical' if same else f'differ, max {diff:.1e}'}; {_settings(kw)}max stability {stab:.2f}")
+        note("seconds summed over the 8 runs, group / one by one: " + ", ".join(
+            f"{k} {sum(x.timings.get(k, 0.0) for x in together):.2f} / {sum(x.timings.get(k, 0.0) for x in alone):.2f}"
+            for k in ("train", "eval", "fisher", "sharpness")))
 
 
 def _settings(kw: dict) -> str:
@@ -457,14 +466,15 @@ def bench_p1(ctx: Ctx) -> None:
     acc_b = float(np.mean(base[0]["acc"][-1]))
     d = 100 * (acc_o - acc_b)
     line("p1 final avg accuracy", d, "points", "|d| <= 1 point", abs(d) <= 1,
-         f"blackout {100 * acc_o:.2f}% vs baseline {100 * acc_b:.2f}% (average over the 5 tasks after task 5)")
-    outside_o = med(p.wall - o["timings"]["total"] for p, o in zip(res["blackout"], ours))
-    interp_b = med(p.wall - b["total"] for p, b in zip(res["baseline"], base))
-    ph = lambda rs, k: med(x["timings"].get(k, 0.0) if "timings" in x else x[k] for x in rs)  # noqa: E731
-    note(f"phases, median s: blackout: outside run() {outside_o:.2f} (interpreter, imports, config, result folder) "
-         + " ".join(f"{k} {ph(ours, k):.2f}" for k in ("data", "train", "fisher", "eval")))
-    note(f"                  baseline: interpreter {interp_b:.2f} import {ph(base, 'import'):.2f} "
-         + " ".join(f"{k} {ph(base, k):.2f}" for k in ("data", "train", "fisher", "eval")))
+         f"blackout {100 * acc_o:.2f}% vs baseline {100 * acc_b:.2f}% (average over the 5 tasks after task 5; seed 0 each)")
+    phases = ("data", "train", "fisher", "eval")
+    outside = med(p.wall - o["timings"]["total"] for p, o in zip(res["blackout"], ours))
+    interpreter = med(p.wall - b["total"] for p, b in zip(res["baseline"], base))
+    note(f"phases, median s: blackout: outside run() {outside:.2f} (interpreter, imports, config, result folder) "
+         + " ".join(f"{k} {med(o['timings'][k] for o in ours):.2f}" for k in phases)
+         + " (its data phase includes evaluating the untrained network on every task)")
+    note(f"                  baseline: interpreter {interpreter:.2f} import {med(b['import'] for b in base):.2f} "
+         + " ".join(f"{k} {med(b[k] for b in base):.2f}" for k in phases))
 
 
 # -- sweeps ---------------------------------------------------------------------------------------
@@ -483,7 +493,7 @@ def bench_seed_capacity(ctx: Ctx) -> None:
     from blackout.config import RunConfig
     from blackout.experiment.train import steps_per_task
 
-    extra = ["--tasks", "2"] if ctx.quick else []
+    extra = ["--tasks", "2", "--iterations", "200"] if ctx.quick else []
     p, rs = sweep(ctx, "seed-capacity", extra)
     floor = exact = fisher = evals = train = 0.0
     tasks = 0
@@ -508,7 +518,7 @@ def bench_seed_capacity(ctx: Ctx) -> None:
          f"ratio {p.wall / exact:.2f}x; not in either floor: evaluation {100 * evals / train:.0f}% and Fisher "
          f"{100 * fisher / train:.1f}% of the training FLOPs, and the sharpness probes")
     note(f"CPU: {p.cpu / max(1, len(rs.runs)):.1f} s per run on average ({p.cpu:.0f} s for the sweep process "
-         f"and its workers){' · --tasks 2 (quick)' if ctx.quick else ''}")
+         f"and its workers){' · quick: ' + ' '.join(extra) if ctx.quick else ''}")
 
 
 def bench_methods_blackout(ctx: Ctx, run_it: bool = False, extra: list[str] | None = None) -> None:

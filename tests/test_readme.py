@@ -38,11 +38,17 @@ def test_readme_python_example_runs(tmp_path):
     import subprocess
     import sys
 
-    [code] = blocks(README, "python")[:1]
-    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    notebook, method = blocks(README, "python")
+    p = subprocess.run([sys.executable, "-c", notebook], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1] == "8 width report.html"
     assert (tmp_path / "studies" / "notebook" / "report.html").exists()
+    # the method of one's own, as written, then run
+    use = method + ("\nimport blackout\nr = blackout.run(method='scale', factor=0.5, dataset='digits', tasks=1, "
+                    "iterations=20, hidden=8)\nprint(r.method, r.method_settings)\n")
+    p = subprocess.run([sys.executable, "-c", use], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "scale {'factor': 0.5}"
 
 
 def test_readme_toml_examples_load(tmp_path):
