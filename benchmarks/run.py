@@ -97,7 +97,8 @@ def run_proc(cmd: list[str], env: dict | None = None) -> Proc:
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}:\n{p.stderr[-3000:]}")
+        shown = " ".join(c if len(c) < 60 else c[:57] + "..." for c in cmd)
+        raise RuntimeError(f"{shown} exited {p.returncode}:\n{p.stderr[-3000:]}")
     return Proc(wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, p.stdout)
 
 
@@ -512,7 +513,8 @@ def bench_seed_capacity(ctx: Ctx) -> None:
     floor, exact = floor / 2, exact / 2  # two cores
     ratio = p.wall / floor
     line("seed-capacity sweep / floor", ratio, "x", "<= 1.2x", ratio <= 1.2,
-         f"{p.wall:.1f} s wall for {len(rs.runs)} runs ({tasks} tasks; {len(rs.failed)} failed) vs floor {floor:.1f} s "
+         f"{p.wall:.1f} s wall for {len(rs.runs)} runs ({tasks} tasks trained in all; {len(rs.failed)} failed) "
+         f"vs floor {floor:.1f} s "
          f"= training FLOPs (6 x params x batch per step) / GEMM rate at each width / 2 cores")
     note(f"by the products the step actually computes (no input gradient of layer 1): floor {exact:.1f} s, "
          f"ratio {p.wall / exact:.2f}x; not in either floor: evaluation {100 * evals / train:.0f}% and Fisher "

@@ -41,6 +41,8 @@ NASTY = [
     "\udcff", "auto", "%s", "{}", "{0}", "\\", "'", '"', "[1]", "{a=1}",
 ]
 
+BREAKS = ["x\ny", "\n", "ewc\n", "sgd\r", "a\r\nb", "\u2028", "\x85", "\x0b"]  # each would split a message
+
 
 def call(argv: list[str]) -> tuple[int, str, str]:
     """``main(argv)`` in this process: (exit code, stdout, stderr)."""
@@ -67,6 +69,7 @@ def text_value() -> st.SearchStrategy[str]:
     """Hostile command-line text (argv cannot hold NUL)."""
     return st.one_of(
         st.sampled_from(NASTY),
+        st.sampled_from(BREAKS),
         st.text(st.characters(blacklist_characters="\x00"), max_size=20),
         st.text(string.digits + ",;-.eE+_ ", max_size=5),
         st.integers(-10**30, 10**30).map(str),
@@ -97,9 +100,18 @@ def as_text(v) -> str:
     return str(v)
 
 
+def near_choice(name: str) -> st.SearchStrategy[str]:
+    """A valid name with a line break inside (not at its ends, which are stripped): refused, and shown
+    in the message."""
+    names = METHODS if name == "method" else SETTINGS[name].choices
+    return st.tuples(st.sampled_from(names), st.sampled_from(BREAKS)).map(lambda p: p[0][:1] + p[1] + p[0][1:])
+
+
 def cli_value(name: str) -> st.SearchStrategy[str]:
     s = SETTINGS.get(name)
     valid = st.sampled_from(METHODS) if name == "method" else valid_value(s).map(as_text)
+    if name == "method" or s.choices:
+        return st.one_of(valid, valid, valid, text_value(), near_choice(name))
     return st.one_of(valid, valid, valid, text_value())
 
 
@@ -134,9 +146,9 @@ def axis_text(draw, name: str) -> str:
     if kind == "one":
         return draw(one)
     if kind == "list":
-        return ",".join(draw(st.lists(one, min_size=1, max_size=3)))
+        return ",".join(draw(st.lists(one, min_size=1, max_size=3, unique=True)))
     if kind == "tuples":
-        return ";".join(draw(st.lists(one, min_size=1, max_size=3))) + draw(st.sampled_from(["", ";"]))
+        return ";".join(draw(st.lists(one, min_size=1, max_size=3, unique=True))) + draw(st.sampled_from(["", ";"]))
     small, huge = st.integers(0, 6), st.integers(10**7, 10**30)
     lo, hi = draw(st.sampled_from([(small, small), (small, huge), (huge, small)]))
     ends = [str(draw(lo)), str(draw(hi))] if draw(st.integers(0, 5)) else ["0", "1" + "0" * 4400]
@@ -146,6 +158,8 @@ def axis_text(draw, name: str) -> str:
 @st.composite
 def sweep_flags(draw) -> list[str]:
     names = draw(st.lists(st.sampled_from(NAMES), unique=True, max_size=4))
+    if "method" not in names and draw(st.integers(0, 2)) == 1:
+        names.append("method")
     argv: list[str] = []
     if draw(st.integers(0, 3)) == 0:
         argv += ["--preset", draw(st.sampled_from(sorted(STUDY_PRESETS) + ["", "seed-blog", "nope"]))]
@@ -209,7 +223,7 @@ def toml_doc(doc: dict, arrays: dict[str, list[dict]] | None = None) -> str:
 
 scalars = st.one_of(
     st.booleans(), st.integers(-2**70, 2**70), st.just(10**400), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(st.characters(blacklist_categories=["Cs"]), max_size=12), st.sampled_from(NASTY),
+    st.text(st.characters(blacklist_categories=["Cs"]), max_size=12), st.sampled_from(NASTY), st.sampled_from(BREAKS),
 )
 junk = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                       st.dictionaries(st.text(max_size=5), inner, max_size=2)),
@@ -220,7 +234,7 @@ junk = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3)
 def setting_key(draw) -> str:
     """Mostly a setting's name (sometimes dashed); one in eight unknown or odd."""
     if draw(st.integers(0, 7)) == 3:
-        return draw(st.one_of(st.text(max_size=8), st.sampled_from(["x\ny", "", " lam", "data", "grid", "base"])))
+        return draw(st.one_of(st.text(max_size=8), st.sampled_from(BREAKS + ["", " lam", "data", "grid", "base"])))
     name = draw(st.sampled_from(NAMES))
     return name.replace("_", "-") if draw(st.integers(0, 3)) == 2 else name
 
@@ -234,6 +248,8 @@ def toml_setting_value(draw, key: str):
         options = [valid_value(s).map(as_text), valid, valid, valid, valid] + options
     if key == "method":
         options += [st.sampled_from(METHODS)] * 4
+    if key == "method" or s is not None and s.choices:
+        options.append(near_choice(key.replace("-", "_")))
     return draw(st.one_of(options))
 
 
@@ -356,6 +372,32 @@ def test_sweep_check_spec_file(workdir, content):
     path, study = workdir / "sweep.toml", workdir / "study"
     path.write_bytes(content)
     assert_contract(["sweep", str(study), "--check", "--spec", str(path)])
+    assert not study.exists()
+
+
+CHOICE_NAMES = ["method"] + sorted(n for n, s in SETTINGS.items() if s.choices)
+
+
+@st.composite
+def choice_axis(draw) -> tuple[str, list[str]]:
+    """A string setting swept over valid names and names with a line break inside."""
+    name = draw(st.sampled_from(CHOICE_NAMES))
+    valid = st.sampled_from(METHODS if name == "method" else SETTINGS[name].choices)
+    return name, draw(st.lists(st.one_of(valid, near_choice(name)), min_size=2, max_size=3, unique=True))
+
+
+@settings(FUZZ, max_examples=100)
+@given(axis=choice_axis(), in_file=st.booleans())
+def test_sweep_choice_axes(workdir, axis, in_file):
+    """Each combination's message names its grid values: they must not break the line."""
+    name, values = axis
+    study = workdir / "study"
+    if in_file:
+        path = workdir / "choices.toml"
+        path.write_bytes(toml_doc({"grid": {name: values}}).encode())
+        assert_contract(["sweep", str(study), "--check", "--spec", str(path)])
+    else:
+        assert_contract(["sweep", str(study), "--check", "--" + name.replace("_", "-"), ",".join(values)])
     assert not study.exists()
 
 

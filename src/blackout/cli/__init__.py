@@ -31,7 +31,8 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit code 2 (not a usage dump)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"{self.prog}: {message}")
+        # argparse quotes argv as given: a line break in it must not break the one-line error
+        raise ConfigError(f"{self.prog}: {' '.join(message.split())}")
 
 
 def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:

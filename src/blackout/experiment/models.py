@@ -121,6 +121,19 @@ class StackedMLP(nn.Module):
                     h = h * self.gates[i].unsqueeze(1)
         return h
 
+    def member(self, m: int):
+        """Member m alone, as a function of its inputs (1, B, ...): slices of the stacked weights."""
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            h = x.flatten(2)
+            for i, (w, b) in enumerate(zip(self._wt, self._b3)):
+                h = torch.baddbmm(b[m : m + 1], h, w[m : m + 1])
+                if i < self.hidden_layers:
+                    h = _act(self.activation, h)
+                    if self.gates is not None:
+                        h = h * self.gates[i][m : m + 1].unsqueeze(1)
+            return h
+        return forward
+
     @torch.no_grad()
     def forward_cached(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and each layer's input [x, h1, h2, ...], for ``backward``; no autograd."""
@@ -231,6 +244,9 @@ class ModuleNet(nn.Module):
 
     def params(self) -> list[torch.Tensor]:
         return [p.unsqueeze(0) for p in self.module.parameters()]  # views: in-place updates reach the module
+
+    def member(self, m: int):
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x[0]).unsqueeze(0)

@@ -232,11 +232,12 @@ class Experiment:
             correct = torch.zeros(len(self.active), device=self.device)
             for s in range(0, n, EVAL_CHUNK):
                 rows = torch.arange(s, min(n, s + EVAL_CHUNK))
-                xs, ys = zip(*(st.batch(st.tasks[j], "test", rows) for st in self.streams.members))
-                logits = self.net(torch.stack(xs))
-                if head is not None:
-                    logits = logits[..., head[0] : head[1]]
-                correct += (logits.argmax(-1) == torch.stack(ys)).sum(1)
+                for m, st in enumerate(self.streams.members):  # one member at a time: no stacked copy of the test set
+                    x, y = st.batch(st.tasks[j], "test", rows)
+                    logits = self.net.member(m)(x[None])[0]
+                    if head is not None:
+                        logits = logits[..., head[0] : head[1]]
+                    correct[m] += (logits.argmax(-1) == y).sum()
             out.append((correct / max(1, n)).cpu().numpy())
         return np.stack(out, 1) if out else np.zeros((len(self.active), 0))
 
