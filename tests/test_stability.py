@@ -24,6 +24,7 @@ def test_unstable_weights_count_drift_and_active_inputs():
     x[..., 7] = 0.0  # pixel 7 blank in every image of this task: its unstable weight is silent
     with torch.no_grad():
         net.biases[0][0, 3] = -1e6  # hidden unit 3 never fires: the weight it feeds is silent too
-    assert stability.unstable_active(ewc, net, x) == [0]
-    x[0, 5, 7] = 0.3  # one image lights the pixel up
-    assert stability.unstable_active(ewc, net, x) == [1]
+    assert stability.unstable_active(ewc, net, x) == ([0], [None])
+    x[0, 5, 7] = 0.3  # one image lights the pixel up: the drifted weight is within reach
+    count, reach = stability.unstable_active(ewc, net, x)
+    assert count == [1] and reach[0] == float((net.weights[0][0, 2, 7] - ewc.mu[0][0, 2, 7]).detach().abs())

@@ -75,7 +75,10 @@ def main() -> None:
             steps = steps_per_task(tc, n)
             task = ex.streams.task(t)
             draws = batches(n, tc.batch_size, steps, ex.batch_gens[0])
-            ex.active_at_start = [len([h for h in hot if h["active"] > 0])]
+            from blackout.experiment import stability
+
+            ex.active_at_start, ex.reach_at_start = stability.unstable_active(
+                ex.method, ex.net, ex._probe(t, "train", 4096))
             ex.streams.begin(t, steps * tc.batch_size)
             ex.method.begin_task(ex.net, task, ex.streams)
             opt = make_optimizer(tc.optimizer, ex.net.params(), ex.method.lr)

@@ -34,7 +34,7 @@ import numpy as np
 
 DIAGNOSTICS = (
     "task", "train_loss", "penalty", "importance_mean", "importance_task_max", "importance_max", "stability",
-    "unstable_weights", "unstable_drift", "unstable_active", "sharpness", "sharpness_task", "sharpness_penalty", "new_task_acc", "dead_units", "saturated_units",
+    "unstable_weights", "unstable_drift", "unstable_active", "unstable_reach", "sharpness", "sharpness_task", "sharpness_penalty", "new_task_acc", "dead_units", "saturated_units",
     "effective_rank", "weight_norm", "seconds",
 )
 DIAGNOSTIC_HELP = {
@@ -48,6 +48,7 @@ DIAGNOSTIC_HELP = {
     "unstable_weights": "weights whose own penalty curvature lr x lambda x A_i is >= 2 while the task trained",
     "unstable_drift": "largest |theta_i - mu_i| among those weights at the task's end: the oscillation's size",
     "unstable_active": "those weights whose input is non-zero on the task's training images, at its start",
+    "unstable_reach": "the largest |theta_i - mu_i| among them at the task's start: what the new inputs will meet",
     "sharpness": "lr x top Hessian eigenvalue of the penalised training loss at the task's end",
     "sharpness_task": "lr x top Hessian eigenvalue of the task loss alone",
     "sharpness_penalty": "lr x top eigenvalue of the penalty's curvature (lambda A)",

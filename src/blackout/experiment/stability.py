@@ -37,15 +37,22 @@ def unstable(method: Method, net) -> tuple[list, list]:
 
 
 @torch.no_grad()
-def unstable_active(method: Method, net, x: torch.Tensor) -> list:
-    """Per member: unstable weights whose input is non-zero for some of the inputs ``x`` (M, N, ...),
-    a task's training images before it trains. A bias's input is always 1."""
-    hot = _hot(method)
-    if hot is None or not isinstance(net, StackedMLP):
-        return [None] * x.shape[0]
+def unstable_active(method: Method, net, x: torch.Tensor) -> tuple[list, list]:
+    """Per member, at a task's start (``x`` (M, N, ...): its training images): how many unstable
+    weights have an input that is non-zero for some image, and the largest |theta_i - mu_i| among
+    them (the "reach": how far the unstable weights these inputs touch have already grown). A bias's
+    input is always 1."""
+    hot, anchor = _hot(method), getattr(method, "mu", None)
+    M = x.shape[0]
+    if hot is None or anchor is None or not isinstance(net, StackedMLP):
+        return [None] * M, [None] * M
     _, inputs = net.forward_cached(x)
-    count = 0
-    for a, hw, hb in zip(inputs, hot[0::2], hot[1::2]):
+    params = net.params()
+    count, reach = torch.zeros(M, dtype=torch.long), torch.zeros(M, dtype=torch.float64)
+    for layer, a in enumerate(inputs):
         active = (a != 0).any(1)  # (M, inputs of the layer)
-        count = count + (hw & active[:, None, :]).flatten(1).sum(1) + hb.sum(1)
-    return count.tolist()
+        for k, mask in ((2 * layer, hot[2 * layer] & active[:, None, :]), (2 * layer + 1, hot[2 * layer + 1])):
+            count += mask.flatten(1).sum(1).cpu()
+            far = torch.where(mask, (params[k] - anchor[k]).abs(), 0.0).flatten(1).max(1).values
+            reach = torch.maximum(reach, far.double().cpu())
+    return count.tolist(), [float(r) if c else None for r, c in zip(reach.tolist(), count.tolist())]

@@ -199,7 +199,7 @@ class Experiment:
         task = streams.task(t)
         if self.gates:
             self.gates.use(net, t)
-        self.active_at_start = stability.unstable_active(method, net, self._probe(t, "train", ACTIVE_PROBE))
+        self.active_at_start, self.reach_at_start = stability.unstable_active(method, net, self._probe(t, "train", ACTIVE_PROBE))
         draws = [batches(n, tc.batch_size, steps, g) for g in self.batch_gens]
         streams.begin(t, steps * tc.batch_size)
         method.begin_task(net, task, streams)
@@ -275,7 +275,8 @@ class Experiment:
             mem.clock["fisher"] += fisher_time if finite[i] else 0.0
             d = {"task": t + 1, "train_loss": tail[i], "penalty": penalty[i], "stability": in_force[i],
                  "unstable_weights": unstable[i], "unstable_drift": drift[i],
-                 "unstable_active": self.active_at_start[i], "new_task_acc": float(accs[i, t]), **plastic[i], **sharp[i]}
+                 "unstable_active": self.active_at_start[i], "unstable_reach": self.reach_at_start[i],
+                 "new_task_acc": float(accs[i, t]), **plastic[i], **sharp[i]}
             mem.clock["sharpness"] = mem.clock.get("sharpness", 0.0) + sharp_time
             if finite[i]:
                 d.update(info[keep.index(i)])
