@@ -91,19 +91,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     out = check_out_dir(Path(args.out) if args.out else Path("runs") / cfg.run_id)  # before any training
     bar = _task_bar(cfg.data.tasks, args.json or args.quiet)
-    warned = False
+    warned: set[str] = set()
 
     def on_task(t: int, info: dict) -> None:
-        nonlocal warned
+        from ..study.predict import REACH_LIMIT
+
         if bar:
             bar.update(1)
-        s = info.get("next_stability")
-        if not warned and info.get("stability_applies") and s is not None and s >= WARN_AT and not args.quiet:
-            warned = True
-            (bar.write if bar else lambda m: print(m, file=sys.stderr))(
-                f"blackout: warning: after task {t + 1} the stability number lr x lambda x max importance is {s:.2f}"
-                f" (>= {WARN_AT:g}): the next task's penalty is unstable under this step size and such runs"
-                f" usually diverge within a few tasks. Remedies: {REMEDIES}.")
+        say = bar.write if bar else lambda m: print(m, file=sys.stderr)
+        s, reach = info.get("next_stability"), info.get("next_reach")
+        if args.quiet or not info.get("stability_applies"):
+            return
+        if "s" not in warned and s is not None and s >= WARN_AT:
+            warned.add("s")
+            say(f"blackout: warning: after task {t + 1} the stability number lr x lambda x max importance is {s:.2f}"
+                f" (>= {WARN_AT:g}): some weights' penalty is now unstable under this step size; such runs diverge"
+                f" once a task's inputs reach those weights. Remedies: {REMEDIES}.")
+        if "reach" not in warned and reach is not None and reach >= REACH_LIMIT:
+            warned.add("reach")
+            say(f"blackout: warning: task {t + 2}'s inputs reach an unstable weight already {reach:.3g} from its"
+                f" anchor: the run is about to diverge. Remedies: {REMEDIES}.")
 
     result = run(cfg, data_dir=args.data_dir, on_task=on_task)
     if bar:

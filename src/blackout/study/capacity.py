@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from ..experiment.result import Result, jsonable
-from .predict import stability_agreement
+from .predict import predictor_agreement, stability_agreement
 from .tobit import fit_linear, fit_power, summarize
 
 AXES = ("width", "depth", "params")
@@ -149,4 +149,5 @@ def analyze(results: list[Result], axis: str = "width", n_boot: int = 1000, seed
         "sigma_min": TASK_SIGMA_MIN,
         "groups": out_groups,
         "stability": stability_agreement(results),
+        "predictor": predictor_agreement(results),
     })
