@@ -86,7 +86,7 @@ def module_grad_stats(model: nn.Module, x: torch.Tensor, dlogits: torch.Tensor, 
     for start in range(0, x.shape[0], chunk):
         with _Capture(layers) as cap, torch.enable_grad():  # callers may hold no_grad
             out = model(x[start : start + chunk])
-            out.backward(dlogits[start : start + chunk])
+            (out * dlogits[start : start + chunk]).sum().backward()  # a scalar: no grad_outputs (see sharpness)
         for m in layers:
             for p_, s in _layer_stats(m, cap.inputs[m], cap.grads[m], stat):
                 total[index[id(p_)]] += s

@@ -25,6 +25,7 @@ JSON has no NaN: non-finite numbers (a diverged run's losses) are written as nul
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
 from dataclasses import dataclass, field
@@ -227,13 +228,17 @@ def jsonable(x: Any) -> Any:
 
 def environment(**extra: Any) -> dict[str, Any]:
     """Versions (and where it ran) that can change a run's numbers: the one reader of package versions."""
+    return {**_versions(), **extra}
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    env = {"python": platform.python_version(), "platform": platform.platform()}
     for pkg in ("blackout", "torch", "numpy", "scipy", "matplotlib", "scikit-learn"):
         try:
             env[pkg] = version(pkg)
         except PackageNotFoundError:
             env[pkg] = "not installed"
-    env.update(extra)
     return env

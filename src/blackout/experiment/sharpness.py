@@ -54,7 +54,10 @@ def top_eigenvalues(net: StackedMLP, penalty: list[torch.Tensor] | None, x: torc
         out = []
         for pen in (penalty, None):
             def hvp(v):
-                hv = [h.detach() for h in torch.autograd.grad(grads, leaves, v, retain_graph=True)]
+                # the gradient of <grad, v>, a scalar: passing v as grad_outputs instead would make torch
+                # import its symbolic-shapes machinery (sympy, about a second) on first use
+                gv = sum((g * u).sum() for g, u in zip(grads, v))
+                hv = [h.detach() for h in torch.autograd.grad(gv, leaves, retain_graph=True)]
                 return hv if pen is None else [h + d * u for h, d, u in zip(hv, pen, v)]
 
             out.append(_lanczos_top(hvp, start, iters))
