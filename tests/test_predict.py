@@ -1,6 +1,5 @@
 """The two blackout rules on hand-written diagnostics."""
 
-import pytest
 
 from blackout.study.predict import REACH_LIMIT, agreement, predictor_agreement, reach_rule, stability_agreement
 from tests.factory import make_result

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ..config import FIXED, method_settings, setting_of
-from ..errors import ConfigError
 
 WARN_AT = 2.0
 REMEDIES = ("a smaller --lr or --lam, a decaying importance (--method online-ewc --gamma 0.9), the proximal "
