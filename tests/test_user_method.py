@@ -75,3 +75,17 @@ def test_a_blackout_methods_entry_point_is_found_without_importing_anything(tmp_
     p = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert '"method": {"method": "toy-plugin", "factor": 0.25}' in p.stdout
+
+
+def test_a_method_defined_in_a_script_or_notebook_sweeps_in_process(tmp_path):
+    """No worker process can import ``__main__``: such a sweep runs its units in the calling process."""
+    script = TOY.replace('"toy-scale"', '"main-scale"') + textwrap.dedent(f"""
+        import blackout
+        study = blackout.Study({str(tmp_path / "st")!r})
+        report = study.sweep(method="main-scale", factor=[0.5, 1.0], dataset="digits", tasks=1, iterations=20,
+                             hidden=8, jobs=2)
+        print(report.ran, report.failed, sorted(study.frame()["factor"]))
+    """)
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "2 0 [0.5, 1.0]"

@@ -165,8 +165,10 @@ class InlinePool:
         fut.set_result(execute(configs, data_dir))
         return fut
 
-    wait = LocalPool.wait
-    value = LocalPool.value
+    def wait(self, pending: set) -> tuple[set, set]:
+        return wait(pending, return_when=FIRST_COMPLETED)
+
+    value = staticmethod(LocalPool.value)
 
     def __exit__(self, *exc: object) -> None:
         pass
