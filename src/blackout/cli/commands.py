@@ -93,12 +93,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     warned: set[str] = set()
 
     def on_task(t: int, info: dict) -> None:
-        from ..study.predict import REACH_LIMIT
+        from ..study.predict import DRIFT_LIMIT, LAG, S_LIMIT
 
         if bar:
             bar.update(1)
         say = bar.write if bar else lambda m: print(m, file=sys.stderr)
-        s, reach = info.get("next_stability"), info.get("next_reach")
+        s, drift = info.get("next_stability"), info["diagnostics"].get("unstable_drift")
         if args.quiet or not info.get("stability_applies"):
             return
         if "s" not in warned and s is not None and s >= WARN_AT:
@@ -106,10 +106,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             say(f"blackout: warning: after task {t + 1} the stability number lr x lambda x max importance is {s:.2f}"
                 f" (>= {WARN_AT:g}): some weights' penalty is now unstable under this step size; such runs diverge"
                 f" once a task's inputs reach those weights. Remedies: {REMEDIES}.")
-        if "reach" not in warned and reach is not None and reach >= REACH_LIMIT:
-            warned.add("reach")
-            say(f"blackout: warning: task {t + 2}'s inputs reach an unstable weight already {reach:.3g} from its"
-                f" anchor: the run is about to diverge. Remedies: {REMEDIES}.")
+        grown = drift is not None and drift >= DRIFT_LIMIT
+        if "drift" not in warned and (grown or (s is not None and s >= S_LIMIT)):
+            warned.add("drift")
+            why = (f"an unstable weight has grown to {drift:.3g} from its anchor" if grown
+                   else f"the stability number for task {t + 2} is {s:.2f}")
+            say(f"blackout: warning: {why}; blackout is expected around task {t + 2 + LAG}. Remedies: {REMEDIES}.")
 
     result = run(cfg, data_dir=args.data_dir, on_task=on_task)
     if bar:

@@ -289,17 +289,13 @@ class Experiment:
             mem.stopped = mem.diverged_at is not None or (task is not None and mem.cfg.blackout.stop_on_blackout)
 
     def report(self, t: int, on_task: Callable[[int, int, dict], None]) -> None:
-        """Each member's row and diagnostics, and what the next task will meet: the penalty's
-        stability number and the reach of its inputs to unstable weights (``stability``)."""
+        """Each member's row and diagnostics, and the stability number the next task will train with."""
         applies = type(self.method).gradient_penalty and self.configs[0].train.optimizer == "sgd"
         upcoming = self.method.stability()
-        reach = [None] * len(self.active)
-        if t + 1 < self.tasks and self.active:
-            _, reach = stability.unstable_active(self.method, self.net, self._probe(t + 1, "train", ACTIVE_PROBE))
         for i, m in enumerate(self.active):
             mem = self.members[m]
             on_task(m, t, {"row": mem.R[t], "diagnostics": mem.diags[-1], "next_stability": upcoming[i],
-                           "next_reach": reach[i], "stability_applies": applies})
+                           "stability_applies": applies})
 
     def _probe(self, t: int, part: str, n: int, with_labels: bool = False):
         """The first ``n`` samples of task t's ``part``, through every member's own transform."""

@@ -3,13 +3,14 @@
 The stability number s = lr x lambda x max_i A_i is recorded for the penalty in force while each
 task trains. Gradient descent on a quadratic of curvature c is unstable once lr c > 2, so the first
 task with s >= 2 is a warning, often some tasks ahead. It is not the blackout task: an unstable
-weight grows geometrically, but while its input is silent (its unit has been shut off, or its pixel
-is blank in the task) it takes no part in the loss, and the run goes on. The run diverges at the
-first task whose inputs reach a weight that has already grown large, which the ``reach`` rule reads
-from the ``unstable_reach`` diagnostic: the largest |theta_i - mu_i| among the unstable weights that
-the task's training images touch, measured at the task's start. Its threshold ``REACH_LIMIT`` was
-chosen on seeds 0-4 of the seed-capacity and stability-grid studies and is reported on seeds 5-9
-(docs/analysis/predictor.py, docs/findings.md).
+weight's distance from its anchor grows by |1 - s_i| every step, but once the unit it comes from
+has been shut off it takes no part in the loss, and the run goes on while the weight grows unseen
+(the plateau). The run diverges when that unit comes back on while the weight is huge, or when s is
+so far above 2 that nothing can be shut off in time. The ``drift`` rule reads both from what a run
+records: it expects the blackout one task after the first task that starts with an unstable weight
+already ``DRIFT_LIMIT`` from its anchor (``unstable_drift`` of the task before) or trains with
+s >= ``S_LIMIT``. Its three numbers were chosen on seeds 0-4 of the seed-capacity and
+stability-grid studies and are reported on seeds 5-9 (docs/analysis/predictor.py, docs/findings.md).
 
 Both rules only mean something for a quadratic penalty applied through its gradient with plain SGD
 (``Verdict.stability_applies``): runs of Adam, of proximal steps and of the L1 penalty are left out.
@@ -24,7 +25,7 @@ from ..experiment.result import Result
 from ..experiment.verdict import first_unstable
 
 THRESHOLD = 2.0
-REACH_LIMIT = 10.0  # |theta_i - mu_i| of an unstable weight in reach of a task's inputs; see the module doc
+DRIFT_LIMIT, S_LIMIT, LAG = 1e12, 2.15, 1  # chosen on the design seeds; see the module doc
 
 Rule = Callable[[Result], "int | None"]
 
@@ -34,17 +35,21 @@ def stability_rule(r: Result, threshold: float = THRESHOLD) -> int | None:
     return first_unstable(r.diagnostic("stability"), threshold)
 
 
-def reach_rule(r: Result, limit: float = REACH_LIMIT) -> int | None:
-    """The first task whose inputs, at its start, reach an unstable weight already ``limit`` from its anchor."""
-    for t, v in enumerate(r.diagnostic("unstable_reach")):
-        if v is not None and v >= limit:
-            return t + 1
+def drift_rule(r: Result, limit: float = DRIFT_LIMIT, s_limit: float = S_LIMIT, lag: int = LAG) -> int | None:
+    """``lag`` tasks after the first task t that starts with an unstable weight ``limit`` from its anchor
+    (the drift recorded at the end of task t - 1) or trains with s >= ``s_limit``; known at task t's start."""
+    stab, drift = r.diagnostic("stability"), r.diagnostic("unstable_drift")
+    for t, s in enumerate(stab):
+        before = drift[t - 1] if t > 0 else None
+        if (before is not None and before >= limit) or (s is not None and s >= s_limit):
+            return t + 1 + lag
     return None
 
 
 RULES: dict[str, tuple[Rule, str]] = {
     "stability": (stability_rule, "first task with s >= 2"),
-    "reach": (reach_rule, f"first task whose inputs reach an unstable weight >= {REACH_LIMIT:g} from its anchor"),
+    "drift": (drift_rule, f"the task after one that starts with an unstable weight >= {DRIFT_LIMIT:g} from its "
+                          f"anchor or trains with s >= {S_LIMIT:g}"),
 }
 
 
@@ -52,9 +57,10 @@ def agreement(results: list[Result], rule: Rule = stability_rule) -> dict:
     """Per run, the rule's task against the observed blackout task, and the summary.
 
     ``share_within_one`` counts runs with both defined that differ by at most one task (None if no
-    such run); ``exact`` those where they are equal. Runs with only one of the two are counted, not
-    compared: a run that turned unstable but never blacked out may simply have been stopped too
-    early. ``lead`` is the blackout task minus the predicted one (how many tasks ahead it warned).
+    such run); ``exact`` those where they are equal. ``share_right`` is over every run: a run is
+    named right when both are defined within one task, or neither is (no blackout, none predicted);
+    a blackout the rule missed and a warning for a run that never blacked out are both wrong.
+    ``lead`` is the blackout task minus the predicted one (how many tasks ahead it warned).
     """
     runs = []
     for r in results:
@@ -74,6 +80,8 @@ def agreement(results: list[Result], rule: Rule = stability_rule) -> dict:
         "n_agree": sum(r["agree"] for r in compared),
         "n_exact": sum(r["lead"] == 0 for r in compared),
         "share_within_one": sum(r["agree"] for r in compared) / len(compared) if compared else None,
+        "share_right": (sum(r["agree"] for r in compared) + sum(r["first_unstable"] is None and r["blackout_task"] is None
+                                                               for r in runs)) / len(runs) if runs else None,
         "warn_lead": mean(r["lead"] for r in compared) if compared else None,
         "n_neither": sum(r["first_unstable"] is None and r["blackout_task"] is None for r in runs),
         "n_only_unstable": sum(r["first_unstable"] is not None and r["blackout_task"] is None for r in runs),
@@ -87,5 +95,9 @@ def stability_agreement(results: list[Result], threshold: float = THRESHOLD) -> 
 
 
 def predictor_agreement(results: list[Result]) -> dict:
-    """``agreement`` of the reach rule, with its name, for the analysis and the report."""
-    return {"name": RULES["reach"][1], "limit": REACH_LIMIT, **agreement(results, reach_rule)}
+    """``agreement`` of the drift rule, with its name, for the analysis and the report. Its lead counts
+    from the task at whose start it fires, one task before the task it names."""
+    a = agreement(results, drift_rule)
+    if a["warn_lead"] is not None:
+        a["warn_lead"] += LAG
+    return {"name": RULES["drift"][1], "limit": DRIFT_LIMIT, "s_limit": S_LIMIT, **a}
