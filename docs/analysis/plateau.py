@@ -118,31 +118,34 @@ def figure(trace: dict, out: Path) -> None:
     from matplotlib.figure import Figure
 
     tasks = trace["tasks"]
-    fig = Figure(figsize=(9, 6), layout="constrained")
+    fig = Figure(figsize=(9, 6.5), layout="constrained")
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, height_ratios=[1, 2])
-    top.plot([t["task"] for t in tasks], [t["stability"] for t in tasks], "o-", color="black")
+    top.plot([t["task"] for t in tasks], [t["stability"] for t in tasks], "o-", color="black", ms=4)
     top.axhline(2, ls="--", color="grey")
     top.set_ylabel("stability number s")
+    top.set_xlabel("task")
     bt = trace["verdict"]["task"]
     if bt:
         top.axvline(bt, color="crimson", lw=1)
+        top.text(bt, 0.1, f" blackout at task {bt}", color="crimson", fontsize=8)
     first = next((t["task"] for t in tasks if t["unstable"]), None)
-    shown = [t for t in tasks if first and t["task"] >= first - 1]
-    offset = 0
-    for t in shown:
-        steps = max((len(v) for v in t["distance"].values()), default=0)
+    shown = [t for t in tasks if first and t["task"] >= first]
+    for offset, t in enumerate(shown):
+        steps = max((len(v) for v in t["distance"].values()), default=1)
         for i, h in enumerate(t["unstable"]):
             v = np.maximum(np.array(t["distance"][str(i)] if str(i) in t["distance"] else t["distance"][i]), 1e-12)
-            xs = offset + np.arange(len(v)) / max(1, steps)
-            bottom.plot(xs, v, color="crimson" if h["active"] > 0 else "steelblue", alpha=1.0 if h["active"] > 0 else 0.35, lw=1)
+            xs = offset + np.arange(len(v)) / steps
+            live = h["active"] > 0
+            bottom.plot(xs, v, color="crimson" if live else "steelblue", alpha=1.0 if live else 0.5, lw=1.2)
+            bottom.annotate(f"input on for {100 * h['active']:.3g}% of images", (offset + 0.02, v[0] * 30 ** i),
+                            fontsize=7, color="crimson" if live else "steelblue")
         bottom.axvline(offset, color="grey", lw=0.5)
-        bottom.text(offset + 0.02, 1e-10, str(t["task"]), fontsize=8)
-        offset += 1
+    bottom.set_xticks([k + 0.5 for k in range(len(shown))], [f"task {t['task']}" for t in shown])
     bottom.set_yscale("log")
-    bottom.set_xlabel("tasks (from the task before the first unstable weight); one unit per task")
-    bottom.set_ylabel("|theta_i - mu_i| of unstable weights")
-    bottom.set_title("red: the weight's input is active in that task; blue: its input is blank", fontsize=9)
+    bottom.set_ylabel("|theta_i - mu_i| of each unstable weight")
+    bottom.set_title("red: the weight's input unit fires on some of the task's images at its start; "
+                     "blue: it is silent", fontsize=9)
     fig.savefig(out, dpi=110)
 
 
