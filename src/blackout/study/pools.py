@@ -240,7 +240,9 @@ def run_sweep(configs: list[RunConfig], store: Store, pool, data_dir: str | None
             while inflight:
                 done, _ = pool.wait(set(inflight))
                 for fut in done:
-                    for rid, out in zip(inflight.pop(fut), pool.value(fut)):
+                    # the unit leaves ``inflight`` only once all its runs are recorded: an interrupt
+                    # in between hands back what is still running (``release`` leaves done rows alone)
+                    for rid, out in zip(inflight[fut], pool.value(fut)):
                         if "result" in out:
                             store.finish(rid, out["result"], out["seconds"])
                             report.ran += 1
@@ -250,6 +252,7 @@ def run_sweep(configs: list[RunConfig], store: Store, pool, data_dir: str | None
                             report.failures.append((rid, out["error"]))
                         if on_event:
                             on_event("done" if "result" in out else "failed", rid, out)
+                    del inflight[fut]
                 _fill(queue, inflight, pool, store, data_dir, report)
         except BaseException:
             for rids in inflight.values():
@@ -264,8 +267,16 @@ def _fill(queue: Iterable[list[RunConfig]], inflight: dict, pool, store: Store, 
         unit = next(queue, None)
         if unit is None:
             return
-        mine = [c for c in unit if store.claim(c.run_id)]
+        mine: list[RunConfig] = []
+        try:
+            for c in unit:
+                if store.claim(c.run_id):
+                    mine.append(c)
+            if mine:
+                inflight[pool.submit([c.to_dict() for c in mine], data_dir)] = [c.run_id for c in mine]
+        except BaseException:  # claimed but not yet in flight: hand them back too
+            for c in mine:
+                store.release(c.run_id)
+            raise
         report.skipped_elsewhere += len(unit) - len(mine)  # another sweep process holds or finished them
-        if mine:
-            report.batched += len(mine) if len(mine) > 1 else 0
-            inflight[pool.submit([c.to_dict() for c in mine], data_dir)] = [c.run_id for c in mine]
+        report.batched += len(mine) if len(mine) > 1 else 0
