@@ -65,27 +65,25 @@ def render_analysis(a: dict) -> str:
         for s in g["summary"]:
             lines.append(f"  {s['x']:>8g}  {s['n']:>4}  {s['n_censored']:>8}  {_bound(s)}")
         lin, pw = g["linear"], g["power"]
-        if lin.get("ok"):
-            r2 = "n/a" if lin["r2"] is None else f"{lin['r2']:.3f}"
-            ci = lin["slope_ci"] or [math.nan, math.nan]
-            lines.append(f"  linear: blackout task = {lin['intercept']:.3g} + {lin['slope']:.4g} x {a['axis']}"
-                         f"  slope CI [{ci[0]:.4g}, {ci[1]:.4g}]  R2 {r2}  ({lin['method']})")
-        else:
-            lines.append(f"  linear: no fit ({lin.get('reason')})")
-        if pw.get("ok"):
-            ci = pw["exponent_ci"] or [math.nan, math.nan]
-            lines.append(f"  power:  blackout task = {pw['coef']:.3g} x {a['axis']}^{pw['exponent']:.3g}"
-                         f"  exponent CI [{ci[0]:.3g}, {ci[1]:.3g}]")
-        else:
-            lines.append(f"  power:  no fit ({pw.get('reason')})")
+        ci = lambda fit, key, spec: "[{0:{2}}, {1:{2}}]".format(*(fit[key] or [math.nan, math.nan]), spec)  # noqa: E731
+        r2 = "n/a" if lin.get("r2") is None else f"{lin['r2']:.3f}"
+        lines.append(f"  linear: blackout task = {lin['intercept']:.3g} + {lin['slope']:.4g} x {a['axis']}  slope CI "
+                     f"{ci(lin, 'slope_ci', '.4g')}  R2 {r2}  ({lin['method']})" if lin.get("ok")
+                     else f"  linear: no fit ({lin.get('reason')})")
+        lines.append(f"  power:  blackout task = {pw['coef']:.3g} x {a['axis']}^{pw['exponent']:.3g}  exponent CI "
+                     f"{ci(pw, 'exponent_ci', '.3g')}" if pw.get("ok") else f"  power:  no fit ({pw.get('reason')})")
         if g.get("better"):
             lines.append(f"  better by AIC: {g['better']} (delta {g.get('delta_aic') or 0:.2f})")
-    st = a.get("stability") or {}
+    st, pr = a.get("stability") or {}, a.get("predictor") or {}
+    if pr.get("n_runs"):
+        lines += ["", f"predictor ({pr['name']}): names {100 * pr['share_right']:.0f}% of {pr['n_runs']} runs right "
+                      f"(within one task: {pr['n_agree']} of {pr['n_compared']} with both)"]
     if st.get("n_compared"):
-        lines += ["", f"stability check: first task with s >= 2 agrees with the blackout task within one task"
+        lines += ["" if not pr.get("n_runs") else None,
+                  f"stability check: first task with s >= 2 agrees with the blackout task within one task"
                       f" in {st['n_agree']} of {st['n_compared']} runs ({100 * st['share_within_one']:.0f}%)"
                       + (f"; {st['n_left_out']} runs left out (no gradient-applied penalty with SGD)" if st.get("n_left_out") else "")]
-    return "\n".join(lines)
+    return "\n".join(line for line in lines if line is not None)
 
 
 def render_methods(rows: list[dict], checkpoints: tuple[int, ...]) -> str:
