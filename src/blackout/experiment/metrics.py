@@ -46,7 +46,12 @@ def forward_transfer(R: np.ndarray, baseline: np.ndarray | None) -> float:
 
 
 def forgetting(R: np.ndarray) -> float:
-    """Average forgetting (Chaudhry et al. 2018): mean_{j < n-1} max_{l < n-1} R[l, j] - R[n-1, j]."""
+    """Average forgetting (Chaudhry et al. 2018): mean_{j < n-1} max_{j <= l < n-1} R[l, j] - R[n-1, j].
+
+    Convention: the best accuracy is taken over the rows after task j was learned (l >= j), where
+    Chaudhry et al. take every earlier row (l < n-1); the two differ only with ``eval_all``, whose rows
+    above the diagonal score a task before it is learned.
+    """
     S = _square(R)
     n = S.shape[0]
     if n < 2:
