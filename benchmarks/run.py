@@ -437,6 +437,24 @@ def bench_ensemble(ctx: Ctx) -> None:
         note("seconds summed over the 8 runs, group / one by one: " + ", ".join(
             f"{k} {sum(x.timings.get(k, 0.0) for x in together):.2f} / {sum(x.timings.get(k, 0.0) for x in alone):.2f}"
             for k in ("train", "eval", "fisher", "sharpness")))
+    # the same with small inputs, where a step is mostly per-operation overhead, which stacking shares
+    configs = [cfg(dataset="digits", tasks=tasks, hidden=(32,), iterations=its, method="ewc", lam=5.0, seed=s)
+               for s in range(8)]
+    t_group, t_alone = [], []
+    for i in range(n):
+        for which in (("group", "alone") if i % 2 == 0 else ("alone", "group")):
+            t = time.perf_counter()
+            if which == "group":
+                together = run_group(configs)
+                t_group.append(time.perf_counter() - t)
+            else:
+                alone = [run(c) for c in configs]
+                t_alone.append(time.perf_counter() - t)
+    r = med(t_alone) / med(t_group)
+    same = all(np.array_equal(a.acc, b.acc, equal_nan=True) for a, b in zip(together, alone))
+    line("ensemble ewc, digits 64-32-10", r, "x", "(context)", True,
+         f"{med(t_group):.2f} s group vs {med(t_alone):.2f} s one by one; accuracy matrices "
+         f"{'identical' if same else 'differ'}")
 
 
 def _settings(kw: dict) -> str:
