@@ -235,11 +235,11 @@ def test_predictor_is_shown_beside_the_rule():
     runs = [sweep_run(25, 0, tasks=6, blackout=3), sweep_run(50, 0, tasks=6)]
     analysis = capacity.analyze(runs, "width", n_boot=5)
     analysis["predictor"] = {"name": "sharpness <early> & warned", "share_within_one": 2 / 3, "n_compared": 3,
-                             "warn_lead": 1.5}
+                             "warn_lead": 1.5, "share_right": 0.8}
     page = Page(render_report(ResultSet(runs), analysis, title="p"))
     rule, predictor = page.tables["predictors"]
     assert rule[0] == "s ≥ 2 (plain rule)"
-    assert predictor == ["sharpness <early> & warned", "3", "67%", "1.5"]
+    assert predictor == ["sharpness <early> & warned", "3", "67%", "1.5", "80%"]
     assert "none" in page.sections["failed-runs"] and "failed" not in page.tables
 
 
