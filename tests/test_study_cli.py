@@ -102,3 +102,7 @@ def test_demo_shows_blackout_moving_with_width(tmp_path):
     assert means == sorted(means) and means[-1] > 2 * means[0]
     sgd = next(g for g in a["groups"] if "sgd" in g["label"])
     assert sgd["n_censored"] == sgd["n"]  # plain SGD forgets but never blacks out here
+    # the README's numbers (4.7 at width 16, 20.3 at 256, slope 0.066; the predictor 13 of 15 right), give
+    # or take what another CPU's rounding can move by a task
+    assert abs(means[0] - 4.7) <= 1.5 and abs(means[-1] - 20.3) <= 3 and 0.05 < ewc["linear"]["slope"] < 0.085
+    assert a["predictor"]["share_right"] >= 0.8
