@@ -1,0 +1,110 @@
+"""Redraw every figure of docs/findings.md from the study archives in docs/studies (no training).
+
+    python docs/analysis/figures.py [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from blackout.api import Study
+from blackout.study import plots
+from blackout.study.capacity import analyze
+
+DOCS = Path(__file__).resolve().parents[1]
+STUDIES = DOCS / "studies"
+
+
+def save(fig, out: str) -> None:
+    plots.save_figure(fig, DOCS / out, formats=("png",))
+
+
+def capacity(name: str, out: str, axis: str = "width") -> None:
+    a = analyze(Study(STUDIES / f"{name}.jsonl.gz").results().runs, axis, n_boot=1000)
+    save(plots.figure_capacity(a), out)
+
+
+def stability(name: str, out: str) -> None:
+    save(plots.figure_stability(Study(STUDIES / f"{name}.jsonl.gz").results().runs), out)
+
+
+def product(name: str, out: str) -> None:
+    """Blackout task against lr x lambda, log-log, one dot per run (runs without blackout at their bound)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    runs = Study(STUDIES / f"{name}.jsonl.gz").results().runs
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    by = defaultdict(list)
+    for r in runs:
+        by[(r.method_settings["lam"], r.config["train"]["lr"])].append(r)
+    for (lam, lr), rs in sorted(by.items()):
+        x = lam * lr
+        ys = [r.verdict.task or r.tasks_run + 1 for r in rs]
+        censored = [r.verdict.task is None for r in rs]
+        ax.scatter([x] * len(ys), ys, s=12, marker="^" if all(censored) else "o", alpha=0.6,
+                   label=f"λ={lam:g}, lr={lr:g}")
+    xs = np.geomspace(0.2, 12, 50)
+    ax.plot(xs, 17 / xs, "k--", lw=1, label="17 / (lr λ)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("lr × λ")
+    ax.set_ylabel("blackout task")
+    ax.legend(fontsize=7, ncol=2)
+    save(fig, out)
+
+
+def methods(name: str, out: str, width: int = 100) -> None:
+    runs = [r for r in Study(STUDIES / f"{name}.jsonl.gz").results().runs if r.hidden == (width,)]
+    save(plots.figure_methods(runs), out)
+
+
+def plasticity(name: str, out: str, width: int = 100) -> None:
+    runs = [r for r in Study(STUDIES / f"{name}.jsonl.gz").results().runs if r.hidden == (width,)]
+    save(plots.figure_plasticity(runs), out)
+
+
+def plateau(out: str) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import plateau as trace
+
+    trace.figure(json.loads((DOCS / "plateau.json").read_text()), DOCS / out)
+
+
+FIGURES = {
+    "seed-capacity": lambda: capacity("seed-capacity-10", "seed-capacity-capacity"),
+    "seed-stability": lambda: stability("seed-capacity-10", "seed-capacity-stability"),
+    "fashion-capacity": lambda: capacity("fashion-capacity", "fashion-capacity-capacity"),
+    "stability-grid": lambda: product("stability-grid", "stability-grid-product"),
+    "plateau": lambda: plateau("plateau.png"),
+}
+for study, stem in (("keep-learning", "keep-learning"), ("keep-learning-long", "keep-learning-long")):
+    FIGURES[f"{stem}-accuracy"] = lambda s=study, o=stem: methods(s, f"{o}-accuracy")
+    FIGURES[f"{stem}-plasticity"] = lambda s=study, o=stem: plasticity(s, f"{o}-plasticity")
+FIGURES["depth"] = lambda: capacity("depth", "depth-capacity", axis="depth")
+FIGURES["demo"] = lambda: capacity("demo", "demo-capacity")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="+", choices=sorted(FIGURES))
+    a = p.parse_args()
+    for name in a.only or FIGURES:
+        try:
+            FIGURES[name]()
+            print(f"drew {name}")
+        except FileNotFoundError as e:
+            print(f"skipped {name}: {e}")
+
+
+if __name__ == "__main__":
+    main()
