@@ -201,7 +201,7 @@ class Progress:
 
     def plan(self, n_runs: int, n_todo: int, pool) -> None:
         self.total, self.start = n_todo, time.monotonic()
-        where = f"Ray at {pool.address}" if hasattr(pool, "address") else f"{pool.jobs} local processes"
+        where = f"Ray at {pool.address}" if hasattr(pool, "address") else f"{pool.jobs} local process" + ("es" if pool.jobs != 1 else "")
         print(f"sweep: {n_runs} runs, {n_todo} to do, on {where}", file=sys.stderr, flush=True)
         if self.tty and n_todo:
             from tqdm import tqdm
