@@ -25,9 +25,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -328,7 +328,7 @@ print("\\nIMPORTED", " ".join(m for m in %r if m in sys.modules))
 
 def bench_startup(ctx: Ctx) -> None:
     n = ctx.reps(7, 5)
-    tiny = lambda i: [*BLACKOUT, "run", "--dataset", "digits", "--tasks", "1", "--iterations", "20",  # noqa: E731
+    tiny = lambda i: [*BLACKOUT, "run", "--dataset", "digits", "--tasks", "1", "--iterations", "20",
                       "--quiet", "--out", str(ctx.tmp / f"startup-{i}")]
     res = alternate({"help": lambda i: [*BLACKOUT, "--help"], "torch": lambda i: [PY, "-c", "import torch"],
                      "run": tiny}, n)
@@ -405,8 +405,26 @@ ENSEMBLE_METHODS = {
 }
 
 
-def bench_ensemble(ctx: Ctx) -> None:
+def _group_vs_alone(configs: list, n: int, data_dir: str | None) -> tuple[list, list, list[float], list[float]]:
+    """Train the configs as one stacked group and one after another, n times each, alternating which
+    goes first; the results of the last of each and the wall times."""
     from blackout.experiment.train import run, run_group
+
+    t_group, t_alone = [], []
+    for i in range(n):
+        for which in (("group", "alone") if i % 2 == 0 else ("alone", "group")):
+            t = time.perf_counter()
+            if which == "group":
+                together = run_group(configs, data_dir)
+                t_group.append(time.perf_counter() - t)
+            else:
+                alone = [run(c, data_dir) for c in configs]
+                t_alone.append(time.perf_counter() - t)
+    return together, alone, t_group, t_alone
+
+
+def bench_ensemble(ctx: Ctx) -> None:
+    from blackout.experiment.train import run
 
     tasks, its = (2, 50) if ctx.quick else (3, 300)
     n = ctx.reps(3, 1)
@@ -416,16 +434,7 @@ def bench_ensemble(ctx: Ctx) -> None:
     for method, kw in ENSEMBLE_METHODS.items():
         configs = [cfg(dataset="mnist", tasks=tasks, hidden=(50,), iterations=its, method=method, seed=s, **kw)
                    for s in range(8)]
-        t_group, t_alone = [], []
-        for i in range(n):
-            for which in (("group", "alone") if i % 2 == 0 else ("alone", "group")):
-                t = time.perf_counter()
-                if which == "group":
-                    together = run_group(configs, str(MNIST))
-                    t_group.append(time.perf_counter() - t)
-                else:
-                    alone = [run(c, str(MNIST)) for c in configs]
-                    t_alone.append(time.perf_counter() - t)
+        together, alone, t_group, t_alone = _group_vs_alone(configs, n, str(MNIST))
         same = all(np.array_equal(a.acc, b.acc, equal_nan=True) for a, b in zip(together, alone))
         diff = max(float(np.nanmax(np.abs(a.acc - b.acc))) for a, b in zip(together, alone))
         stab = max((d["stability"] for r in together for d in r.diagnostics if d.get("stability") is not None),
@@ -440,16 +449,7 @@ def bench_ensemble(ctx: Ctx) -> None:
     # the same with small inputs, where a step is mostly per-operation overhead, which stacking shares
     configs = [cfg(dataset="digits", tasks=tasks, hidden=(32,), iterations=its, method="ewc", lam=5.0, seed=s)
                for s in range(8)]
-    t_group, t_alone = [], []
-    for i in range(n):
-        for which in (("group", "alone") if i % 2 == 0 else ("alone", "group")):
-            t = time.perf_counter()
-            if which == "group":
-                together = run_group(configs)
-                t_group.append(time.perf_counter() - t)
-            else:
-                alone = [run(c) for c in configs]
-                t_alone.append(time.perf_counter() - t)
+    together, alone, t_group, t_alone = _group_vs_alone(configs, n, None)
     r = med(t_alone) / med(t_group)
     same = all(np.array_equal(a.acc, b.acc, equal_nan=True) for a, b in zip(together, alone))
     line("ensemble ewc, digits 64-32-10", r, "x", "(context)", True,

@@ -15,6 +15,7 @@ import numpy as np
 from blackout.api import Study
 from blackout.study import plots
 from blackout.study.capacity import analyze
+from blackout.study.compare import setting_labels
 
 DOCS = Path(__file__).resolve().parents[1]
 STUDIES = DOCS / "studies"
@@ -61,14 +62,27 @@ def product(name: str, out: str) -> None:
     save(fig, out)
 
 
-def methods(name: str, out: str, width: int = 100) -> None:
+# The keep-learning settings the figures show (of its 48 at each width): the references, the best
+# setting of each family, every gated setting, and replay and A-GEM for contrast.
+SHOWN = {
+    "sgd", "ewc λ=15", "ewc-prox λ=15", "mas λ=0.01", "si λ=0.1", "online-ewc λ=5",
+    "online-ewc-prox λ=15 gamma=0.9", "ewc-capped λ=15 cap=1", "l2-init λ=0.001", "shrink-perturb shrink=0.95",
+    "cbp replacement_rate=0.0001", "replay memory=1000", "agem memory=1000",
+}
+
+
+def chosen(name: str, width: int) -> list:
     runs = [r for r in Study(STUDIES / f"{name}.jsonl.gz").results().runs if r.hidden == (width,)]
-    save(plots.figure_methods(runs), out)
+    labels = setting_labels(runs)
+    return [r for r in runs if labels[r.run_id] in SHOWN or r.config["model"].get("gating")]
+
+
+def methods(name: str, out: str, width: int = 100) -> None:
+    save(plots.figure_methods(chosen(name, width)), out)
 
 
 def plasticity(name: str, out: str, width: int = 100) -> None:
-    runs = [r for r in Study(STUDIES / f"{name}.jsonl.gz").results().runs if r.hidden == (width,)]
-    save(plots.figure_plasticity(runs), out)
+    save(plots.figure_plasticity(chosen(name, width)), out)
 
 
 def plateau(out: str) -> None:

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from blackout.config import RunConfig
-from blackout.experiment.train import Experiment, batches, steps_per_task, threads
 from blackout.experiment.step import make_optimizer, update
+from blackout.experiment.train import Experiment, batches, steps_per_task, threads
 from blackout.presets import run_preset
 
 

@@ -55,7 +55,7 @@ def main() -> None:
     print(f"chosen on the design seeds: D = {best[0]:g}, S = {best[1]:g}, L = {best[2]}\n")
     print("| rule | seeds | runs | named right | within one (of compared) | exact | tasks ahead (mean) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    plain = lambda r: drift_rule(r, float("inf"), 2.0, 0)  # noqa: E731
+    plain = lambda r: drift_rule(r, float("inf"), 2.0, 0)
     for name, r in ((f"drift >= {best[0]:g} or s >= {best[1]:g}, +{best[2]}", rule(*best)), ("s >= 2 (plain)", plain)):
         for label, part in (("design " + a.design, design), ("validation " + a.validate, held)):
             x = agreement(part, r)
