@@ -72,7 +72,10 @@ SHOWN = {
 
 
 def chosen(name: str, width: int) -> list:
+    """The study's runs at this width; of keep-learning's many settings, the SHOWN ones and the gated."""
     runs = [r for r in Study(STUDIES / f"{name}.jsonl.gz").results().runs if r.hidden == (width,)]
+    if name != "keep-learning":
+        return runs
     labels = setting_labels(runs)
     return [r for r in runs if labels[r.run_id] in SHOWN or r.config["model"].get("gating")]
 
@@ -83,6 +86,32 @@ def methods(name: str, out: str, width: int = 100) -> None:
 
 def plasticity(name: str, out: str, width: int = 100) -> None:
     save(plots.figure_plasticity(chosen(name, width)), out)
+
+
+def frontier(name: str, out: str, width: int = 100) -> None:
+    """The shown settings that did not black out, by what they keep (average accuracy after 30 tasks)
+    against what they can still learn (new-task accuracy at task 30), with the targets of both."""
+    from blackout.study.compare import method_table
+
+    rows = [row for row in method_table(chosen(name, width)) if not row["causes"] and row["new_task_acc"] is not None]
+    fig, (ax,) = plots._new_figure(7.0, 5.0)
+    families = sorted({row["method"] for row in rows})
+    colours = dict(zip(families, plots._colours(len(families))))
+    for row in rows:
+        gated = "xdg" in row["width"]
+        marker = "s" if gated else "^" if row["method"] in ("replay", "agem") else "o"
+        ax.scatter(row["new_task_acc"], row["acc@30"], color=colours[row["method"]], marker=marker,
+                   s=36, edgecolor="black" if gated else "none")
+        ax.annotate(row["setting"] + (" xdg" if gated else ""), (row["new_task_acc"], row["acc@30"]),
+                    fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.axvline(0.85, color="grey", ls="--", lw=1)
+    ax.axhline(0.66, color="grey", ls="--", lw=1)
+    ax.set_xlabel(f"accuracy on task 30 just after learning it (width {width}, mean over seeds)")
+    ax.set_ylabel("average accuracy over the 30 tasks after task 30")
+    ax.set_title("What a setting keeps against what it can still learn (squares: gated; triangles: stored data)",
+                 fontsize=9)
+    ax.grid(True, alpha=0.3)
+    save(fig, out)
 
 
 def plateau(out: str) -> None:
@@ -104,6 +133,7 @@ FIGURES = {
 for study, stem in (("keep-learning", "keep-learning"), ("keep-learning-long", "keep-learning-long")):
     FIGURES[f"{stem}-accuracy"] = lambda s=study, o=stem: methods(s, f"{o}-accuracy")
     FIGURES[f"{stem}-plasticity"] = lambda s=study, o=stem: plasticity(s, f"{o}-plasticity")
+FIGURES["keep-learning-frontier"] = lambda: frontier("keep-learning", "keep-learning-frontier")
 FIGURES["depth"] = lambda: capacity("depth", "depth-capacity", axis="depth")
 FIGURES["demo"] = lambda: capacity("demo", "demo-capacity")
 
