@@ -159,3 +159,46 @@ def test_plasticity_measures_against_numpy():
         tanh.biases[0][0, 0] = 50.0
     t = plasticity.measure(tanh, x)[0]
     assert t["saturated_units"] == pytest.approx(1 / 6) and t["dead_units"] == 0.0
+
+
+def test_the_keep_learning_preset_runs_every_setting_and_resumes_after_an_interrupt(tmp_path):
+    """The whole preset (every method, gating included), shrunk to the digits, 2 short tasks and one
+    seed: stopped with SIGTERM after its first finished runs, then resumed to the end."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    study = tmp_path / "kl"
+    cmd = [sys.executable, "-m", "blackout", "sweep", str(study), "--preset", "keep-learning", "--dataset", "digits",
+           "--tasks", "2", "--iterations", "30", "--hidden", "16", "--seeds", "0", "--jobs", "2", "--sharpness", "0"]
+    check = subprocess.run([*cmd, "--check"], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    total = int(check.stdout.split()[0])
+    assert total == 43  # 40 settings without gating, 3 gated
+    db = study / "results.sqlite"
+
+    def done() -> int:
+        if not db.exists():
+            return 0
+        with sqlite3.connect(db) as c:
+            return c.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while done() < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(60)
+    first = done()
+    assert code in (0, 130) and first >= 1, proc.stderr.read()
+    rest = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rest.returncode == 0, rest.stderr
+    assert f"{first} already done" in rest.stdout and "0 failed" in rest.stdout
+    assert done() == total
+    with sqlite3.connect(db) as c:
+        methods = {m for (m,) in c.execute("SELECT DISTINCT json_extract(config, '$.method.method') FROM runs")}
+        gated = c.execute("SELECT count(*) FROM runs WHERE json_extract(config, '$.model.gating') > 0").fetchone()[0]
+    assert methods == {"sgd", "l2", "ewc", "online-ewc", "ewc-l1", "ewc-prox", "si", "mas", "replay", "agem",
+                       "online-ewc-prox", "ewc-capped", "l2-init", "shrink-perturb", "cbp"} and gated == 3
