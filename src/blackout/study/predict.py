@@ -72,6 +72,7 @@ def agreement(results: list[Result], rule: Rule = stability_rule) -> dict:
         runs.append({"run_id": r.run_id, "seed": r.seed, "first_unstable": first, "blackout_task": bt,
                      "agree": abs(first - bt) <= 1 if both else None, "lead": bt - first if both else None})
     compared = [r for r in runs if r["agree"] is not None]
+    n_neither = sum(r["first_unstable"] is None and r["blackout_task"] is None for r in runs)
     return {
         "runs": runs,
         "n_runs": len(runs),
@@ -80,10 +81,9 @@ def agreement(results: list[Result], rule: Rule = stability_rule) -> dict:
         "n_agree": sum(r["agree"] for r in compared),
         "n_exact": sum(r["lead"] == 0 for r in compared),
         "share_within_one": sum(r["agree"] for r in compared) / len(compared) if compared else None,
-        "share_right": (sum(r["agree"] for r in compared) + sum(r["first_unstable"] is None and r["blackout_task"] is None
-                                                               for r in runs)) / len(runs) if runs else None,
         "warn_lead": mean(r["lead"] for r in compared) if compared else None,
-        "n_neither": sum(r["first_unstable"] is None and r["blackout_task"] is None for r in runs),
+        "n_neither": n_neither,
+        "share_right": (sum(r["agree"] for r in compared) + n_neither) / len(runs) if runs else None,
         "n_only_unstable": sum(r["first_unstable"] is not None and r["blackout_task"] is None for r in runs),
         "n_only_blackout": sum(r["first_unstable"] is None and r["blackout_task"] is not None for r in runs),
     }
