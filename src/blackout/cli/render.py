@@ -75,15 +75,15 @@ def render_analysis(a: dict) -> str:
         if g.get("better"):
             lines.append(f"  better by AIC: {g['better']} (delta {g.get('delta_aic') or 0:.2f})")
     st, pr = a.get("stability") or {}, a.get("predictor") or {}
+    rules = []  # one paragraph under the fits: the drift predictor, then the plain rule
     if pr.get("n_runs"):
-        lines += ["", f"predictor ({pr['name']}): names {100 * pr['share_right']:.0f}% of {pr['n_runs']} runs right "
-                      f"(within one task: {pr['n_agree']} of {pr['n_compared']} with both)"]
+        rules.append(f"predictor ({pr['name']}): names {100 * pr['share_right']:.0f}% of {pr['n_runs']} runs right "
+                     f"(within one task: {pr['n_agree']} of {pr['n_compared']} with both)")
     if st.get("n_compared"):
-        lines += ["" if not pr.get("n_runs") else None,
-                  f"stability check: first task with s >= 2 agrees with the blackout task within one task"
-                      f" in {st['n_agree']} of {st['n_compared']} runs ({100 * st['share_within_one']:.0f}%)"
-                      + (f"; {st['n_left_out']} runs left out (no gradient-applied penalty with SGD)" if st.get("n_left_out") else "")]
-    return "\n".join(line for line in lines if line is not None)
+        rules.append(f"stability check: first task with s >= 2 agrees with the blackout task within one task"
+                     f" in {st['n_agree']} of {st['n_compared']} runs ({100 * st['share_within_one']:.0f}%)"
+                     + (f"; {st['n_left_out']} runs left out (no gradient-applied penalty with SGD)" if st.get("n_left_out") else ""))
+    return "\n".join(lines + ([""] + rules if rules else []))
 
 
 def render_methods(rows: list[dict], checkpoints: tuple[int, ...]) -> str:
