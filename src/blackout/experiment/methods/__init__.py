@@ -10,6 +10,7 @@ from .ewc import EWC
 from .ewc_capped import EWCCapped
 from .ewc_l1 import EWCL1
 from .ewc_prox import EWCProx
+from .gpm import GPM
 from .l2 import L2
 from .l2_init import L2Init
 from .lwf import LwF
@@ -23,7 +24,7 @@ from .si import SI
 
 METHODS: dict[str, type[Method]] = {
     m.name: m for m in (SGD, L2, EWC, OnlineEWC, EWCL1, EWCProx, SI, MAS, Replay, AGEM, LwF,
-                        L2Init, ShrinkPerturb, CBP, OnlineEWCProx, EWCCapped)
+                        L2Init, ShrinkPerturb, CBP, OnlineEWCProx, EWCCapped, GPM)
 }
 
 __all__ = ["METHODS", "Method", "register"]

@@ -1,0 +1,148 @@
+"""Projection methods (GPM) against independent computations: the energy criterion, the projected step,
+and what the projection promises (an old task's layer outputs do not move)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from blackout.errors import ConfigError
+from blackout.experiment.methods import registry
+from blackout.experiment.methods.gpm import grow
+from blackout.experiment.step import SGD, loss_grads, update
+from blackout.experiment.train import run
+from tests.conftest import member_module, method_setup, small
+
+
+def _official_rank(R, U, threshold):
+    """The number of directions the official GPM code (update_GPM, later tasks) adds, in numpy."""
+    total = (R ** 2).sum()
+    hat = R - U @ (U.T @ R)
+    _, S, _ = np.linalg.svd(hat, full_matrices=False)
+    accumulated = (total - (S ** 2).sum()) / total
+    r = 0
+    for ratio in S ** 2 / total:
+        if accumulated >= threshold:
+            break
+        accumulated += ratio
+        r += 1
+    return r
+
+
+def _projector(U):
+    return U @ U.T
+
+
+def test_energy_criterion_matches_a_direct_svd():
+    g = np.random.default_rng(0)
+    d = 30
+    R1 = g.normal(size=(d, 8)) @ g.normal(size=(8, 40)) + 0.05 * g.normal(size=(d, 40))  # about rank 8
+    U, e = grow(torch.zeros(d, 0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64), torch.from_numpy(R1), 0.9, d)
+    # Eq. 5: the fewest leading singular directions of R1 holding 90% of its energy
+    V, S, _ = np.linalg.svd(R1, full_matrices=False)
+    k = int(np.argmax(np.cumsum(S ** 2) / (S ** 2).sum() >= 0.9)) + 1
+    assert U.shape[1] == k == _official_rank(R1, np.zeros((d, 0)), 0.9)
+    np.testing.assert_allclose(_projector(U.numpy()), _projector(V[:, :k]), atol=1e-10)
+    np.testing.assert_allclose(e.numpy(), S[:k] ** 2, rtol=1e-10)
+    # Eq. 9 on a second task: directions of the residual only, counted with what U already explains
+    R2 = 0.5 * R1[:, :20] + g.normal(size=(d, 5)) @ g.normal(size=(5, 20))
+    U2, e2 = grow(U, e, torch.from_numpy(R2), 0.97, d)
+    k2 = _official_rank(R2, U.numpy(), 0.97)
+    assert 0 < k2 and U2.shape[1] == k + k2
+    np.testing.assert_allclose(U2.numpy().T @ U2.numpy(), np.eye(k + k2), atol=1e-10)
+    hat = R2 - _projector(U.numpy()) @ R2
+    Vh, Sh, _ = np.linalg.svd(hat, full_matrices=False)
+    np.testing.assert_allclose(_projector(U2.numpy()), _projector(np.hstack([U.numpy(), Vh[:, :k2]])), atol=1e-8)
+    explained = ((_projector(U2.numpy()) @ R2) ** 2).sum() / (R2 ** 2).sum()
+    assert explained >= 0.97
+    # a cap keeps the directions of most energy
+    U3, e3 = grow(U, e, torch.from_numpy(R2), 0.97, k + 1)
+    order = np.argsort(-np.concatenate([S[:k] ** 2, Sh[:k2] ** 2]), kind="stable")[: k + 1]
+    np.testing.assert_allclose(np.sort(e3.numpy()), np.sort(np.concatenate([S[:k] ** 2, Sh[:k2] ** 2])[order]), rtol=1e-8)
+
+
+def test_each_member_s_gradient_is_projected_out_of_its_own_basis():
+    """Two stacked members with different thresholds: each step's [W b] gradient has no component in
+    its member's stored input subspace, and is g - g U U^T with U rebuilt here from that member's samples."""
+    _, streams, net, _ = method_setup("sgd", seeds=(0, 1))
+    configs = [small(method="gpm", seed=0, threshold=0.9, gpm_samples=40),
+               small(method="gpm", seed=1, threshold=0.99, threshold_hidden=0.9, gpm_samples=40)]
+    gpm = registry()["gpm"](configs, net)
+    states = [gen.get_state() for gen in gpm.gens]
+    info = gpm.consolidate(net, streams.task(0), streams)
+    x, y = streams.batch(1, [torch.arange(32)] * 2)
+    _, grads, _ = loss_grads(net, gpm, x, y, streams.task(1))
+    before = [g.clone() for g in grads]
+    gpm.adjust(net, grads, streams.task(1))
+    for m, (cfg, state) in enumerate(zip(configs, states)):
+        gen = torch.Generator()
+        gen.set_state(state)
+        s = streams.members[m]
+        xs, _ = s.batch(s.tasks[0], "train", torch.randperm(streams.n_rows(0), generator=gen)[:40])
+        h = xs.reshape(40, -1).double().numpy()
+        for l, (w, b) in enumerate(zip(net.weights, net.biases)):
+            R = np.hstack([h, np.ones((40, 1))]).T
+            eps = cfg.method.threshold if l == 0 else cfg.method.threshold_hidden
+            V, S, _ = np.linalg.svd(R, full_matrices=False)
+            k = int(np.argmax(np.cumsum(S ** 2) / (S ** 2).sum() >= eps)) + 1
+            U = V[:, :k]
+            assert info[m]["subspace_use"][l] == pytest.approx(k / R.shape[0])
+            g0 = np.hstack([before[2 * l][m].double().numpy(), before[2 * l + 1][m].double().numpy()[:, None]])
+            g1 = np.hstack([grads[2 * l][m].double().numpy(), grads[2 * l + 1][m].double().numpy()[:, None]])
+            np.testing.assert_allclose(g1, g0 - g0 @ U @ U.T, atol=1e-5 * np.abs(g0).max())
+            assert np.abs(g1 @ U).max() < 1e-5 * np.abs(g0).max()
+            assert np.abs(g1).max() > 0.1 * np.abs(g0).max()  # the step is not simply zeroed
+            h = np.maximum(h @ w[m].double().detach().numpy().T + b[m].double().detach().numpy(), 0)
+
+
+def test_projected_training_leaves_the_old_task_s_layer_outputs_unchanged():
+    """With every direction of the task-1 inputs kept (threshold 1), 150 projected steps on task 2 move
+    the weights but not the network's outputs on those inputs."""
+    _, streams, net, gpm = method_setup("gpm", threshold=1.0, threshold_hidden=1.0, gpm_samples=40)
+    state = gpm.gens[0].get_state()
+    gpm.consolidate(net, streams.task(0), streams)
+    gen = torch.Generator()
+    gen.set_state(state)
+    s = streams.members[0]
+    xs, _ = s.batch(s.tasks[0], "train", torch.randperm(streams.n_rows(0), generator=gen)[:40])
+    with torch.no_grad():
+        out = member_module(net)(xs)
+    start = [p.detach().clone() for p in net.params()]
+    opt = SGD(net.params(), gpm.lr)
+    for step in range(150):
+        x, y = streams.batch(1, [torch.arange(step * 8 % 1000, step * 8 % 1000 + 32)])
+        update(net, gpm, opt, x, y, streams.task(1))
+    moved = max(float((p.detach() - p0).abs().max()) for p, p0 in zip(net.params(), start))
+    with torch.no_grad():
+        after = member_module(net)(xs)
+    assert moved > 0.05
+    torch.testing.assert_close(after, out, atol=1e-4, rtol=0)
+
+
+COMMON = dict(tasks=2, hidden=(64,), iterations=250, lr=0.05, stop_on_blackout=False)
+
+
+def test_gpm_keeps_task_one_where_sgd_forgets_it():
+    """Permuted digits, 2 tasks: GPM's task-1 accuracy moves by at most 0.03 while plain SGD loses 0.25
+    and more; both still learn task 2."""
+    sgd = run(small(method="sgd", **COMMON)).acc
+    res = run(small(method="gpm", **COMMON))
+    gpm = res.acc
+    assert sgd[0, 0] - sgd[1, 0] > 0.25, sgd
+    assert abs(gpm[1, 0] - gpm[0, 0]) <= 0.03, gpm
+    assert gpm[1, 1] > 0.8 and sgd[1, 1] > 0.8
+    use = [d["subspace_use"] for d in res.diagnostics]
+    assert all(0 < u <= 1 for row in use for u in row) and use[1][0] > use[0][0]
+
+
+@pytest.mark.parametrize("settings,field", [
+    ({"arch": "cnn"}, "method"),
+    ({"optimizer": "adam"}, "optimizer"),
+    ({"threshold": 0.0}, "threshold"),
+    ({"max_basis": 1.5}, "max_basis"),
+    ({"gpm_samples": 0}, "gpm_samples"),
+])
+def test_gpm_refuses_what_it_cannot_honour(settings, field):
+    with pytest.raises(ConfigError, match=rf"^{field}: "):
+        small(method="gpm", **settings)
