@@ -146,3 +146,25 @@ def test_gpm_keeps_task_one_where_sgd_forgets_it():
 def test_gpm_refuses_what_it_cannot_honour(settings, field):
     with pytest.raises(ConfigError, match=rf"^{field}: "):
         small(method="gpm", **settings)
+
+
+SHORT = dict(tasks=2, hidden=(16,), iterations=20, sharpness=0, stop_on_blackout=False)
+
+
+@pytest.mark.parametrize("method,kw,floats,samples", [
+    ("sgd", {}, lambda P, d: 0, 0),
+    ("ewc", {}, lambda P, d: 2 * P, 0),  # the summed Fisher and its anchor
+    ("ewc", {"ewc_form": "separate"}, lambda P, d: 2 * P * d["task"], 0),  # one (Fisher, anchor) pair per task
+    ("l2", {}, lambda P, d: P, 0),
+    ("si", {}, lambda P, d: 4 * P, 0),
+    ("replay", {"memory": 50}, lambda P, d: 50 * 64, 50),  # 50 digits images of 8 x 8
+    ("gpm", {}, lambda P, d: sum(round(u * n) * (n + 1) for u, n in zip(d["subspace_use"], (65, 17))), 0),
+])
+def test_every_method_reports_what_it_keeps(method, kw, floats, samples):
+    res = run(small(method=method, **SHORT, **kw))
+    P = res.n_params
+    assert P == 16 * 64 + 16 + 10 * 16 + 10
+    for d in res.diagnostics:
+        assert d["memory_floats"] == floats(P, d) and d["memory_samples"] == samples, d
+    if method == "gpm":
+        assert 0 < res.diagnostics[0]["memory_floats"] < res.diagnostics[1]["memory_floats"]

@@ -267,6 +267,7 @@ class Experiment:
         keep = [i for i, ok in enumerate(finite) if ok]
         tac = time.perf_counter()
         info = self.method.consolidate(self.net, self.streams.task(t), self.streams) if keep else []
+        held = self.method.memory() if keep else []
         fisher_time = (time.perf_counter() - tac) / max(1, len(keep))
         for i, m in enumerate(before):
             mem = self.members[m]
@@ -279,7 +280,7 @@ class Experiment:
                  "new_task_acc": float(accs[i, t]), **plastic[i], **sharp[i]}
             mem.clock["sharpness"] = mem.clock.get("sharpness", 0.0) + sharp_time
             if finite[i]:
-                d.update(info[keep.index(i)])
+                d.update(info[keep.index(i)], **held[keep.index(i)])
             else:
                 mem.diverged_at = t
             d["seconds"] = (time.perf_counter() - tic) / len(before)

@@ -12,7 +12,8 @@ for a method in the user's own file. The training step calls, in order::
     params <- pre(params) - lr * grads -> post    # (or Adam)
     method.after_step(net, step)                  # e.g. SI's path integral, unit replacement
 
-and around each task ``begin_task(net, task, data)`` and ``consolidate(net, task, data)``.
+and around each task ``begin_task(net, task, data)`` and ``consolidate(net, task, data)``; after
+consolidating, ``memory()`` says what the method keeps between tasks (recorded per task).
 
 Everything is stacked over M members (runs with the same architecture trained together):
 parameters, gradients and method state carry a leading member dimension, and ``self.value(name)``
@@ -63,6 +64,7 @@ class Method:
         # Own generators: method randomness does not perturb the batch order of training.
         self.gens = [torch.Generator().manual_seed(c.train.seed * 7919 + 17) for c in configs]
         self.tasks_seen = 0
+        self.param_floats = sum(p[0].numel() for p in net.params())  # one member's weights
 
     # -- declarations ------------------------------------------------------------------------
     @classmethod
@@ -115,6 +117,12 @@ class Method:
         self.tasks_seen += 1
         return [{} for _ in range(self.M)]
 
+    def memory(self) -> list[dict[str, int]]:
+        """What the method keeps between tasks, per member: ``memory_floats``, the numbers it holds
+        (importances, anchors, bases, old weights, stored images), and ``memory_samples``, the training
+        samples among them. Plain SGD keeps nothing."""
+        return [kept(0) for _ in range(self.M)]
+
     def hessian_diagonal(self) -> list[torch.Tensor] | None:
         """The penalty's Hessian per parameter (M, ...) when it is diagonal (a quadratic's lambda A), else None."""
         return None
@@ -146,6 +154,11 @@ def task_loss(logits: torch.Tensor, y: torch.Tensor, task) -> torch.Tensor:
     head = task.head_range
     z = logits if head is None else logits[..., head[0] : head[1]]
     return F.cross_entropy(z.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+
+
+def kept(floats: int, samples: int = 0) -> dict[str, int]:
+    """One member's ``Method.memory`` entry."""
+    return {"memory_floats": int(floats), "memory_samples": int(samples)}
 
 
 def sample_rows(n_rows: int, n: int, gen: torch.Generator) -> torch.Tensor:

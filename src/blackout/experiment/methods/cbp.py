@@ -21,7 +21,7 @@ import torch
 
 from ...errors import ConfigError
 from ...settings import Setting
-from .base import Method
+from .base import Method, kept
 
 
 class CBP(Method):
@@ -96,6 +96,9 @@ class CBP(Method):
         for m, d in enumerate(out):
             d["units_replaced"] = self.replaced[m]
         return out
+
+    def memory(self):
+        return [kept(3 * sum(u.shape[1] for u in self.util)) for _ in range(self.M)]  # utility, mean, age per unit
 
     def select(self, keep):
         super().select(keep)

@@ -11,6 +11,7 @@ import torch
 
 from ...settings import Setting
 from ..fisher import fisher
+from .base import kept
 from .quadratic import FISHER_SETTINGS, Quadratic, lam_setting
 
 
@@ -54,6 +55,11 @@ class EWC(Quadratic):
         for fs, ths in self.terms:
             for g, p, f, th in zip(grads, net.params(), fs, ths):
                 g.addcmul_(self.per_member(self.lam, f) * f, p - th)
+
+    def memory(self):
+        if not self.separate:
+            return super().memory()
+        return [kept(2 * len(self.terms) * self.param_floats) for _ in range(self.M)]  # (F_t, theta*_t) per task
 
     def penalty_value(self, net):
         if not self.separate:

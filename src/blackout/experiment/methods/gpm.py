@@ -34,7 +34,7 @@ import torch
 
 from ...errors import ConfigError
 from ...settings import Setting
-from .base import Method
+from .base import Method, kept
 
 
 def _fraction(help: str, default: float) -> Setting:
@@ -106,8 +106,7 @@ class GPM(Method):
 
     def memory(self) -> list[dict[str, int]]:
         """The bases and their energies: sum over layers of k (d + 1) floats; no samples."""
-        return [{"memory_floats": sum(U.numel() + e.numel() for U, e in layers), "memory_samples": 0}
-                for layers in self.bases]
+        return [kept(sum(U.numel() + e.numel() for U, e in layers)) for layers in self.bases]
 
     def select(self, keep) -> None:
         super().select(keep)

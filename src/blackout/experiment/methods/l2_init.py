@@ -17,6 +17,7 @@ class L2Init(Quadratic):
     name = "l2-init"
     settings = lam_setting(0.01, "penalty strength lambda of lambda ||theta - theta_0||^2")
     anchor = "initial"
+    kept_vectors = 1  # the initial weights; A is the constant 2
 
     def __init__(self, configs, net):
         super().__init__(configs, net)

@@ -19,7 +19,7 @@ import torch
 
 from ...errors import ConfigError
 from ...settings import Setting
-from .base import Method, task_loss
+from .base import Method, kept, task_loss
 from .quadratic import lam_setting
 
 
@@ -62,6 +62,9 @@ class LwF(Method):
             p.requires_grad_(False)
         self.old_heads.append(task.head_range)
         return super().consolidate(net, task, data)
+
+    def memory(self):
+        return [kept(self.param_floats if self.old is not None else 0) for _ in range(self.M)]  # the frozen copy
 
     def select(self, keep):
         super().select(keep)

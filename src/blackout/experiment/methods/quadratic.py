@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ...settings import Setting
-from .base import LAM_HELP, Method
+from .base import LAM_HELP, Method, kept
 
 FISHER_SETTINGS = {
     "fisher_samples": Setting(200, "training samples used to estimate the importance (Fisher, MAS)",
@@ -44,6 +44,8 @@ class Quadratic(Method):
     apply = "gradient"  # or "prox"
     decay = 1.0  # A <- decay * A + importance
     gradient_penalty = True
+    #: weight-sized vectors kept between tasks: the importance A and the anchor mu
+    kept_vectors = 2
     stacked = ("A", "mu", "B", "C", "const", "lam", "lamA", "lamAmu")
 
     def __init__(self, configs, net):
@@ -149,6 +151,9 @@ class Quadratic(Method):
     def quadratic(self, params: list[torch.Tensor]) -> torch.Tensor:
         """sum_i A_i (theta_i - mu_i)^2 per member, (M,)."""
         return sum(((p - mu).pow(2) * a).flatten(1).sum(1) for p, a, mu in zip(params, self.curvature(), self.mu))
+
+    def memory(self):
+        return [kept(self.kept_vectors * self.param_floats) for _ in range(self.M)]
 
     def hessian_diagonal(self):
         return self.lamA if self.active else None

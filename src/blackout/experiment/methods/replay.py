@@ -25,7 +25,7 @@ import torch
 
 from ...errors import ConfigError
 from ...settings import Setting
-from .base import Method
+from .base import Method, kept
 
 MEMORY = {"memory": Setting(500, "total episodic-memory size in samples (reservoir sampling)",
                             check=lambda n: n >= 1, expected="at least 1 sample")}
@@ -102,6 +102,11 @@ class Replay(Method):
         for mem in self.memories:
             mem.add(task.index, torch.randperm(n, generator=mem.gen))
         return super().consolidate(net, task, data)
+
+    def memory(self):
+        """The samples held; counted as the images they stand for (held here as (task, row) indices)."""
+        features = self.data.data.x_train[0].numel() if self.data is not None else 0
+        return [kept(len(mem) * features, len(mem)) for mem in self.memories]
 
     def select(self, keep):
         super().select(keep)

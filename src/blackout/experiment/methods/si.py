@@ -24,6 +24,7 @@ class SI(Quadratic):
                 "xi": Setting(0.1, "damping xi of the path-integral importance", check=lambda v: v > 0, expected="xi > 0")}
     stacked = (*Quadratic.stacked, "omega", "start", "prev", "xi")
     needs_grads = True
+    kept_vectors = 4  # A, the anchor, the path integral omega and the previous step's weights
 
     def __init__(self, configs, net):
         super().__init__(configs, net)
