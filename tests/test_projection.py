@@ -168,3 +168,41 @@ def test_every_method_reports_what_it_keeps(method, kw, floats, samples):
         assert d["memory_floats"] == floats(P, d) and d["memory_samples"] == samples, d
     if method == "gpm":
         assert 0 < res.diagnostics[0]["memory_floats"] < res.diagnostics[1]["memory_floats"]
+
+
+def test_owm_projector_is_the_closed_form_after_its_inputs():
+    """After 40 batches, each member's layer projector equals alpha (alpha I + X^T X)^-1, X the batches'
+    mean layer inputs (with the bias's 1) as rows, and a step's [W b] gradient is multiplied by it."""
+    _, streams, net, _ = method_setup("sgd", seeds=(0, 1))
+    configs = [small(method="owm", seed=0, alpha=1.0), small(method="owm", seed=1, alpha=0.05)]
+    owm = registry()["owm"](configs, net)
+    means = [[[] for _ in net.weights] for _ in range(2)]
+    g = torch.Generator().manual_seed(3)
+    for step in range(40):
+        x, y = streams.batch(0, [torch.randperm(1000, generator=g)[:16] for _ in range(2)])
+        grads = [torch.randn(p.shape, generator=g) for p in net.params()]
+        before = [q.clone() for q in grads]
+        owm.batch(net, x, y, streams.task(0))
+        owm.adjust(net, grads, streams.task(0))
+        for m in range(2):
+            h = x[m].reshape(16, -1).double().numpy()
+            for l, (w, b) in enumerate(zip(net.weights, net.biases)):
+                means[m][l].append(np.append(h.mean(0), 1.0))
+                h = np.maximum(h @ w[m].double().detach().numpy().T + b[m].double().detach().numpy(), 0)
+    for m, alpha in enumerate((1.0, 0.05)):
+        for l, P in enumerate(owm.P):
+            X = np.array(means[m][l])
+            want = alpha * np.linalg.inv(alpha * np.eye(X.shape[1]) + X.T @ X)
+            np.testing.assert_allclose(P[m].double().numpy(), want, atol=2e-4 * np.abs(want).max())
+            G = np.hstack([before[2 * l][m].double().numpy(), before[2 * l + 1][m].double().numpy()[:, None]])
+            got = np.hstack([grads[2 * l][m].double().numpy(), grads[2 * l + 1][m].double().numpy()[:, None]])
+            np.testing.assert_allclose(got, G @ P[m].double().numpy(), atol=1e-5 * np.abs(G).max())
+    assert owm.memory() == [{"memory_floats": 65 ** 2 + 33 ** 2, "memory_samples": 0}] * 2
+
+
+def test_owm_keeps_task_one_better_than_sgd():
+    c = dict(COMMON, lr=0.5)
+    sgd = run(small(method="sgd", **c)).acc
+    owm = run(small(method="owm", **c)).acc
+    assert owm[1, 0] > sgd[1, 0] + 0.15, (owm, sgd)
+    assert owm[1, 1] > 0.8

@@ -17,6 +17,7 @@ from .lwf import LwF
 from .mas import MAS
 from .online_ewc import OnlineEWC
 from .online_ewc_prox import OnlineEWCProx
+from .owm import OWM
 from .replay import AGEM, Replay
 from .sgd import SGD
 from .shrink_perturb import ShrinkPerturb
@@ -24,7 +25,7 @@ from .si import SI
 
 METHODS: dict[str, type[Method]] = {
     m.name: m for m in (SGD, L2, EWC, OnlineEWC, EWCL1, EWCProx, SI, MAS, Replay, AGEM, LwF,
-                        L2Init, ShrinkPerturb, CBP, OnlineEWCProx, EWCCapped, GPM)
+                        L2Init, ShrinkPerturb, CBP, OnlineEWCProx, EWCCapped, GPM, OWM)
 }
 
 __all__ = ["METHODS", "Method", "register"]

@@ -77,7 +77,7 @@ class GPM(Method):
     def adjust(self, net, grads, task) -> None:
         for l, U in enumerate(self.U):
             if U.shape[2]:
-                project_out_(grads[2 * l], grads[2 * l + 1], U)
+                right_multiply_(grads[2 * l], grads[2 * l + 1], lambda g: g - torch.bmm(torch.bmm(g, U), U.transpose(1, 2)))
 
     @torch.no_grad()
     def consolidate(self, net, task, data):
@@ -120,10 +120,10 @@ def with_ones(a: torch.Tensor) -> torch.Tensor:
     return torch.cat([a, torch.ones(*a.shape[:-1], 1, dtype=a.dtype, device=a.device)], -1)
 
 
-def project_out_(gw: torch.Tensor, gb: torch.Tensor, U: torch.Tensor) -> None:
-    """[gW gb] <- [gW gb] (I - U U^T) in place: gw (M, out, in), gb (M, out), U (M, in + 1, k) orthonormal columns."""
-    g = torch.cat([gw, gb.unsqueeze(2)], 2)
-    g.sub_(torch.bmm(torch.bmm(g, U), U.transpose(1, 2)))
+def right_multiply_(gw: torch.Tensor, gb: torch.Tensor, fn) -> None:
+    """[gW gb] <- fn([gW gb]) in place: a layer's weight and bias gradients, gw (M, out, in) and gb (M, out),
+    as one (M, out, in + 1) matrix acting on the input with its constant 1 (projections act on its right)."""
+    g = fn(torch.cat([gw, gb.unsqueeze(2)], 2))
     gw.copy_(g[..., :-1])
     gb.copy_(g[..., -1])
 
