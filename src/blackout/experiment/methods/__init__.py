@@ -11,6 +11,7 @@ from .ewc_capped import EWCCapped
 from .ewc_l1 import EWCL1
 from .ewc_prox import EWCProx
 from .gpm import GPM
+from .joint import Joint
 from .l2 import L2
 from .l2_init import L2Init
 from .lwf import LwF
@@ -25,7 +26,7 @@ from .si import SI
 
 METHODS: dict[str, type[Method]] = {
     m.name: m for m in (SGD, L2, EWC, OnlineEWC, EWCL1, EWCProx, SI, MAS, Replay, AGEM, LwF,
-                        L2Init, ShrinkPerturb, CBP, OnlineEWCProx, EWCCapped, GPM, OWM)
+                        L2Init, ShrinkPerturb, CBP, OnlineEWCProx, EWCCapped, GPM, OWM, Joint)
 }
 
 __all__ = ["METHODS", "Method", "register"]
