@@ -47,7 +47,7 @@ def test_energy_criterion_matches_a_direct_svd():
     np.testing.assert_allclose(e.numpy(), S[:k] ** 2, rtol=1e-10)
     # Eq. 9 on a second task: directions of the residual only, counted with what U already explains
     R2 = 0.5 * R1[:, :20] + g.normal(size=(d, 5)) @ g.normal(size=(5, 20))
-    U2, e2 = grow(U, e, torch.from_numpy(R2), 0.97, d)
+    U2, _ = grow(U, e, torch.from_numpy(R2), 0.97, d)
     k2 = _official_rank(R2, U.numpy(), 0.97)
     assert 0 < k2 and U2.shape[1] == k + k2
     np.testing.assert_allclose(U2.numpy().T @ U2.numpy(), np.eye(k + k2), atol=1e-10)
@@ -57,7 +57,7 @@ def test_energy_criterion_matches_a_direct_svd():
     explained = ((_projector(U2.numpy()) @ R2) ** 2).sum() / (R2 ** 2).sum()
     assert explained >= 0.97
     # a cap keeps the directions of most energy
-    U3, e3 = grow(U, e, torch.from_numpy(R2), 0.97, k + 1)
+    _, e3 = grow(U, e, torch.from_numpy(R2), 0.97, k + 1)
     order = np.argsort(-np.concatenate([S[:k] ** 2, Sh[:k2] ** 2]), kind="stable")[: k + 1]
     np.testing.assert_allclose(np.sort(e3.numpy()), np.sort(np.concatenate([S[:k] ** 2, Sh[:k2] ** 2])[order]), rtol=1e-8)
 
@@ -120,7 +120,7 @@ def test_projected_training_leaves_the_old_task_s_layer_outputs_unchanged():
     torch.testing.assert_close(after, out, atol=1e-4, rtol=0)
 
 
-COMMON = dict(tasks=2, hidden=(64,), iterations=250, lr=0.05, stop_on_blackout=False)
+COMMON = {"tasks": 2, "hidden": (64,), "iterations": 250, "lr": 0.05, "stop_on_blackout": False}
 
 
 def test_gpm_keeps_task_one_where_sgd_forgets_it():
@@ -151,7 +151,7 @@ def test_projection_methods_refuse_what_they_cannot_honour(settings, field):
         small(**settings)
 
 
-SHORT = dict(tasks=2, hidden=(16,), iterations=20, sharpness=0, stop_on_blackout=False)
+SHORT = {"tasks": 2, "hidden": (16,), "iterations": 20, "sharpness": 0, "stop_on_blackout": False}
 
 
 @pytest.mark.parametrize("method,kw,floats,samples", [

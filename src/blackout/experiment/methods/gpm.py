@@ -41,7 +41,22 @@ def _fraction(help: str, default: float) -> Setting:
     return Setting(default, help, check=lambda v: 0 < v <= 1, expected="a fraction in (0, 1]")
 
 
-class GPM(Method):
+class Projection(Method):
+    """What the projection methods share: they act on an MLP's layers, on the gradients, before a plain
+    SGD step (Adam's per-weight scaling would take the step out of the projected subspace)."""
+
+    needs_grads = True
+
+    @classmethod
+    def check(cls, cfg) -> None:
+        if cfg.model.arch != "mlp":
+            raise ConfigError(f"method: {cls.name} projects the layers of an MLP, got arch {cfg.model.arch!r}")
+        if cfg.train.optimizer != "sgd":
+            raise ConfigError(f"optimizer: {cls.name} needs sgd (Adam's per-weight scaling would take the step out of "
+                              f"the projected subspace), got {cfg.train.optimizer!r}")
+
+
+class GPM(Projection):
     name = "gpm"
     settings = {
         "threshold": _fraction("gpm: energy of the first layer's inputs a task's basis must explain", 0.95),
@@ -53,7 +68,6 @@ class GPM(Method):
         "basis_decay": _fraction("gpm: factor on a stored direction's energy per later task (with max_basis < 1, "
                                  "the oldest directions are released first)", 1.0),
     }
-    needs_grads = True
     stacked = ("U",)
 
     def __init__(self, configs, net):
@@ -65,19 +79,12 @@ class GPM(Method):
         self.U: list[torch.Tensor] = []  # per layer (M, d, k_max), zero-padded: the step's projection
         self.device = net.weights[0].device
 
-    @classmethod
-    def check(cls, cfg) -> None:
-        if cfg.model.arch != "mlp":
-            raise ConfigError(f"method: {cls.name} projects the layers of an MLP, got arch {cfg.model.arch!r}")
-        if cfg.train.optimizer != "sgd":
-            raise ConfigError(f"optimizer: {cls.name} needs sgd (Adam's per-weight scaling would take the step out of "
-                              f"the projected subspace), got {cfg.train.optimizer!r}")
-
     @torch.no_grad()
     def adjust(self, net, grads, task) -> None:
         for l, U in enumerate(self.U):
             if U.shape[2]:
-                right_multiply_(grads[2 * l], grads[2 * l + 1], lambda g: g - torch.bmm(torch.bmm(g, U), U.transpose(1, 2)))
+                right_multiply_(grads[2 * l], grads[2 * l + 1],
+                                lambda g, U=U: g - torch.bmm(torch.bmm(g, U), U.transpose(1, 2)))  # g (I - U U^T)
 
     @torch.no_grad()
     def consolidate(self, net, task, data):

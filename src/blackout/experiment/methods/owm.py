@@ -28,17 +28,15 @@ from __future__ import annotations
 
 import torch
 
-from ...errors import ConfigError
 from ...settings import Setting
-from .base import Method, kept
-from .gpm import right_multiply_, with_ones
+from .base import kept
+from .gpm import Projection, right_multiply_, with_ones
 
 
-class OWM(Method):
+class OWM(Projection):
     name = "owm"
     settings = {"alpha": Setting(1.0, "owm: regulariser alpha of the recursive projector (small: rigid, large: plastic)",
                                  check=lambda a: a > 0, expected="alpha > 0")}
-    needs_grads = True
     stacked = ("P", "alpha")
 
     def __init__(self, configs, net):
@@ -47,14 +45,6 @@ class OWM(Method):
         self.alpha = self.value("alpha").to(device)
         self.P = [torch.eye(w.shape[2] + 1, device=device).expand(self.M, -1, -1).clone() for w in net.weights]
         self.x = None
-
-    @classmethod
-    def check(cls, cfg) -> None:
-        if cfg.model.arch != "mlp":
-            raise ConfigError(f"method: {cls.name} projects the layers of an MLP, got arch {cfg.model.arch!r}")
-        if cfg.train.optimizer != "sgd":
-            raise ConfigError(f"optimizer: {cls.name} needs sgd (Adam's per-weight scaling would undo the projection), "
-                              f"got {cfg.train.optimizer!r}")
 
     def batch(self, net, x, y, task):
         self.x = x  # the projectors take this batch's layer inputs before its step (``adjust``)
@@ -65,7 +55,7 @@ class OWM(Method):
         _, inputs = net.forward_cached(self.x)
         for l, (P, a) in enumerate(zip(self.P, inputs)):
             absorb_(P, with_ones(a).mean(1), self.alpha)
-            right_multiply_(grads[2 * l], grads[2 * l + 1], lambda g: torch.bmm(g, P))
+            right_multiply_(grads[2 * l], grads[2 * l + 1], lambda g, P=P: torch.bmm(g, P))
 
     def consolidate(self, net, task, data):
         out = super().consolidate(net, task, data)
