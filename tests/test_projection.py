@@ -145,6 +145,7 @@ def test_gpm_keeps_task_one_where_sgd_forgets_it():
     ({"method": "owm", "optimizer": "adam"}, "optimizer"),
     ({"method": "owm", "alpha": 0.0}, "alpha"),
     ({"method": "joint", "stream": "split", "multi_head": True}, "method"),
+    ({"method": "joint", "gating": 0.8}, "gating"),
 ])
 def test_projection_methods_refuse_what_they_cannot_honour(settings, field):
     with pytest.raises(ConfigError, match=rf"^{field}: "):

@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from ...errors import ConfigError
 from ...settings import Setting
 from .base import Method, kept
 from .replay import Replay
@@ -28,13 +29,19 @@ class Joint(Method):
     name = "joint"
     settings = {"joint_batch": Setting("per-task", "joint: a batch per earlier task each step, or one batch of the "
                                        "step's size shared by all tasks seen", choices=("per-task", "fixed"))}
-    check = classmethod(Replay.check.__func__)  # one head: a batch mixes tasks
 
     def __init__(self, configs, net):
         super().__init__(configs, net)
         self.fixed = configs[0].method.joint_batch == "fixed"
         self.data = None
         self.sizes: list[int] = []  # training rows of each task seen or training
+
+    @classmethod
+    def check(cls, cfg) -> None:
+        Replay.check.__func__(cls, cfg)  # one head: a batch mixes tasks
+        if cfg.model.gating:
+            raise ConfigError(f"gating: {cls.name} mixes tasks in one batch, which one task's gate cannot serve; "
+                              "compare it with gated runs ungated")
 
     def begin_task(self, net, task, data) -> None:
         self.data = data
