@@ -275,3 +275,33 @@ def test_max_basis_caps_each_layer_over_a_run():
     res = run(small(method="gpm", tasks=4, max_basis=0.3, basis_decay=0.5, **{k: v for k, v in SHORT.items() if k != "tasks"}))
     use = np.array([d["subspace_use"] for d in res.diagnostics])
     assert (use <= 0.3).all() and np.isclose(use[-1], [math.floor(0.3 * 65) / 65, math.floor(0.3 * 17) / 17]).all()
+
+
+@pytest.mark.parametrize("method,kw", [("gpm", [{"threshold": 0.9}, {"threshold": 0.99}, {}]),
+                                       ("owm", [{"alpha": 0.5}, {"alpha": 2.0}, {}])])
+def test_a_projection_run_gives_the_same_numbers_alone_and_in_a_group(method, kw):
+    """Members with their own settings, and one that diverges and leaves the stack, each as alone."""
+    from blackout.experiment.train import run_group
+
+    base = {"tasks": 3, "hidden": (16,), "iterations": 60, "lr": 0.1, "stop_on_blackout": False}
+    configs = [small(method=method, seed=s, **{**base, **k}) for s, k in enumerate(kw)]
+    configs[2] = small(method=method, seed=2, **{**base, "lr": 1e38})  # diverges in task 1
+    group = run_group(configs)
+    for c, member in zip(configs, group):
+        alone = run(c)
+        assert np.array_equal(alone.acc, member.acc, equal_nan=True)
+        for da, db in zip(alone.diagnostics, member.diagnostics):
+            assert (da.get("subspace_use"), da.get("memory_floats")) == (db.get("subspace_use"), db.get("memory_floats"))
+    assert group[2].verdict.cause == "diverged" and group[0].diagnostics[0]["subspace_use"] != group[1].diagnostics[0]["subspace_use"]
+
+
+def test_gpm_keeps_each_member_s_basis_when_members_leave():
+    _, streams, net, gpm = method_setup("gpm", seeds=(0, 1, 2))
+    gpm.consolidate(net, streams.task(0), streams)
+    before = [[U.clone() for U, _ in layers] for layers in gpm.bases]
+    gpm.select([2, 0])
+    for i, m in enumerate((2, 0)):
+        for l, U in enumerate(before[m]):
+            assert torch.equal(gpm.bases[i][l][0], U)
+            torch.testing.assert_close(gpm.U[l][i, :, : U.shape[1]], U.float())
+            assert not gpm.U[l][i, :, U.shape[1]:].any()

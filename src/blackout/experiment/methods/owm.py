@@ -69,7 +69,10 @@ class OWM(Projection):
 
 
 def absorb_(P: torch.Tensor, r: torch.Tensor, alpha: torch.Tensor) -> None:
-    """P <- P - P r r^T P / (alpha + r^T P r) per member, in place: P (M, d, d) symmetric, r (M, d), alpha (M,)."""
-    k = torch.bmm(P, r.unsqueeze(2))  # (M, d, 1)
-    c = 1 / (alpha.view(-1, 1, 1) + torch.bmm(r.unsqueeze(1), k))
-    P.sub_(c * torch.bmm(k, k.transpose(1, 2)))
+    """P <- P - P r r^T P / (alpha + r^T P r) per member, in place: P (M, d, d) symmetric, r (M, d), alpha (M,).
+
+    Written as products and row sums, not as matrix-vector ``bmm`` (whose kernel, and so its rounding,
+    changes with M): a member's projector is then the same alone and in a group."""
+    k = (P * r.unsqueeze(1)).sum(2)  # P r, (M, d)
+    c = 1 / (alpha + (r * k).sum(1))
+    P.sub_(c.view(-1, 1, 1) * k.unsqueeze(2) * k.unsqueeze(1))
