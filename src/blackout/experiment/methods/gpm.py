@@ -16,8 +16,8 @@ Conventions, against the official code (github.com/sahagobinda/GPM, ``main_pmnis
 - every layer is projected, the output layer too, with its permuted-MNIST thresholds: 0.95 for
   the first layer (``threshold``), 0.99 for the later ones (``threshold_hidden``), constant over
   tasks (its CIFAR runs raise them with the task), and R from 300 samples, as its code;
-- its code keeps one direction fewer than Eq. 5 after the first task (r = #{k: cumulative energy
-  < threshold}); here Eq. 5/9 holds on every task;
+- for the first task's basis its code keeps one direction fewer than Eq. 5 asks (r = #{k: cumulative
+  energy < threshold}); here Eqs. 5 and 9 hold on every task;
 - it needs plain SGD: Adam's per-coordinate scaling would take the step out of the complement.
 
 ``max_basis`` < 1 caps each layer's basis at that fraction of d, so at least the rest of the
