@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,6 +21,8 @@ _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 _KIND = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+_SHORT = reprlib.Repr()  # a value as shown in a message: nested and long values cut short, so the line stays short
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 4, 80, 80
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Setting:
                 return tuple(_scalar(int, x.strip() if isinstance(x, str) else x) for x in items)
             return _scalar(self.kind, raw)
         except (TypeError, ValueError):
-            raise ConfigError(f"{what}: expected {self.describe()}, got {raw!r}") from None
+            raise ConfigError(f"{what}: expected {self.describe()}, got {_SHORT.repr(raw)}") from None
         except OverflowError:  # an integer beyond the largest float
             raise ConfigError(f"{what}: expected a finite number, got {raw!r}") from None
 
