@@ -263,7 +263,11 @@ def _mnist_folder(path: Path, n: int, seed: int = 0) -> Path:
 
 
 def _blackout(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "BLACKOUT_DATA_CACHE": str(cwd / "cache")}
+    import blackout
+
+    src = str(Path(blackout.__file__).resolve().parents[1])  # this checkout's code, from any working directory
+    env = {**os.environ, "BLACKOUT_DATA_CACHE": str(cwd / "cache"),
+           "PYTHONPATH": os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.run([sys.executable, "-m", "blackout", *argv], capture_output=True, text=True, timeout=180,
                           cwd=cwd, env=env)
 
@@ -273,19 +277,20 @@ def test_a_five_image_data_folder_gets_no_verdict(tmp_path):
     out = _blackout("run", "--dataset", "mnist", "--data-dir", str(folder), "--tasks", "2", "--iterations", "1", cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert "task 1: 1 test image; a verdict needs at least 10 per task" in out.stderr
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("result.json"))
+    assert out.stdout == "" and not any(tmp_path.rglob("result.json"))  # no verdict, no result
 
 
-def test_the_same_settings_on_other_data_get_another_run_id(tmp_path):
+def test_the_same_settings_on_other_data_get_another_run_id(tmp_path, monkeypatch, capsys):
     """Two folders of MNIST-format images (same shape and count, other pixels), and a copy of the first."""
+    monkeypatch.setenv("BLACKOUT_DATA_CACHE", str(tmp_path / "cache"))
     a = _mnist_folder(tmp_path / "a", 100, seed=0)
-    b = _mnist_folder(tmp_path / "b", 100, seed=1)
+    _mnist_folder(tmp_path / "b", 100, seed=1)
     shutil.copytree(a, tmp_path / "a2")
     ids = {}
     for name in ("a", "b", "a2"):
-        out = _blackout("run", "--dataset", "mnist", "--data-dir", str(tmp_path / name), "--tasks", "1", "--iterations",
-                        "2", "--hidden", "4", "--sharpness", "0", "--json", "--out", str(tmp_path / f"out-{name}"), cwd=tmp_path)
-        assert out.returncode == 0, out.stderr
+        code = main(["run", "--dataset", "mnist", "--data-dir", str(tmp_path / name), "--tasks", "1", "--iterations", "2",
+                     "--hidden", "4", "--sharpness", "0", "--quiet", "--out", str(tmp_path / f"out-{name}")])
+        assert code == 0, capsys.readouterr().err
         result = json.loads((tmp_path / f"out-{name}" / "result.json").read_text())
         assert result["config"]["data"]["data_id"].startswith("28x28 80+20 ")
         ids[name] = result["run_id"]

@@ -54,6 +54,9 @@ class DataConfig:
     angle_step: float = _f(10.0, "rotated: task t is rotated by (t - 1) x angle_step degrees")
     train_limit: int = _f(0, "use only the first N training images (0: all); the test set is unchanged",
                           check=lambda n: n >= 0, expected=">= 0")
+    data_id: str = _f("", "the data's identity (image size, train+test counts, content hash), recorded from the data "
+                          "when a run or sweep is planned, so runs on different data never share a run id; a recorded "
+                          "one must match the data read (empty: not recorded)")
     test_limit: int = _f(0, "evaluate on the first N test images of each task (0: all)",
                          check=lambda n: n == 0 or n >= MIN_TEST_IMAGES,
                          expected=f"0 (all) or at least {MIN_TEST_IMAGES} test images per task (fewer cannot tell "

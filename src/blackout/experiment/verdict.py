@@ -7,7 +7,7 @@ above it before (cause ``collapsed``): the network has lost the old tasks *and* 
 new one, unlike ordinary forgetting, where the newest task is still learned. A run that never
 learned any task above chance + margin has not blacked out: there was nothing to lose (its
 verdict says "never learned"). A task's chance level is the accuracy of always answering its most
-frequent class (``Stream.chance``).
+frequent class (``chance_level``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,17 @@ from __future__ import annotations
 import numpy as np
 
 MIN_TEST_IMAGES = 10  # per task: accuracy then moves in steps of at most 0.1, the default margin
+
+
+def chance_level(y_test: np.ndarray) -> float:
+    """A task's chance level: the accuracy of always answering the most frequent class of its test labels.
+
+    A network that has collapsed to one output scores this on the task holding that class (about 0.5
+    on a two-class split task, about 0.11 on permuted MNIST), so verdicts judge each task against it
+    rather than against 1 / outputs. 1 for a task without test labels.
+    """
+    y_test = np.asarray(y_test)
+    return float(np.bincount(y_test).max()) / len(y_test) if len(y_test) else 1.0
 
 
 def unjudgeable(y_train: np.ndarray, y_test: np.ndarray, margin: float) -> str | None:
@@ -32,7 +43,7 @@ def unjudgeable(y_train: np.ndarray, y_test: np.ndarray, margin: float) -> str |
         if len(classes) < 2:
             shown = f" ({int(classes[0])})" if len(classes) else ""
             return f"its {part} images hold {len(classes)} class{shown}; a verdict needs at least 2 in both its training and test images"
-    chance = np.bincount(y_test).max() / len(y_test)
+    chance = chance_level(y_test)
     if chance + margin >= 1:
         return (f"chance {chance:.2f} (its most frequent class) + margin {margin:g} >= 1: even a perfect score could "
                 "not count as learned")
