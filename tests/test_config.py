@@ -119,10 +119,11 @@ def test_device_auto_resolves_to_the_best_present_and_an_absent_device_is_refuse
     ("iterations", 10**30, r"iterations: expected at most 100,000,000 steps per task, got 10+$"),
     ("threads", 10**5, r"threads: expected 1 to 256 threads, got 100000"),
     ("threads", 257, r"threads: expected 1 to 256 threads, got 257"),
+    ("maturity", 2**63, r"maturity: expected 0 <= maturity < 2\^63 \(compared with 64-bit ages\), got 9223372036854775808"),
 ])
 def test_numbers_past_what_a_run_can_use_are_refused(key, value, message):
     with pytest.raises(ConfigError, match=message):
-        RunConfig.from_flat({key: value})
+        RunConfig.from_flat({key: value, **({"method": "cbp"} if key == "maturity" else {})})
 
 
 def test_largest_accepted_numbers_still_build_a_config():

@@ -3,8 +3,9 @@
 The run configuration's fixed fields and every method's own settings are declared this way, so
 the command line, TOML files, sweep grids and validation all read one description. Values arrive
 as TOML values or command-line strings; ``coerce`` turns them into the setting's type or raises
-``ConfigError`` naming where they came from. Numbers must be written plainly: ``1_0``, ``१०`` or
-``inf`` are refused rather than read as something the user may not have meant.
+``ConfigError`` naming where they came from. Numbers given as text (flags, sweep ranges) must be
+written plainly: ``1_0``, ``१०`` or ``inf`` are refused rather than read as something the user may not
+have meant. A TOML file's numbers arrive already read by TOML's rules, where ``1_0`` is 10.
 """
 
 from __future__ import annotations
