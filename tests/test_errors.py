@@ -295,3 +295,16 @@ def test_the_same_settings_on_other_data_get_another_run_id(tmp_path, monkeypatc
         assert result["config"]["data"]["data_id"].startswith("28x28 80+20 ")
         ids[name] = result["run_id"]
     assert ids["a"] == ids["a2"] != ids["b"]
+
+
+def test_a_study_swept_on_one_data_set_is_not_extended_silently_with_another(tmp_path, monkeypatch, capsys):
+    """The same grid on other images is other runs: the second sweep is refused as another grid."""
+    monkeypatch.setenv("BLACKOUT_DATA_CACHE", str(tmp_path / "cache"))
+    grid = ["--dataset", "mnist", "--tasks", "1", "--iterations", "2", "--hidden", "4", "--sharpness", "0", "--jobs", "1"]
+    study = tmp_path / "s"
+    assert main(["sweep", str(study), "--data-dir", str(_mnist_folder(tmp_path / "a", 100, seed=0)), *grid]) == 0
+    capsys.readouterr()
+    _fails(capsys, ["sweep", str(study), "--data-dir", str(_mnist_folder(tmp_path / "b", 100, seed=1)), *grid],
+           "this study already holds 1 runs of another grid")
+    [row] = Store(study / "results.sqlite", "s").rows()
+    assert row["config"]["data"]["data_id"].startswith("28x28 80+20 ")

@@ -472,8 +472,7 @@ def test_identity_is_the_shape_counts_and_a_hash_of_the_content(tmp_path):
     write_set(tmp_path / "a")
     write_set(tmp_path / "b")  # the same arrays, elsewhere
     write_set(tmp_path / "c")
-    x, y = make_images(10, seed=7)  # other test images, same shape and count
-    write_idx(tmp_path / "c" / FILES[2], x)
+    write_idx(tmp_path / "c" / FILES[2], make_images(10, seed=7)[0])  # other test images, same shape and count
     a, b, c = (load_dataset("mnist", tmp_path / n) for n in "abc")
     arrays = write_set(tmp_path / "ref")
     h = hashlib.sha256()

@@ -90,7 +90,7 @@ def test_real_run_that_cannot_learn_says_so():
 
 # -- data under which a verdict means nothing is refused before training --------------------------
 
-def _hand_made(y_train, y_test) -> "Dataset":
+def _hand_made(y_train, y_test):
     from blackout.experiment.data.sources import Dataset
 
     images = lambda n: torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(n))
@@ -103,8 +103,8 @@ def _hand_made(y_train, y_test) -> "Dataset":
     ({}, list(range(10)) * 4, [3] * 20, r"task 1: its test images hold 1 class \(3\)"),
     ({}, list(range(4)), [7], r"task 1: 1 test image; a verdict needs at least 10 per task"),
     ({"stream": "split", "tasks": 2}, [0, 1] * 20, [0, 1] * 9, r"task [12]: [09] test images?;"),
-    ({}, list(range(10)) * 4, [0] * 18 + [1, 2], r"task 1: chance 0.90 \(its most frequent class\) \+ margin 0.1 "
-                                                 r">= 1: even a perfect score could not count as learned"),
+    ({}, list(range(10)) * 4, [0] * 18 + [1, 2], (r"task 1: chance 0.90 \(its most frequent class\) \+ margin 0.1 "
+                                                  r">= 1: even a perfect score could not count as learned")),
     ({"margin": 0.3}, list(range(10)) * 4, [0] * 14 + list(range(1, 7)), r"task 1: chance 0.70 .* \+ margin 0.3 >= 1"),
 ])
 def test_data_under_which_a_verdict_means_nothing_is_refused(kw, y_train, y_test, message):

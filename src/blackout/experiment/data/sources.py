@@ -11,7 +11,6 @@ and the split is stated in ``Dataset.note`` so reports can say what was trained 
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import http.client
 import math
