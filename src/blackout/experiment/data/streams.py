@@ -202,8 +202,13 @@ class Streams:
         """Refuse, before any training, data on which some task's verdict would mean nothing
         (``verdict.unjudgeable``: too few test images, one class, or chance + margin >= 1)."""
         for s in self.members:
+            seen = set()  # permuted and rotated tasks share one split: judged once
             for task in s.tasks:
-                why = unjudgeable(s.split(task, "train").y.cpu().numpy(), s.split(task, "test").y.cpu().numpy(), margin)
+                train, test = s.split(task, "train"), s.split(task, "test")
+                if (id(train), id(test)) in seen:
+                    continue
+                seen.add((id(train), id(test)))
+                why = unjudgeable(train.y.cpu().numpy(), test.y.cpu().numpy(), margin)
                 if why:
                     raise DataError(f"{self.data.source}: task {task.index + 1}: {why}")
 
