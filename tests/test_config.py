@@ -108,3 +108,83 @@ def test_device_auto_resolves_to_the_best_present_and_an_absent_device_is_refuse
         with pytest.raises(ConfigError, match="device: cuda is not available on this machine"):
             RunConfig.from_flat({"device": "cuda"})
     assert RunConfig.from_flat({"device": "cpu"}).run_id != RunConfig.from_flat({"device": "cpu", "threads": 2}).run_id
+
+
+# -- every number bounded by what the libraries accept and the machine can hold -------------------
+
+@pytest.mark.parametrize("key,value,message", [
+    ("seed", 2**64, r"seed: expected a seed from 0 to 4294967295 .*, got 18446744073709551616"),
+    ("seed", 2**32, r"seed: expected a seed from 0 to 4294967295"),
+    ("epochs", 1e308, r"epochs: expected 0 <= epochs <= 100000 .*, got 1e\+308"),
+    ("iterations", 10**30, r"iterations: expected at most 100,000,000 steps per task, got 10+$"),
+    ("threads", 10**5, r"threads: expected 1 to 256 threads, got 100000"),
+    ("threads", 257, r"threads: expected 1 to 256 threads, got 257"),
+    ("maturity", 2**63, r"maturity: expected 0 <= maturity < 2\^63 \(compared with 64-bit ages\), got 9223372036854775808"),
+])
+def test_numbers_past_what_a_run_can_use_are_refused(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_flat({key: value, **({"method": "cbp"} if key == "maturity" else {})})
+
+
+def test_largest_accepted_numbers_still_build_a_config():
+    c = RunConfig.from_flat({"seed": 2**32 - 1, "epochs": 100000, "iterations": 10**8, "threads": 256})
+    assert (c.seed, c.train.epochs, c.train.iterations, c.train.threads) == (2**32 - 1, 100000.0, 10**8, 256)
+
+
+def test_sharpness_steps_are_bounded_by_the_network_and_counted_in_its_memory(monkeypatch):
+    from blackout import config
+
+    # digits 64-16-10: 1,210 parameters, so Lanczos has at most 1,210 directions to find
+    with pytest.raises(ConfigError, match=r"sharpness: expected at most 1,210 Lanczos steps \(the network's "
+                                          r"parameters\), got 100000"):
+        RunConfig.from_flat({"hidden": "16", "sharpness": 100000})
+    assert RunConfig.from_flat({"hidden": "16", "sharpness": 1210}).train.sharpness == 1210
+    # its k x k tridiagonal eigenproblem is held densely: 10,000 steps need about 3.0 GiB
+    monkeypatch.setattr(config, "_physical_memory", lambda: 2**30)
+    with pytest.raises(ConfigError, match=r"sharpness: 10,000 Lanczos steps need about 3.0 GiB, more than this "
+                                          r"machine's 1.0 GiB"):
+        RunConfig.from_flat({"hidden": "1000", "sharpness": 10000})
+
+
+# -- deeply nested TOML ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["tasks = " + "[" * 5000 + "]" * 5000, "tasks = " + "{a = " * 5000 + "1" + "}" * 5000])
+def test_deeply_nested_toml_is_one_error_naming_the_file(tmp_path, text):
+    f = tmp_path / "deep.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=r"deep.toml: not valid TOML \(nested too deeply for the TOML reader\)$"):
+        load_toml(f)
+
+
+# -- one setting given once -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("doc,message", [
+    ({"batch_size": 10, "train": {"batch_size": 20}}, r"x.toml: batch_size is given twice \(as batch_size and as train.batch_size\)"),
+    ({"batch-size": 10, "batch_size": 20}, r"x.toml: batch_size is given twice \(as batch-size and as batch_size\)"),
+    ({"train": {"batch-size": 10, "batch_size": 20}}, r"x.toml: batch_size is given twice \(as train.batch-size and as train.batch_size\)"),
+    ({"method": {"lam": 1}, "lam": 2}, r"x.toml: lam is given twice \(as method.lam and as lam\)"),
+])
+def test_a_setting_given_twice_is_refused_naming_both(doc, message):
+    from blackout.config import flat_settings
+
+    with pytest.raises(ConfigError, match=message):
+        flat_settings(doc, "x.toml: ")
+
+
+def test_toml_integers_with_underscores_are_toml_numbers_and_flag_strings_are_refused(tmp_path):
+    """TOML defines ``1_0`` as the integer 10; on the command line the string '1_0' is refused."""
+    f = tmp_path / "u.toml"
+    f.write_text("tasks = 1_0\n")
+    assert RunConfig.from_dict(load_toml(f)).data.tasks == 10
+    with pytest.raises(ConfigError, match="tasks: expected an integer, got '1_0'"):
+        RunConfig.from_flat({"tasks": "1_0"})
+
+
+# -- settings under which a verdict means nothing -------------------------------------------------
+
+@pytest.mark.parametrize("limit", [1, 3, 9])
+def test_a_test_limit_too_small_for_a_verdict_is_refused(limit):
+    with pytest.raises(ConfigError, match=rf"test_limit: expected 0 \(all\) or at least 10 test images per task "
+                                          rf"\(fewer cannot tell learning from chance\), got {limit}$"):
+        RunConfig.from_flat({"test_limit": limit})
+    assert RunConfig.from_flat({"test_limit": 10}).data.test_limit == 10

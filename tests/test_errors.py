@@ -235,3 +235,76 @@ def test_a_results_archive_reads_like_its_study(study, tmp_path, capsys):
     _fails(capsys, ["sweep", str(archive), "--dataset", "digits"], "a results archive can be analysed and reported, not swept")
     (tmp_path / "bad.jsonl").write_text('{"run_id": 3}\n')
     _fails(capsys, ["analyze", str(tmp_path / "bad.jsonl")], "bad.jsonl:1: not a blackout result")
+
+
+# -- numbers past what the machine can run, wrong data, meaningless verdicts ------------------------
+
+def test_jobs_past_what_the_machine_can_run_are_refused_before_anything_is_written(tmp_path, capsys):
+    limit = 4 * (os.cpu_count() or 1)
+    _fails(capsys, ["sweep", str(tmp_path / "s"), "--tasks", "2", "--jobs", str(10**11)],
+           f"--jobs: expected 1 to {limit} worker processes (4 x this machine's {os.cpu_count()} cores), got 100000000000")
+    assert not (tmp_path / "s").exists()
+
+
+def _idx_gz(arr) -> bytes:
+    import gzip
+    import struct
+
+    return gzip.compress(struct.pack(">I", 0x0800 | arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes())
+
+
+def _mnist_folder(path: Path, n: int, seed: int = 0) -> Path:
+    import numpy as np
+
+    path.mkdir(parents=True)
+    (path / "t10k-images-idx3-ubyte.gz").write_bytes(_idx_gz(np.random.default_rng(seed).integers(0, 256, (n, 28, 28), np.uint8)))
+    (path / "t10k-labels-idx1-ubyte.gz").write_bytes(_idx_gz((np.arange(n) % 10).astype(np.uint8)))
+    return path
+
+
+def _blackout(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    import blackout
+
+    src = str(Path(blackout.__file__).resolve().parents[1])  # this checkout's code, from any working directory
+    env = {**os.environ, "BLACKOUT_DATA_CACHE": str(cwd / "cache"),
+           "PYTHONPATH": os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([sys.executable, "-m", "blackout", *argv], capture_output=True, text=True, timeout=180,
+                          cwd=cwd, env=env)
+
+
+def test_a_five_image_data_folder_gets_no_verdict(tmp_path):
+    folder = _mnist_folder(tmp_path / "five", 5)
+    out = _blackout("run", "--dataset", "mnist", "--data-dir", str(folder), "--tasks", "2", "--iterations", "1", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "task 1: 1 test image; a verdict needs at least 10 per task" in out.stderr
+    assert out.stdout == "" and not any(tmp_path.rglob("result.json"))  # no verdict, no result
+
+
+def test_the_same_settings_on_other_data_get_another_run_id(tmp_path, monkeypatch, capsys):
+    """Two folders of MNIST-format images (same shape and count, other pixels), and a copy of the first."""
+    monkeypatch.setenv("BLACKOUT_DATA_CACHE", str(tmp_path / "cache"))
+    a = _mnist_folder(tmp_path / "a", 100, seed=0)
+    _mnist_folder(tmp_path / "b", 100, seed=1)
+    shutil.copytree(a, tmp_path / "a2")
+    ids = {}
+    for name in ("a", "b", "a2"):
+        code = main(["run", "--dataset", "mnist", "--data-dir", str(tmp_path / name), "--tasks", "1", "--iterations", "2",
+                     "--hidden", "4", "--sharpness", "0", "--quiet", "--out", str(tmp_path / f"out-{name}")])
+        assert code == 0, capsys.readouterr().err
+        result = json.loads((tmp_path / f"out-{name}" / "result.json").read_text())
+        assert result["config"]["data"]["data_id"].startswith("28x28 80+20 ")
+        ids[name] = result["run_id"]
+    assert ids["a"] == ids["a2"] != ids["b"]
+
+
+def test_a_study_swept_on_one_data_set_is_not_extended_silently_with_another(tmp_path, monkeypatch, capsys):
+    """The same grid on other images is other runs: the second sweep is refused as another grid."""
+    monkeypatch.setenv("BLACKOUT_DATA_CACHE", str(tmp_path / "cache"))
+    grid = ["--dataset", "mnist", "--tasks", "1", "--iterations", "2", "--hidden", "4", "--sharpness", "0", "--jobs", "1"]
+    study = tmp_path / "s"
+    assert main(["sweep", str(study), "--data-dir", str(_mnist_folder(tmp_path / "a", 100, seed=0)), *grid]) == 0
+    capsys.readouterr()
+    _fails(capsys, ["sweep", str(study), "--data-dir", str(_mnist_folder(tmp_path / "b", 100, seed=1)), *grid],
+           "this study already holds 1 runs of another grid")
+    [row] = Store(study / "results.sqlite", "s").rows()
+    assert row["config"]["data"]["data_id"].startswith("28x28 80+20 ")

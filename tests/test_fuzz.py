@@ -431,3 +431,32 @@ def test_nastiest_inputs_are_one_line_errors(tmp_path, monkeypatch, argv, conten
     argv = [a.replace("{dir}", str(tmp_path)) for a in argv]
     assert assert_contract(argv) == 2
     assert not (tmp_path / "s").exists()
+
+
+NESTINGS = {  # TOML that nests ``d`` levels deep, in each way the format allows; True: the reader recurses per level
+    "arrays": (lambda d: "tasks = " + "[" * d + "1" + "]" * d, True),
+    "inline tables": (lambda d: "tasks = " + "{a = " * d + "1" + "}" * d, True),
+    "grid arrays": (lambda d: "[grid]\nhidden = " + "[" * d + "8" + "]" * d, True),
+    "dotted keys": (lambda d: ".".join(["a"] * d) + " = 1", False),
+    "table headers": (lambda d: "[" + ".".join(["a"] * d) + "]\nb = 1", False),
+    "arrays of tables": (lambda d: "[[" + ".".join(["a"] * d) + "]]\nb = 1", False),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(NESTINGS))
+def test_nesting_grown_until_the_reader_gives_up_is_always_one_line(workdir, shape):
+    """Depth quadruples from 1 to 4096 for every way TOML nests, as a run config and as a sweep spec:
+    never a RecursionError or a traceback, never a message of more than one short line; past the
+    reader's depth the message says so."""
+    text, recursive = NESTINGS[shape]
+    too_deep = []
+    for depth in (4**k for k in range(7)):
+        path = workdir / "deep.toml"
+        path.write_text(text(depth))
+        for argv in (["run", "--check", "--config", str(path)], ["sweep", str(workdir / "study"), "--check", "--spec", str(path)]):
+            code, _, err = call(argv)
+            assert code == 2 or code == 0 and depth == 1, (shape, depth, argv, err[-300:])
+            assert code == 0 or err.startswith("blackout: error:") and len(err.splitlines()) == 1, (shape, depth, err[-300:])
+            assert len(err) < 1000, (shape, depth, len(err))
+            too_deep.append("nested too deeply for the TOML reader" in err)
+    assert any(too_deep) == recursive

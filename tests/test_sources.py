@@ -452,3 +452,103 @@ def test_all_mirrors_fail_lists_each(server, tmp_path):
     assert f"{missing}{FILES[0]}: HTTP 404" in msg
     assert "\n" not in msg
     assert list((tmp_path / "dl").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- the data's shape and identity
+
+
+@pytest.mark.parametrize("side", [27, 1, 29])
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_known_datasets_refuse_images_of_another_size(tmp_path, name, side):
+    rng = np.random.default_rng(0)
+    write_idx(tmp_path / FILES[2], rng.integers(0, 256, size=(20, side, side), dtype=np.uint8))
+    write_idx(tmp_path / FILES[3], (np.arange(20) % 10).astype(np.uint8))
+    with pytest.raises(DataError, match=rf"t10k-images-idx3-ubyte.gz: holds {side}x{side} images; expected 28x28 "
+                                        rf"images for {name}"):
+        load_dataset(name, tmp_path)
+
+
+def test_identity_is_the_shape_counts_and_a_hash_of_the_content(tmp_path):
+    write_set(tmp_path / "a")
+    write_set(tmp_path / "b")  # the same arrays, elsewhere
+    write_set(tmp_path / "c")
+    write_idx(tmp_path / "c" / FILES[2], make_images(10, seed=7)[0])  # other test images, same shape and count
+    a, b, c = (load_dataset("mnist", tmp_path / n) for n in "abc")
+    arrays = write_set(tmp_path / "ref")
+    h = hashlib.sha256()
+    for k in ("xtr", "ytr", "xte", "yte"):
+        h.update(np.ascontiguousarray(arrays[k]).tobytes())
+    assert a.identity == f"28x28 30+10 {h.hexdigest()[:16]}"
+    assert b.identity == a.identity and c.identity != a.identity
+    sources._load_idx_dir.cache_clear()  # the identity is kept with the decoded copy
+    assert load_dataset("mnist", tmp_path / "a").identity == a.identity
+    assert re.fullmatch(r"8x8 1437\+360 [0-9a-f]{16}", load_dataset("digits").identity)
+
+
+def test_different_data_never_share_a_run_id(tmp_path):
+    """The run id of a run on other images differs, on images of the same content it is the same; a
+    config planned on one data set refuses to train on another."""
+    from blackout.config import RunConfig
+    from blackout.experiment.data.sources import identified
+
+    for n in "abc":
+        write_set(tmp_path / n)
+    write_idx(tmp_path / "c" / FILES[2], make_images(10, seed=7)[0])
+    cfg = RunConfig.from_flat({"dataset": "mnist", "tasks": 1, "iterations": 1, "hidden": "4", "sharpness": 0,
+                               "test_limit": 0})
+    a, b, c = (identified(cfg, load_dataset("mnist", tmp_path / n)) for n in "abc")
+    assert a.run_id == b.run_id != c.run_id and len({a.run_id, c.run_id, cfg.run_id}) == 3
+    assert a.data.data_id == load_dataset("mnist", tmp_path / "a").identity
+    assert identified(a, load_dataset("mnist", tmp_path / "b")) == a
+    with pytest.raises(DataError, match=rf"{tmp_path / 'c'}: holds the data 28x28 30\+10 [0-9a-f]{{16}}, but this run "
+                                        rf"was planned on {re.escape(a.data.data_id)}"):
+        identified(a, load_dataset("mnist", tmp_path / "c"))
+
+
+# --------------------------------------------------------------------------- decompression bombs
+
+
+def test_a_decompression_bomb_is_refused_within_bounded_memory(tmp_path):
+    """A gzip of about 0.2 MB whose header promises 10 images but which expands to 200 MB: refused
+    after decompressing little more than the header promises (peak memory measured in a fresh process)."""
+    import subprocess
+    import sys
+    import zlib
+
+    bomb = tmp_path / FILES[2]
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
+    parts = [comp.compress(idx_bytes(np.zeros((10, 28, 28), np.uint8)))]
+    zeros = bytes(1 << 20)
+    parts += [comp.compress(zeros) for _ in range(200)]
+    bomb.write_bytes(b"".join(parts) + comp.flush())
+    assert bomb.stat().st_size < 1 << 20
+    code = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from blackout.experiment.data.sources import read_idx\n"
+        "from blackout.errors import DataError\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    read_idx(Path(sys.argv[1]), ndim=3)\n"
+        "except DataError as e:\n"
+        "    print(e)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    message, grown_mib = out.stdout.strip().splitlines()
+    assert int(grown_mib) < 32, grown_mib
+    assert f"{bomb}: holds more than the header's 10 x 28 x 28 = 7840 data bytes" in message
+
+
+def test_a_header_promising_more_than_the_file_can_hold_is_refused_before_decompressing(tmp_path):
+    """Deflate expands at most about 1032-fold: a header that promises more is refused from the sizes alone."""
+    small = tmp_path / "small.gz"
+    small.write_bytes(gzip.compress(struct.pack(">IIII", 0x0803, 60000, 28, 28) + bytes(100)))
+    with pytest.raises(DataError, match=r"small.gz: its header promises 60000 x 28 x 28 = 47040000 data bytes, more "
+                                        r"than a gzip file of [0-9]+ bytes can hold"):
+        read_idx(small, ndim=3)
+    plain = tmp_path / "plain"
+    plain.write_bytes(struct.pack(">IIII", 0x0803, 2**31, 2**31, 28) + bytes(100))
+    with pytest.raises(DataError, match=r"plain: 100 data bytes after the header; expected 2147483648 x 2147483648 x 28"):
+        read_idx(plain, ndim=3)

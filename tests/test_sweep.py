@@ -256,3 +256,23 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("base,message", [
+    ("[base.model]\nlr = 0.1\n", r"{f}: (\[base\] )?unknown setting model.lr$"),
+    ("[base.nosuchsection]\nlr = 0.1\n", r"{f}: unknown setting 'nosuchsection'"),
+    ("[base]\nbatch_size = 10\n[base.train]\nbatch_size = 20\n",
+     r"{f}: (\[base\] )?batch_size is given twice \(as batch_size and as train.batch_size\)$"),
+    ("[base]\nbatch-size = 10\nbatch_size = 20\n", r"{f}: (\[base\] )?batch_size is given twice \(as batch-size and as batch_size\)$"),
+])
+def test_sweep_base_is_validated_as_a_run_config_is(tmp_path, base, message):
+    from blackout.config import RunConfig, load_toml
+
+    f = tmp_path / "s.toml"
+    f.write_text(base)
+    with pytest.raises(ConfigError, match=message.format(f="s.toml")):
+        load_spec(f)
+    run_file = tmp_path / "r.toml"  # the same table as a run config is refused the same way
+    run_file.write_text(base.replace("[base.", "[").replace("[base]", ""))
+    with pytest.raises(ConfigError, match=message.format(f="r.toml")):
+        RunConfig.from_dict(load_toml(run_file), where="r.toml: ")

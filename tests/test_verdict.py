@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
+import torch
 
 from blackout.errors import ConfigError
 from blackout.experiment import verdict
+from blackout.experiment.data.sources import load_dataset
 from blackout.experiment.train import run
 from tests.conftest import small
 
@@ -84,3 +86,40 @@ def test_real_run_that_cannot_learn_says_so():
     r = run(small(lr=1e-9, tasks=2, method="sgd"))
     assert r.verdict.task is None and r.verdict.learned is False
     assert "never learned" in r.verdict.text(r.tasks_run)
+
+
+# -- data under which a verdict means nothing is refused before training --------------------------
+
+def _hand_made(y_train, y_test):
+    from blackout.experiment.data.sources import Dataset
+
+    images = lambda n: torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(n))
+    return Dataset("digits", images(len(y_train)), torch.tensor(y_train), images(len(y_test)), torch.tensor(y_test),
+                   10, "hand-made", "")
+
+
+@pytest.mark.parametrize("kw,y_train,y_test,message", [
+    ({}, [3] * 40, [3] * 20, r"task 1: its training images hold 1 class \(3\); a verdict needs at least 2"),
+    ({}, list(range(10)) * 4, [3] * 20, r"task 1: its test images hold 1 class \(3\)"),
+    ({}, list(range(4)), [7], r"task 1: 1 test image; a verdict needs at least 10 per task"),
+    ({"stream": "split", "tasks": 2}, [0, 1] * 20, [0, 1] * 9, r"task [12]: [09] test images?;"),
+    ({}, list(range(10)) * 4, [0] * 18 + [1, 2], (r"task 1: chance 0.90 \(its most frequent class\) \+ margin 0.1 "
+                                                  r">= 1: even a perfect score could not count as learned")),
+    ({"margin": 0.3}, list(range(10)) * 4, [0] * 14 + list(range(1, 7)), r"task 1: chance 0.70 .* \+ margin 0.3 >= 1"),
+])
+def test_data_under_which_a_verdict_means_nothing_is_refused(kw, y_train, y_test, message):
+    from blackout.errors import DataError
+    from blackout.experiment.data.streams import Streams
+
+    cfg = small(**{"tasks": 1, **kw})
+    streams = Streams(cfg.data, _hand_made(y_train, y_test), [0])
+    with pytest.raises(DataError, match="hand-made: " + message):
+        streams.check(cfg.blackout.margin)
+
+
+def test_data_a_verdict_can_judge_passes():
+    from blackout.experiment.data.streams import Streams
+
+    Streams(small().data, _hand_made(list(range(10)) * 4, list(range(10)) * 2), [0]).check(0.1)
+    cfg = small(stream="split", tasks=5, classes_per_task=2, test_limit=10)
+    Streams(cfg.data, load_dataset("digits"), [0, 1, 2]).check(0.1)

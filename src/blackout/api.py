@@ -43,13 +43,15 @@ def run(cfg: RunConfig | str | None = None, *, data_dir: str | Path | None = Non
     ``cfg``: a RunConfig, or a preset name ("seed-blog", "digits") that ``settings`` override, or
     None for the defaults overridden by ``settings`` (flat names, as on the command line).
     """
+    from .experiment.data.sources import identified, load_dataset
     from .experiment.train import run as train_run
 
     if not isinstance(cfg, RunConfig):
         cfg = config(cfg, **settings)
     elif settings:
         cfg = RunConfig.from_flat(settings, cfg)
-    return train_run(cfg, None if data_dir is None else str(data_dir), on_task)
+    data_dir = None if data_dir is None else str(data_dir)
+    return train_run(identified(cfg, load_dataset(cfg.data.dataset, data_dir)), data_dir, on_task)
 
 
 def register_method(cls):
@@ -96,7 +98,7 @@ class Study:
         A study holds one grid: runs beyond those it already has are refused unless ``extend``.
         ``on_plan(n_runs, n_todo, pool)`` is called once the work is known, before any run starts.
         """
-        from .experiment.data.sources import load_dataset
+        from .experiment.data.sources import identified, load_dataset
         from .experiment.methods import registry
         from .study.pools import InlinePool, LocalPool, RayPool, run_sweep
 
@@ -107,6 +109,9 @@ class Study:
         name = spec.name or self._recorded_name() or self.path.resolve().name
         in_main = any(registry()[c.method.method].__module__ == "__main__" for c in configs)
         pool = RayPool(ray, jobs) if ray else InlinePool() if in_main else LocalPool(jobs)
+        data = {d: load_dataset(d, None if data_dir is None else str(data_dir))  # a missing data file fails now
+                for d in sorted({c.data.dataset for c in configs})}
+        configs = [identified(c, data[c.data.dataset]) for c in configs]  # run ids name the data too
         store = self._store(name, create=True)
         try:
             new = store.unknown([c.run_id for c in configs])
@@ -114,8 +119,6 @@ class Study:
             if new and held and not extend:
                 raise ConfigError(f"{self.path}: this study already holds {held} runs of another grid; "
                                   f"--extend adds these {len(new)} new runs to it, or choose a new study folder")
-            for d in sorted({c.data.dataset for c in configs}):  # a missing data file fails now, not every run
-                load_dataset(d, None if data_dir is None else str(data_dir))
             self._record_spec(spec, name, len(configs), len(new))
             if on_plan:
                 on_plan(len(configs), len(store.todo([c.run_id for c in configs])) + len(new), pool)

@@ -22,11 +22,19 @@ from typing import Any
 from . import __version__
 from .errors import ConfigError
 from .experiment.methods import registry
+from .experiment.verdict import MIN_TEST_IMAGES
 from .settings import Setting
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
 DATASET_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
 N_CLASSES = 10
+# Bounds of the numbers a run can use. Seeds: the seeds derived from one (seed x 104729 + 3 and the like)
+# must stay inside torch's 64-bit generator. Steps and epochs: a run must end. Threads: past any CPU
+# sold today, and far below the tens of thousands at which starting the thread pool crashes.
+MAX_SEED = 2**32 - 1
+MAX_STEPS = 10**8
+MAX_EPOCHS = 10**5
+MAX_THREADS = 256
 
 
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None, check=None, expected: str = "") -> Any:
@@ -46,8 +54,13 @@ class DataConfig:
     angle_step: float = _f(10.0, "rotated: task t is rotated by (t - 1) x angle_step degrees")
     train_limit: int = _f(0, "use only the first N training images (0: all); the test set is unchanged",
                           check=lambda n: n >= 0, expected=">= 0")
+    data_id: str = _f("", "the data's identity (image size, train+test counts, content hash), recorded from the data "
+                          "when a run or sweep is planned, so runs on different data never share a run id; a recorded "
+                          "one must match the data read (empty: not recorded)")
     test_limit: int = _f(0, "evaluate on the first N test images of each task (0: all)",
-                         check=lambda n: n >= 0, expected=">= 0")
+                         check=lambda n: n == 0 or n >= MIN_TEST_IMAGES,
+                         expected=f"0 (all) or at least {MIN_TEST_IMAGES} test images per task (fewer cannot tell "
+                                  "learning from chance)")
 
 
 @dataclass(frozen=True)
@@ -90,11 +103,12 @@ class TrainConfig:
     optimizer: str = _f("sgd", "optimizer", ("sgd", "adam"))
     lr: float = _f(0.1, "learning rate", check=lambda v: v > 0, expected="a learning rate > 0")
     batch_size: int = _f(100, "mini-batch size", check=lambda n: n >= 1, expected="at least 1")
-    iterations: int = _f(800, "optimizer steps per task (ignored when epochs > 0)")
+    iterations: int = _f(800, "optimizer steps per task (ignored when epochs > 0)", check=lambda n: n <= MAX_STEPS,
+                         expected=f"at most {MAX_STEPS:,} steps per task")
     epochs: float = _f(0.0, "passes over each task's training set (0: use iterations)",
-                       check=lambda v: v >= 0, expected=">= 0")
-    seed: int = _f(0, "seed of weights, permutations, batches and Fisher labels", check=lambda n: n >= 0,
-                   expected="a seed >= 0")
+                       check=lambda v: 0 <= v <= MAX_EPOCHS, expected=f"0 <= epochs <= {MAX_EPOCHS} (a run must end)")
+    seed: int = _f(0, "seed of weights, permutations, batches and Fisher labels", check=lambda n: 0 <= n <= MAX_SEED,
+                   expected=f"a seed from 0 to {MAX_SEED} (the seeds derived from it must fit torch's generator)")
     eval_all: bool = _f(False, "after each task evaluate every task, also future ones (forward transfer)")
     sharpness: int = _f(8, "Lanczos steps of the sharpness measurement (top Hessian eigenvalue of the penalised "
                             "loss) at the end of each task; 0: off", check=lambda n: n >= 0, expected=">= 0")
@@ -102,7 +116,7 @@ class TrainConfig:
                             "(the flag also takes auto: the best one present)", ("cpu", "cuda", "mps"))
     threads: int = _f(1, "CPU threads of one run's arithmetic; part of the run's identity because a matrix product "
                          "split over more threads rounds differently (studies run one process per core instead)",
-                      check=lambda n: n >= 1, expected="at least 1")
+                      check=lambda n: 1 <= n <= MAX_THREADS, expected=f"1 to {MAX_THREADS} threads")
 
 
 @dataclass(frozen=True)
@@ -265,6 +279,14 @@ def flat_settings(nested: dict[str, Any], where: str = "") -> dict[str, Any]:
     if not isinstance(nested, dict):
         raise ConfigError(f"{where}expected a table of settings, got {type(nested).__name__}")
     flat: dict[str, Any] = {}
+    given: dict[str, str] = {}  # setting name -> how it was written, to refuse a second spelling of it
+
+    def add(k: str, v: Any, shown: str) -> None:
+        name = k.replace("-", "_") if isinstance(k, str) else k
+        if name in given:
+            raise ConfigError(f"{where}{printable(str(name))} is given twice (as {given[name]} and as {shown})")
+        given[name], flat[k] = shown, v
+
     for key, value in nested.items():
         if key in SECTIONS and isinstance(value, dict):
             for k, v in value.items():
@@ -272,9 +294,9 @@ def flat_settings(nested: dict[str, Any], where: str = "") -> dict[str, Any]:
                 in_section = (FIXED.get(name, ("",))[0] == key) if key != "method" else (name == "method" or name in method_settings())
                 if not in_section:
                     raise ConfigError(f"{where}unknown setting {key}.{printable(k)}")
-                flat[k] = v
+                add(k, v, f"{key}.{printable(k)}")
         else:
-            flat[key] = value
+            add(key, value, printable(str(key)))
     return flat
 
 
@@ -312,6 +334,9 @@ def validate(c: RunConfig) -> None:
         raise ConfigError(f"device: {t.device} is not available on this machine (use cpu, or auto for the best one present)")
     if c.model.gating and c.model.arch != "mlp":
         raise ConfigError(f"gating: context-dependent gating masks MLP hidden units, got arch {c.model.arch!r}")
+    if t.sharpness > n_params_estimate(c):  # Lanczos finds at most one new direction per parameter
+        raise ConfigError(f"sharpness: expected at most {_count(n_params_estimate(c))} Lanczos steps (the network's "
+                          f"parameters), got {t.sharpness}")
     cls.check(c)
     _check_size(c)
 
@@ -350,6 +375,11 @@ def _check_size(c: RunConfig) -> None:
     if weights > memory:
         raise ConfigError(f"hidden: a network of {_count(n_params_estimate(c))} parameters needs about "
                           f"{_gib(weights)} GiB for its weights and their state, more than this machine's "
+                          f"{memory / 2**30:.1f} GiB")
+    k = c.train.sharpness
+    probe = 4 * 8 * k * k  # the sharpness probe's k x k tridiagonal matrix, built densely, and its copies
+    if probe > memory:
+        raise ConfigError(f"sharpness: {k:,} Lanczos steps need about {_gib(probe)} GiB, more than this machine's "
                           f"{memory / 2**30:.1f} GiB")
 
 
@@ -393,3 +423,5 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{name}: not valid TOML ({e})") from None
     except ValueError as e:  # an integer past Python's digit limit, which the TOML reader does not catch
         raise ConfigError(f"{name}: not valid TOML ({str(e).split(';')[0]})") from None
+    except RecursionError:  # the reader recurses once per level of nested arrays and inline tables
+        raise ConfigError(f"{name}: not valid TOML (nested too deeply for the TOML reader)") from None

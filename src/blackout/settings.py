@@ -3,14 +3,16 @@
 The run configuration's fixed fields and every method's own settings are declared this way, so
 the command line, TOML files, sweep grids and validation all read one description. Values arrive
 as TOML values or command-line strings; ``coerce`` turns them into the setting's type or raises
-``ConfigError`` naming where they came from. Numbers must be written plainly: ``1_0``, ``१०`` or
-``inf`` are refused rather than read as something the user may not have meant.
+``ConfigError`` naming where they came from. Numbers given as text (flags, sweep ranges) must be
+written plainly: ``1_0``, ``१०`` or ``inf`` are refused rather than read as something the user may not
+have meant. A TOML file's numbers arrive already read by TOML's rules, where ``1_0`` is 10.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,6 +22,8 @@ _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 _KIND = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+_SHORT = reprlib.Repr()  # a value as shown in a message: nested and long values cut short, so the line stays short
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 4, 80, 80
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class Setting:
                 return tuple(_scalar(int, x.strip() if isinstance(x, str) else x) for x in items)
             return _scalar(self.kind, raw)
         except (TypeError, ValueError):
-            raise ConfigError(f"{what}: expected {self.describe()}, got {raw!r}") from None
+            raise ConfigError(f"{what}: expected {self.describe()}, got {_SHORT.repr(raw)}") from None
         except OverflowError:  # an integer beyond the largest float
             raise ConfigError(f"{what}: expected a finite number, got {raw!r}") from None
 

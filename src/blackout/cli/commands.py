@@ -81,6 +81,7 @@ def build_config(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..api import run
+    from ..experiment.data.sources import identified, load_dataset
     from ..experiment.outputs import check_out_dir, write_run_folder
     from .render import render_run
 
@@ -88,6 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.check:
         print(cfg.canonical_json())
         return 0
+    cfg = identified(cfg, load_dataset(cfg.data.dataset, args.data_dir))  # its run id names the data it reads
     out = check_out_dir(Path(args.out) if args.out else Path("runs") / cfg.run_id)  # before any training
     bar = _task_bar(cfg.data.tasks, args.json or args.quiet)
     warned: set[str] = set()

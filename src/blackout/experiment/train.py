@@ -22,7 +22,7 @@ import torch
 from .. import __version__
 from ..config import RunConfig
 from . import metrics, plasticity, sharpness, stability, verdict
-from .data.sources import load_dataset
+from .data.sources import identified, load_dataset
 from .data.streams import Streams
 from .gating import Gates
 from .methods import registry
@@ -165,7 +165,10 @@ class Experiment:
         seeds = [c.seed for c in configs]
         self.device = torch.device(cfg.train.device)
         self.data = on_device(load_dataset(cfg.data.dataset, data_dir), self.device)  # placed once
+        for c in configs:
+            identified(c, self.data)  # a config planned on other data is refused
         self.streams = Streams(cfg.data, self.data, seeds)
+        self.streams.check(max(c.blackout.margin for c in configs))
         self.tasks = len(self.streams)
         self.net = build_net(cfg.model, tuple(self.data.x_train.shape[1:]), self.streams.n_out, seeds).to(self.device)
         self.n_params = n_params(self.net)

@@ -7,12 +7,47 @@ above it before (cause ``collapsed``): the network has lost the old tasks *and* 
 new one, unlike ordinary forgetting, where the newest task is still learned. A run that never
 learned any task above chance + margin has not blacked out: there was nothing to lose (its
 verdict says "never learned"). A task's chance level is the accuracy of always answering its most
-frequent class (``Stream.chance``).
+frequent class (``chance_level``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+MIN_TEST_IMAGES = 10  # per task: accuracy then moves in steps of at most 0.1, the default margin
+
+
+def chance_level(y_test: np.ndarray) -> float:
+    """A task's chance level: the accuracy of always answering the most frequent class of its test labels.
+
+    A network that has collapsed to one output scores this on the task holding that class (about 0.5
+    on a two-class split task, about 0.11 on permuted MNIST), so verdicts judge each task against it
+    rather than against 1 / outputs. 1 for a task without test labels.
+    """
+    y_test = np.asarray(y_test)
+    return float(np.bincount(y_test).max()) / len(y_test) if len(y_test) else 1.0
+
+
+def unjudgeable(y_train: np.ndarray, y_test: np.ndarray, margin: float) -> str | None:
+    """Why no verdict could mean anything on a task with these training and test labels, or None.
+
+    A task needs at least ``MIN_TEST_IMAGES`` test images, two classes among its training images (with
+    one, a constant output solves it) and among its test images (with one, chance is 1 and nothing can
+    be learned above it), and chance + ``margin`` < 1, so that a perfect score counts as learned.
+    """
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    if len(y_test) < MIN_TEST_IMAGES:
+        return f"{len(y_test)} test image{'s' if len(y_test) != 1 else ''}; a verdict needs at least {MIN_TEST_IMAGES} per task"
+    for part, y in (("training", y_train), ("test", y_test)):
+        classes = np.unique(y)
+        if len(classes) < 2:
+            shown = f" ({int(classes[0])})" if len(classes) else ""
+            return f"its {part} images hold {len(classes)} class{shown}; a verdict needs at least 2 in both its training and test images"
+    chance = chance_level(y_test)
+    if chance + margin >= 1:
+        return (f"chance {chance:.2f} (its most frequent class) + margin {margin:g} >= 1: even a perfect score could "
+                "not count as learned")
+    return None
 
 
 def _above(R: np.ndarray, chance: np.ndarray, margin: float) -> np.ndarray:

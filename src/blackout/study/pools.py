@@ -119,9 +119,11 @@ class LocalPool:
     """A process pool, by default one worker per core (a run trains with the threads its config names, 1 by default)."""
 
     def __init__(self, jobs: int | None = None):
-        if jobs is not None and jobs < 1:
-            raise ConfigError(f"--jobs: expected at least 1, got {jobs}")
-        self.jobs = jobs or os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+        if jobs is not None and not 1 <= jobs <= 4 * cores:  # each worker holds its own data and network
+            raise ConfigError(f"--jobs: expected 1 to {4 * cores} worker processes (4 x this machine's {cores} cores), "
+                              f"got {jobs}")
+        self.jobs = jobs or cores
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> LocalPool:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import FIXED, RunConfig, checked_setting, known, load_toml, printable, setting_of
+from ..config import FIXED, RunConfig, checked_setting, flat_settings, known, load_toml, printable, setting_of
 from ..errors import ConfigError
 from ..presets import run_preset
 
@@ -176,8 +176,7 @@ def load_spec(path: str | Path, base: RunConfig | None = None) -> SweepSpec:
         if not isinstance(doc["preset"], str):
             raise ConfigError(f"{where('preset')}preset: expected a name in quotes, got {doc['preset']!r}")
         cfg = RunConfig.from_flat(run_preset(doc["preset"]), cfg, where=where("preset"), strict=False)
-    flat = dict(checked_setting(k, v, where(k)) for key, value in (doc.get("base") or {}).items()
-                for k, v in (value if isinstance(value, dict) else {key: value}).items())
+    flat = dict(checked_setting(k, v, where(k)) for k, v in flat_settings(doc.get("base") or {}, f"{shown}: [base] ").items())
     spec = SweepSpec(cfg, parse_grids(doc.get("grid"), where), doc.get("study"))
     spec = spec.with_settings({k: (v,) for k, v in flat.items()}, where=f"{shown}: [base] ")
     spec.configs()  # validate every combination before any run starts

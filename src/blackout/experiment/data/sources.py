@@ -11,7 +11,6 @@ and the split is stated in ``Dataset.note`` so reports can say what was trained 
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import http.client
 import math
@@ -33,6 +32,7 @@ from ...errors import DataError
 
 NAMES = ("digits", "mnist", "fashion-mnist")
 N_CLASSES = 10
+IMAGE_SIZE = {"mnist": (28, 28), "fashion-mnist": (28, 28)}  # (H, W) of the IDX datasets' images
 
 # Roles of the four IDX files, with the stem of each file's standard name.
 STEMS = {
@@ -94,6 +94,7 @@ class Dataset:
     n_classes: int
     source: str
     note: str
+    identity: str = ""  # "HxW n_train+n_test hash": different data never share it (see ``fingerprint``)
 
     def __repr__(self) -> str:
         return (
@@ -114,15 +115,15 @@ def read_idx(path: Path, *, ndim: int | None = None) -> np.ndarray:
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            if f.read(2) == _GZIP_MAGIC:
+                f.seek(0)
+                raw = _gunzip_idx(path, f, os.fstat(f.fileno()).st_size)
+            else:
+                f.seek(0)
+                raw = f.read()
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise DataError(f"{path}: truncated or corrupt gzip stream ({exc}); expected a complete gzipped IDX file") from exc
-
     want = f"0x{0x800 | ndim:08x}" if ndim is not None else "0x000008NN"
     what = {3: " (unsigned-byte images)", 1: " (unsigned-byte labels)"}.get(ndim, " (unsigned-byte IDX)")
     if len(raw) < 4:
@@ -141,6 +142,55 @@ def read_idx(path: Path, *, ndim: int | None = None) -> np.ndarray:
         shape = " x ".join(str(d) for d in dims)
         raise DataError(f"{path}: {have} data bytes after the header; expected {shape} = {expected}")
     return np.frombuffer(raw, dtype=np.uint8, count=expected, offset=header).reshape(dims)
+
+
+# Deflate writes at least one bit per 258 bytes of output: no gzip stream expands more than about 1032-fold.
+_MAX_INFLATION = 1032
+
+
+def _gunzip_idx(path: Path, f, size: int) -> bytes:
+    """The decompressed bytes of gzipped IDX file ``f`` (``size`` bytes), never more than its header promises.
+
+    The header is decompressed first; the data size it promises is then checked against what a gzip
+    stream of this size can hold, and the rest is decompressed with that size as its bound, so a
+    decompression bomb costs no more memory than the data it claims to be.
+    """
+    stream = zlib.decompressobj(wbits=31)  # gzip framing
+
+    def inflate(limit: int) -> bytes:
+        out = bytearray()
+        while len(out) < limit:
+            chunk = stream.unconsumed_tail or f.read(1 << 16)
+            if not chunk:
+                break
+            out += stream.decompress(chunk, limit - len(out))
+            if stream.eof:
+                break
+        return bytes(out)
+
+    try:
+        head = inflate(4)
+        if len(head) < 4 or head[2] != _IDX_UBYTE:
+            return head  # too short or not unsigned-byte IDX: read_idx says which
+        head += inflate(4 * head[3])
+        dims = struct.unpack(f">{head[3]}I", head[4:]) if len(head) == 4 + 4 * head[3] else None
+        if dims is None:
+            return head
+        expected = math.prod(dims)
+        if expected > _MAX_INFLATION * size:
+            shape = " x ".join(str(d) for d in dims)
+            raise DataError(f"{path}: its header promises {shape} = {expected} data bytes, more than a gzip file of "
+                            f"{size} bytes can hold; expected a complete gzipped IDX file")
+        body = inflate(expected + 1)
+    except (EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: truncated or corrupt gzip stream ({exc}); expected a complete gzipped IDX file") from exc
+    if len(body) > expected:
+        shape = " x ".join(str(d) for d in dims)
+        raise DataError(f"{path}: holds more than the header's {shape} = {expected} data bytes; expected exactly that many")
+    if not stream.eof:
+        raise DataError(f"{path}: truncated or corrupt gzip stream (it ends before its end marker); expected a "
+                        "complete gzipped IDX file")
+    return head + body
 
 
 def _find_file(directory: Path, stem: str) -> Path | None:
@@ -224,14 +274,18 @@ def _file_key(found: dict[str, Path]) -> tuple:
 
 @functools.lru_cache(maxsize=4)
 def _load_idx_dir(name: str, directory: str, key: tuple) -> Dataset:
-    arrays, meta = decoded(("idx", name, key), lambda: _decode_idx_dir(directory, key))
+    arrays, meta = decoded(("idx", name, key), lambda: _decode_idx_dir(name, directory, key))
     return Dataset(name, _to_images(arrays["x_train"]), _to_labels(arrays["y_train"]), _to_images(arrays["x_test"]),
-                   _to_labels(arrays["y_test"]), N_CLASSES, directory, meta["note"])
+                   _to_labels(arrays["y_test"]), N_CLASSES, directory, meta["note"], meta["identity"])
 
 
-def _decode_idx_dir(directory: str, key: tuple) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def _decode_idx_dir(name: str, directory: str, key: tuple) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     found = {role: Path(path) for role, path, _, _ in key}
     x_te, y_te = _read_pair(found["test_images"], found["test_labels"])
+    if x_te.shape[1:] != IMAGE_SIZE[name]:
+        h, w = IMAGE_SIZE[name]
+        raise DataError(f"{found['test_images']}: holds {x_te.shape[1]}x{x_te.shape[2]} images; expected {h}x{w} "
+                        f"images for {name}")
     if "train_images" not in found:
         n = x_te.shape[0]
         n_test = int(round(n * TEST_ONLY_FRACTION))
@@ -254,11 +308,25 @@ def _decode_idx_dir(directory: str, key: tuple) -> tuple[dict[str, np.ndarray], 
 
 # --------------------------------------------------------------------------- decoded cache
 
-DECODED_VERSION = 1
+DECODED_VERSION = 2  # 2: the data's identity is kept with the arrays
+
+
+def fingerprint(arrays: dict[str, np.ndarray]) -> str:
+    """The data's identity: image size, train+test counts and a hash of the decoded arrays.
+
+    Part of every run's identity (``DataConfig.data_id``), so runs on different data never share a
+    run id, even under one dataset name: the 10,000 test images split in two are not MNIST's 60,000.
+    """
+    h = hashlib.sha256()
+    for k in ("x_train", "y_train", "x_test", "y_test"):
+        h.update(np.ascontiguousarray(arrays[k]).tobytes())
+    x, n_test = arrays["x_train"], len(arrays["x_test"])
+    return f"{x.shape[-2]}x{x.shape[-1]} {len(x)}+{n_test} {h.hexdigest()[:16]}"
 
 
 def decoded(key: tuple, build) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Arrays decoded once and kept in the user cache as an uncompressed .npz, for ``key``.
+    """Arrays decoded once and kept in the user cache as an uncompressed .npz, for ``key``, with their
+    ``meta`` (the split note and the ``fingerprint``, computed once here).
 
     ``key`` names the sources by path, size and modification time (for digits: scikit-learn's
     version), so an edited or replaced file is decoded afresh; a checksum would read the whole
@@ -271,10 +339,12 @@ def decoded(key: tuple, build) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files if not k.startswith("meta_")}
             meta = {k[5:]: str(z[k]) for k in z.files if k.startswith("meta_")}
-        return arrays, meta
+        if "identity" in meta:
+            return arrays, meta
     except (OSError, ValueError, KeyError, zlib.error, EOFError):
         pass  # not cached yet, or a damaged cache file: decode again
     arrays, meta = build()
+    meta = {**meta, "identity": fingerprint(arrays)}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{digest}.", suffix=".npz", dir=path.parent)
@@ -284,6 +354,22 @@ def decoded(key: tuple, build) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     except OSError:
         pass
     return arrays, meta
+
+
+def identified(cfg, data: Dataset):
+    """``cfg`` (a RunConfig) with the identity of ``data`` recorded, so its run id names the data too.
+
+    A config that already records an identity is returned as it is if ``data`` has that identity, else
+    refused: it was planned on other data (the files changed, or another folder was given).
+    """
+    import dataclasses
+
+    if cfg.data.data_id == data.identity:
+        return cfg
+    if cfg.data.data_id:
+        raise DataError(f"{data.source}: holds the data {data.identity}, but this run was planned on "
+                        f"{cfg.data.data_id}; expected the same data (or a new run)")
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_id=data.identity))
 
 
 def _load_from(name: str, directory: Path) -> Dataset:
@@ -298,7 +384,7 @@ def _load_digits() -> Dataset:
 
     a, meta = decoded(("digits", version("scikit-learn"), DIGITS_TEST_FRACTION), _decode_digits)
     tr_x, tr_y, te_x, te_y = (torch.from_numpy(np.ascontiguousarray(a[k])) for k in ("x_train", "y_train", "x_test", "y_test"))
-    return Dataset("digits", tr_x, tr_y, te_x, te_y, N_CLASSES, "scikit-learn load_digits", meta["note"])
+    return Dataset("digits", tr_x, tr_y, te_x, te_y, N_CLASSES, "scikit-learn load_digits", meta["note"], meta["identity"])
 
 
 def _decode_digits() -> tuple[dict[str, np.ndarray], dict[str, str]]:

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from typing import TYPE_CHECKING
 
-from ...errors import ConfigError
+from ...errors import ConfigError, DataError
+from ..verdict import chance_level, unjudgeable
 from .sources import Dataset
 
 if TYPE_CHECKING:
@@ -93,16 +94,8 @@ class Stream:
         return len(self.tasks)
 
     def chance(self, task: Task) -> float:
-        """The task's own chance level: the test accuracy of always answering its most frequent class.
-
-        A network that has collapsed to one output scores this on the task holding that class
-        (about 0.5 on a two-class split task, about 0.11 on permuted MNIST), so verdicts judge
-        each task against it rather than against 1 / outputs.
-        """
-        y = self.split(task, "test").y
-        if len(y) == 0:
-            return 1.0
-        return float(torch.bincount(y).max()) / len(y)
+        """The task's own chance level (``verdict.chance_level`` of its test labels)."""
+        return chance_level(self.split(task, "test").y.cpu().numpy())
 
     def split(self, task: Task, part: str) -> Split:
         """Indices and targets of ``part`` ("train" or "test") for ``task``; cached per task."""
@@ -204,6 +197,20 @@ class Streams:
         if len(sizes) != 1:
             raise ValueError("members of a stacked run need tasks of equal size")
         return sizes.pop()
+
+    def check(self, margin: float) -> None:
+        """Refuse, before any training, data on which some task's verdict would mean nothing
+        (``verdict.unjudgeable``: too few test images, one class, or chance + margin >= 1)."""
+        for s in self.members:
+            seen = set()  # permuted and rotated tasks share one split: judged once
+            for task in s.tasks:
+                train, test = s.split(task, "train"), s.split(task, "test")
+                if (id(train), id(test)) in seen:
+                    continue
+                seen.add((id(train), id(test)))
+                why = unjudgeable(train.y.cpu().numpy(), test.y.cpu().numpy(), margin)
+                if why:
+                    raise DataError(f"{self.data.source}: task {task.index + 1}: {why}")
 
     def chance(self, m: int) -> list[float]:
         s = self.members[m]
