@@ -13,8 +13,6 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,19 +20,8 @@ import pytest
 from blackout.cli import main
 from blackout.experiment.result import Result
 from blackout.study.store import Store
+from tests.commandline import blackout, refused, run_commands
 from tests.factory import make_result
-
-
-def blackout(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The command line as a user runs it: a fresh process (a hang fails the test instead of blocking it)."""
-    return subprocess.run([sys.executable, "-m", "blackout", *map(str, argv)], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
-
-
-def refused(p: subprocess.CompletedProcess, message: str) -> None:
-    assert p.returncode == 2, p.stderr
-    assert p.stderr.startswith("blackout: error:") and len(p.stderr.strip().splitlines()) == 1, p.stderr
-    assert message in p.stderr, p.stderr
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -74,7 +61,7 @@ def _foreign_layout(path: Path, runs_table: str) -> None:
     path.mkdir()
     with sqlite3.connect(path / "results.sqlite") as c:
         c.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        c.execute("INSERT INTO meta VALUES ('study', 's'), ('schema', '1')")
+        c.execute("INSERT INTO meta VALUES ('study', 'st'), ('schema', '1')")
         c.execute(runs_table)
         c.execute("INSERT INTO runs (run_id) VALUES ('a')")
     c.close()
@@ -84,14 +71,14 @@ def _foreign_layout(path: Path, runs_table: str) -> None:
     ("CREATE TABLE runs (run_id TEXT, payload BLOB, status TEXT)", "table runs has columns run_id, payload, status"),
     ("CREATE TABLE runs (run_id TEXT PRIMARY KEY, config TEXT, status TEXT, error TEXT, owner TEXT, attempts INTEGER, "
      "created REAL, started REAL, finished REAL, seconds REAL, version TEXT, seed INTEGER, blackout_task INTEGER, "
-     "avg_acc REAL, result BLOB)", "column result is BLOB, expected TEXT"),
+     "avg_acc REAL, result BLOB)", "table runs: column result is BLOB, expected TEXT"),
 ])
 def test_a_store_with_another_table_layout_is_refused_untouched(tmp_path, runs_table, message):
     st = tmp_path / "st"
     _foreign_layout(st, runs_table)
     before = digest(st)
-    for argv in (*READERS, SWEEP):
-        refused(blackout(*_argv(argv, st, tmp_path)), f"{st / 'results.sqlite'}: not a blackout store ({message}")
+    for result in run_commands(*(_argv(argv, st, tmp_path) for argv in (*READERS, SWEEP))):
+        refused(result, f"{st / 'results.sqlite'}: not a blackout store ({message}")
     assert digest(st) == before and sorted(os.listdir(st)) == ["results.sqlite"]
 
 
@@ -104,8 +91,8 @@ def test_a_store_with_overwritten_pages_is_one_line_naming_it(study, tmp_path, w
     raw[at:at + 4096] = bytes(range(256)) * 16
     (st / "results.sqlite").write_bytes(bytes(raw))
     before = digest(st)
-    for argv in (*READERS, SWEEP):
-        refused(blackout(*_argv(argv, st, tmp_path)), f"{st / 'results.sqlite'}: damaged store")
+    for result in run_commands(*(_argv(argv, st, tmp_path) for argv in (*READERS, SWEEP))):
+        refused(result, f"{st / 'results.sqlite'}: damaged store")
     assert digest(st) == before
 
 
@@ -133,7 +120,7 @@ DAMAGE = [  # (field, value, what the one line says)
     ("metrics", [1, 2], "metrics: expected an object"),
     ("metrics.avg_acc", "high", "metrics.avg_acc: expected a number or null, got 'high'"),
     ("diagnostics", {"task": 1}, "diagnostics: expected a list of 3 objects (one per task run)"),
-    ("diagnostics.0.train_loss", "low", "diagnostics.train_loss: expected numbers, lists of numbers or null"),
+    ("diagnostics.0.train_loss", "low", "diagnostics[0].train_loss: expected a number, a list of numbers or null"),
     ("blackout.task", 99, "blackout.task: expected an integer from 1 to 3 or null, got 99"),
     ("blackout.cause", 3, "blackout.cause: expected 'collapsed' or 'diverged'"),
     ("blackout.learned", "no", "blackout.learned: expected true or false, got 'no'"),
@@ -188,17 +175,18 @@ def test_every_reader_refuses_a_damaged_stored_result(study, tmp_path, capsys, f
 
 
 def test_a_damaged_result_in_an_archive_is_refused_like_one_in_a_store(study, tmp_path):
-    p = blackout("export", study, "--format", "jsonl", "--out", tmp_path / "a.jsonl.gz")
-    assert p.returncode == 0, p.stderr
+    assert main(["export", str(study), "--format", "jsonl", "--out", str(tmp_path / "a.jsonl.gz")]) == 0
     lines = gzip.decompress((tmp_path / "a.jsonl.gz").read_bytes()).decode().splitlines()
     lines[1] = json.dumps(_set(json.loads(lines[1]), "tasks_run", -7))
     (tmp_path / "b.jsonl").write_text("\n".join(lines) + "\n")
-    for argv in (["analyze", tmp_path / "b.jsonl"], ["report", tmp_path / "b.jsonl"]):
-        refused(blackout(*argv), "b.jsonl:2: not a blackout result (tasks_run: expected 3 (the rows of acc), got -7)")
+    for result in run_commands(["analyze", tmp_path / "b.jsonl"], ["report", tmp_path / "b.jsonl"]):
+        refused(result, "b.jsonl:2: not a blackout result (tasks_run: expected 3 (the rows of acc), got -7)")
     assert not (tmp_path / "b.html").exists()
 
 
 def test_a_row_damaged_beyond_json_is_refused_by_every_reader(study, tmp_path):
     st = _damaged_copy(study, tmp_path, "{not json")
-    for argv in READERS:
-        refused(blackout(*_argv(argv, st, tmp_path)), "damaged stored result")
+    p = blackout(*_argv(READERS[0], st, tmp_path))  # as a user types it
+    refused((p.returncode, p.stderr), "damaged stored result")
+    for result in run_commands(*(_argv(argv, st, tmp_path) for argv in READERS[1:])):
+        refused(result, "damaged stored result")

@@ -80,7 +80,7 @@ def test_run_checks_its_results_folder_before_training(tmp_path, capsys, monkeyp
     f.write_text("x")
     _fails(capsys, ["run", "--tasks", "1", "--out", str(f)], "is a file, expected a folder")
     (tmp_path / "d" / "result.json").mkdir(parents=True)
-    _fails(capsys, ["run", "--tasks", "1", "--out", str(tmp_path / "d")], "result.json there is a folder")
+    _fails(capsys, ["run", "--tasks", "1", "--out", str(tmp_path / "d")], "result.json: is a folder, expected a file path")
 
 
 def test_run_creates_missing_parent_folders(tmp_path):

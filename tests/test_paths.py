@@ -1,6 +1,6 @@
 """Paths of the wrong kind, and outputs over files blackout did not write: one line, exit code 2, nothing touched.
 
-Every command runs as a fresh process; a FIFO that blocked would time the test out instead of hanging it.
+Every command runs in a fresh process; a FIFO that blocked would time the test out instead of hanging it.
 """
 
 from __future__ import annotations
@@ -10,26 +10,14 @@ import hashlib
 import json
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from blackout.experiment.outputs import check_out_dir, write_run_folder
 from blackout.study.store import Store
+from tests.commandline import blackout, refused, run_commands
 from tests.factory import make_result
-
-
-def blackout(*argv, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "blackout", *map(str, argv)], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
-
-
-def refused(p: subprocess.CompletedProcess, message: str) -> None:
-    assert p.returncode == 2, p.stderr
-    assert p.stderr.startswith("blackout: error:") and len(p.stderr.strip().splitlines()) == 1, p.stderr
-    assert message in p.stderr, p.stderr
 
 
 def sha(path: Path) -> str:
@@ -66,13 +54,15 @@ SWEEP = ["--dataset", "digits", "--tasks", "1", "--iterations", "5", "--hidden",
 def test_reading_a_study_leaves_its_folder_as_it_was(study, tmp_path):
     before = listing(study)
     assert sorted(before) == ["results.sqlite", "sweep.json"]  # a store at rest has no -wal or -shm
-    for argv in (["analyze", study], ["analyze", study, "--json", "--methods"],
-                 ["report", study, "--out", tmp_path / "r.html"], ["export", study, "--out", tmp_path / "r.csv"],
-                 ["export", study, "--format", "parquet", "--out", tmp_path / "r.parquet"],
-                 ["export", study, "--format", "jsonl", "--out", tmp_path / "r.jsonl.gz"]):
-        p = blackout(*argv)
-        assert p.returncode == 0, p.stderr
-        assert listing(study) == before, argv
+    p = blackout("analyze", study)
+    assert p.returncode == 0, p.stderr
+    assert listing(study) == before
+    done = run_commands(["analyze", study, "--json", "--methods"], ["report", study, "--out", tmp_path / "r.html"],
+                        ["export", study, "--out", tmp_path / "r.csv"],
+                        ["export", study, "--format", "parquet", "--out", tmp_path / "r.parquet"],
+                        ["export", study, "--format", "jsonl", "--out", tmp_path / "r.jsonl.gz"])
+    assert [code for code, _ in done] == [0] * 5, done
+    assert listing(study) == before
 
 
 # -- paths of the wrong kind -------------------------------------------------------------------------
@@ -80,27 +70,27 @@ def test_reading_a_study_leaves_its_folder_as_it_was(study, tmp_path):
 def test_a_regular_file_is_not_a_study_folder(tmp_path):
     f = tmp_path / "notes.txt"
     f.write_text("mine\n")
-    refused(blackout("sweep", f, *SWEEP), f"{f}: is a file, expected a study folder")
-    refused(blackout("demo", "--out", f), f"{f}: is a file, expected a study folder")
-    refused(blackout("analyze", f), f"{f}: is a file, expected a study folder or a results archive")
-    refused(blackout("sweep", tmp_path / "notes.txt" / "sub", *SWEEP), f"{f}: is a file, expected a folder")
+    done = run_commands(["sweep", f, *SWEEP], ["demo", "--out", f], ["analyze", f],
+                        ["sweep", tmp_path / "notes.txt" / "sub", *SWEEP])
+    for result, message in zip(done, ("is a file, expected a", "is a file, expected a",
+                                      "is a file, expected a study folder or a results archive",
+                                      "is a file, expected a folder")):
+        refused(result, f"{f}: {message}")
     assert f.read_text() == "mine\n" and sorted(os.listdir(tmp_path)) == ["notes.txt"]
 
 
 def test_an_empty_path_is_refused_and_nothing_is_written_here(tmp_path, study):
-    for argv, message in ((["sweep", "", *SWEEP], "study folder: expected a path, got ''"),
-                          (["demo", "--out", ""], "--out: expected a path, got ''"),
-                          (["run", "--tasks", "1", "--out", ""], "--out: expected a path, got ''"),
-                          (["export", study, "--out", ""], "--out: expected a path, got ''"),
-                          (["report", study, "--out", ""], "--out: expected a path, got ''")):
-        refused(blackout(*argv, cwd=tmp_path), message)
+    done = run_commands(["sweep", "", *SWEEP], ["demo", "--out", ""], ["run", "--tasks", "1", "--out", ""],
+                        ["export", study, "--out", ""], ["report", study, "--out", ""], cwd=tmp_path)
+    for result, message in zip(done, ["argument study: expected a path, got ''"] + ["--out: expected a path, got ''"] * 4):
+        refused(result, message)
     assert os.listdir(tmp_path) == []
 
 
 def test_a_report_whose_figures_folder_is_a_file_is_refused(study, tmp_path):
     blocked = tmp_path / "r-figures"
     blocked.write_text("mine\n")
-    refused(blackout("report", study, "--out", tmp_path / "r.html"), f"{blocked}: is a file, expected a folder")
+    refused(*run_commands(["report", study, "--out", tmp_path / "r.html"]), f"{blocked}: is a file, expected a folder")
     assert blocked.read_text() == "mine\n" and not (tmp_path / "r.html").exists()
 
 
@@ -113,16 +103,17 @@ def test_fifos_are_refused_without_being_opened(study, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     os.mkfifo(run_dir / "accuracy.csv")
-    for argv, message in ((["run", "--config", fifo, "--check"], f"{fifo}: is a FIFO (named pipe), expected a regular file"),
-                          (["sweep", tmp_path / "x", "--spec", fifo, "--check"], f"{fifo}: is a FIFO"),
-                          (["analyze", st], f"{st / 'results.sqlite'}: is a FIFO"),
-                          (["sweep", st, *SWEEP], f"{st / 'results.sqlite'}: is a FIFO"),
-                          (["analyze", fifo], f"{fifo}: is a FIFO"),
-                          (["export", study, "--out", fifo], f"--out {fifo}: is a FIFO"),
-                          (["report", study, "--out", fifo], f"--out {fifo}: is a FIFO"),
-                          (["run", "--dataset", "digits", "--tasks", "1", "--out", run_dir],
-                           f"{run_dir / 'accuracy.csv'}: is a FIFO")):
-        refused(blackout(*argv), message)
+    cases = ((["run", "--config", fifo, "--check"], f"{fifo}: is a FIFO (named pipe), expected a TOML file"),
+             (["sweep", tmp_path / "x", "--spec", fifo, "--check"], f"{fifo}: is a FIFO"),
+             (["analyze", st], f"{st / 'results.sqlite'}: is a FIFO"),
+             (["sweep", st, *SWEEP], f"{st / 'results.sqlite'}: is a FIFO"),
+             (["analyze", fifo], f"{fifo}: is a FIFO"),
+             (["export", study, "--out", fifo], f"--out {fifo}: is a FIFO"),
+             (["report", study, "--out", fifo], f"--out {fifo}: is a FIFO"),
+             (["run", "--dataset", "digits", "--tasks", "1", "--out", run_dir],
+              f"{run_dir / 'accuracy.csv'}: is a FIFO (named pipe), expected a regular file"))
+    for result, (_, message) in zip(run_commands(*(argv for argv, _ in cases)), cases):
+        refused(result, message)
     for p in (fifo, st / "results.sqlite", run_dir / "accuracy.csv"):
         assert stat.S_ISFIFO(p.lstat().st_mode)
     assert os.listdir(run_dir) == ["accuracy.csv"] and os.listdir(st) == ["results.sqlite"]
@@ -143,23 +134,26 @@ def _character_device(tmp_path: Path) -> Path:
 
 def test_a_character_device_is_never_replaced(study, tmp_path):
     dev = _character_device(tmp_path)
-    for argv in (["export", study, "--out", dev], ["export", study, "--format", "jsonl", "--out", dev],
-                 ["report", study, "--out", dev]):
-        refused(blackout(*argv), f"--out {dev}: is a character device, expected a regular file")
-        assert stat.S_ISCHR(dev.lstat().st_mode)
+    p = blackout("export", study, "--out", dev)
+    refused((p.returncode, p.stderr), f"--out {dev}: is a character device, expected a regular file")
+    for result in run_commands(["export", study, "--format", "jsonl", "--out", dev], ["report", study, "--out", dev]):
+        refused(result, f"--out {dev}: is a character device, expected a regular file")
+    assert stat.S_ISCHR(dev.lstat().st_mode)
 
 
 # -- outputs never replace files blackout did not write ----------------------------------------------
 
 def test_run_refuses_a_folder_holding_another_programs_results(tmp_path):
-    for name, text in (("result.json", '{"accuracy": 0.93, "version": "2.1"}\n'),
-                       ("accuracy.csv", "after_task,score\n1,0.9\n"),
-                       ("diagnostics.csv", "task,owner,due\n1,me,today\n")):
+    foreign = {"result.json": '{"accuracy": 0.93, "version": "2.1"}\n', "accuracy.csv": "after_task,score\n1,0.9\n",
+               "diagnostics.csv": "task,owner,due\n1,me,today\n"}
+    for name, text in foreign.items():
+        (tmp_path / name.split(".")[0]).mkdir()
+        (tmp_path / name.split(".")[0] / name).write_text(text)
+    done = run_commands(*(["run", "--dataset", "digits", "--tasks", "1", "--out", tmp_path / n.split(".")[0]]
+                          for n in foreign))
+    for result, (name, text) in zip(done, foreign.items()):
         d = tmp_path / name.split(".")[0]
-        d.mkdir()
-        (d / name).write_text(text)
-        refused(blackout("run", "--dataset", "digits", "--tasks", "1", "--out", d),
-                f"{d / name}: exists and was not written by blackout")
+        refused(result, f"{d / name}: exists and was not written by blackout; refusing to replace it")
         assert (d / name).read_text() == text and os.listdir(d) == [name]
 
 
@@ -193,17 +187,16 @@ def test_exports_and_reports_replace_only_their_own_kind(study, tmp_path):
     _foreign_parquet(tmp_path / "a.parquet")
     foreign["a.parquet"] = (tmp_path / "a.parquet").read_bytes()
     fmt = {"a.csv": "csv", "a.jsonl.gz": "jsonl", "b.jsonl.gz": "jsonl", "a.jsonl": "jsonl", "a.parquet": "parquet"}
-    for name, f in fmt.items():
-        refused(blackout("export", study, "--format", f, "--out", tmp_path / name), "exists and was not written by blackout")
-    refused(blackout("report", study, "--out", tmp_path / "index.html"), "exists and was not written by blackout")
+    done = run_commands(*(["export", study, "--format", f, "--out", tmp_path / name] for name, f in fmt.items()),
+                        ["report", study, "--out", tmp_path / "index.html"])
+    for result in done:
+        refused(result, "exists and was not written by blackout; refusing to replace it")
     assert {n: sha(tmp_path / n) for n in foreign} == {n: hashlib.sha256(d).hexdigest() for n, d in foreign.items()}
-    # outputs of blackout's own are replaced, in place, each by a file of its kind
-    for f, name in (("csv", "own.csv"), ("parquet", "own.parquet"), ("jsonl", "own.jsonl.gz")):
-        for _ in range(2):
-            p = blackout("export", study, "--format", f, "--out", tmp_path / name)
-            assert p.returncode == 0, p.stderr
-    for _ in range(2):
-        p = blackout("report", study, "--out", tmp_path / "own.html")
-        assert p.returncode == 0, p.stderr
+    # outputs of blackout's own are replaced, each by a file of its kind
+    own = [["export", study, "--format", f, "--out", tmp_path / name]
+           for f, name in (("csv", "own.csv"), ("parquet", "own.parquet"), ("jsonl", "own.jsonl.gz"))]
+    own.append(["report", study, "--out", tmp_path / "own.html"])
+    done = run_commands(*own, *own)
+    assert [code for code, _ in done] == [0] * 8, done
     assert '<meta name="generator" content="blackout' in (tmp_path / "own.html").read_text()
     assert not list(tmp_path.glob(".*.tmp"))
