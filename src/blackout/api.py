@@ -131,7 +131,7 @@ class Study:
         from .files import need_file
 
         path = self.path / "sweep.json"
-        if not need_file(path, "a sweep record (JSON)"):
+        if self.archive or not need_file(path, "a sweep record (JSON)"):
             return None
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))

@@ -7,9 +7,10 @@ or on a shared filesystem that honours SQLite locks) can work on one study at on
 losing or duplicating a row. A process killed mid-run leaves its rows ``running``;
 ``reclaim_stale`` returns them to ``pending`` once their owner is known to be dead.
 
-A store at rest is an ordinary (rollback-journal) database with no companion files: the last writer
-to close it switches it back from WAL, so that a reader, which opens it read-only, leaves nothing
-behind. Every open checks the file's kind, its header, its table layout and its pages, and every
+A store at rest is an ordinary (rollback-journal) database with no companion files: a writer
+switches it to WAL at its first write and the last writer to close it switches it back, so that a
+reader, which opens it read-only, leaves nothing behind, and a process that only reads (a refused
+sweep) leaves every byte as it was. Every open checks the file's kind, its header, its table layout and its pages, and every
 SQLite error on a damaged file becomes a StoreError naming it.
 """
 
@@ -155,6 +156,7 @@ class Store:
         self.readonly = readonly
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._conn: sqlite3.Connection | None = None
+        self._wal = False  # whether this connection has written (and so put the store in WAL mode)
 
         if need_file(self.path, "a results store (an SQLite file)"):
             _check_header(self.path)
@@ -180,14 +182,11 @@ class Store:
                 self._conn = conn
                 self._init_schema()
             else:
-                self._check_meta(meta)
+                self._check_meta(meta, conn)
             problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
             if problems != ["ok"]:  # one line: SQLite's report spans several, with a banner
                 lines = [" ".join(ln.split()) for p in problems for ln in p.splitlines() if not ln.startswith("***")]
                 raise StoreError(f"{self.path}: damaged store ({'; '.join(lines)})")
-            # Only after the checks: switching to WAL rewrites the header of the file.
-            if not readonly and conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
         except sqlite3.DatabaseError as e:
             conn.close()
             self._conn = None
@@ -204,7 +203,7 @@ class Store:
         with self._write() as conn:
             meta = _read_meta(conn, self.path)
             if meta is not None:
-                self._check_meta(meta)
+                self._check_meta(meta, conn)
                 return
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -213,7 +212,7 @@ class Store:
                 [("study", self.study), ("schema", str(SCHEMA_VERSION)), ("created", repr(time.time()))],
             )
 
-    def _check_meta(self, meta: dict[str, str]) -> None:
+    def _check_meta(self, meta: dict[str, str], conn: sqlite3.Connection) -> None:
         if "study" not in meta or "schema" not in meta:
             raise StoreError(f"{self.path}: not a blackout store (meta lacks study or schema)")
         try:
@@ -225,6 +224,7 @@ class Store:
                 f"{self.path}: store has newer schema {schema}; upgrade blackout "
                 f"(this version reads schema {SCHEMA_VERSION})"
             )
+        _check_layout(conn, self.path)
         if self.study is None:
             self.study = meta["study"]
         elif meta["study"] != self.study:
@@ -235,6 +235,9 @@ class Store:
         """A short write transaction; IMMEDIATE takes the write lock up front so that WAL
         never fails an upgrade from read to write with an immediate SQLITE_BUSY."""
         conn = self._connection()
+        if not self._wal:  # only a write changes the file: switching to WAL rewrites its header
+            conn.execute("PRAGMA journal_mode = WAL")
+            self._wal = True
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -395,8 +398,7 @@ class Store:
 
     @_guarded
     def rows(self, status: str | None = None) -> list[dict]:
-        """Every column of every run (or of one status), ordered by run_id, JSON fields parsed and a
-        result checked as ``results`` checks it."""
+        """Every column of every run (or of one status), ordered by run_id, JSON fields parsed as stored."""
         sql = f"SELECT {', '.join(_COLUMNS)} FROM runs"
         args: tuple = ()
         if status is not None:
@@ -407,12 +409,11 @@ class Store:
         out = []
         for r in self._connection().execute(sql + " ORDER BY run_id", args):
             d = dict(zip(_COLUMNS, r))
-            try:
-                d["config"] = json.loads(d["config"]) if d["config"] is not None else None
-            except (ValueError, TypeError) as e:
-                raise StoreError(f"{self.path}: run {d['run_id']}: damaged stored config ({e})") from None
-            if d["result"] is not None or d["status"] == "done":
-                d["result"] = self._result(d["run_id"], d["result"]).to_dict()
+            for key in ("config", "result"):
+                try:
+                    d[key] = json.loads(d[key]) if d[key] is not None else None
+                except (ValueError, TypeError, RecursionError) as e:
+                    raise StoreError(f"{self.path}: run {d['run_id']}: damaged stored {key} ({e})") from None
             out.append(d)
         return out
 
@@ -504,7 +505,8 @@ class Store:
         config_cols: dict[str, None] = {}
         records = []
         for row in rows:
-            res = row["result"] or {}
+            # a finished run's result is checked as every reader checks it
+            res = self._result(row["run_id"], row["result"]).to_dict() if row["status"] == "done" else {}
             cfg = row["config"] if row["config"] is not None else res.get("config") or {}
             flat = {(k if k not in fixed else f"config.{k}"): v for k, v in _flatten(cfg).items()}
             config_cols.update(dict.fromkeys(flat))
@@ -536,7 +538,7 @@ class Store:
         if self._conn is None:
             return
         conn, self._conn = self._conn, None
-        if not self.readonly:
+        if self._wal:
             try:
                 conn.execute("PRAGMA busy_timeout = 0")
                 conn.execute("PRAGMA journal_mode = DELETE")
@@ -592,7 +594,6 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str] | None:
         return None
     if "runs" not in tables:
         raise StoreError(f"{path}: not a blackout store (a meta table but no runs table)")
-    _check_layout(conn, path)
     return {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}
 
 
