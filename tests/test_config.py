@@ -86,7 +86,7 @@ def test_toml_sections_and_errors(tmp_path):
     latin.write_bytes(b'dataset = "caf\xe9"\n')
     with pytest.raises(ConfigError, match=r"latin.toml: not UTF-8 text \(byte 14\)"):
         load_toml(latin)
-    with pytest.raises(ConfigError, match="is a directory"):
+    with pytest.raises(ConfigError, match="is a folder, expected a TOML file"):
         load_toml(tmp_path)
     wrong = tmp_path / "wrong.toml"
     wrong.write_text("[model]\nwidth = 3\n")

@@ -60,11 +60,11 @@ def test_no_output_may_be_the_store(study, capsys, command, suffix):
 def test_an_existing_file_of_another_kind_is_never_replaced(study, tmp_path, capsys):
     notes = tmp_path / "notes.csv"
     notes.write_text("my notes, not a table\n")
-    _fails(capsys, ["export", str(study), "--out", str(notes)], "exists and is not a CSV table written by blackout export")
+    _fails(capsys, ["export", str(study), "--out", str(notes)], "exists and was not written by blackout; refusing to replace it")
     assert notes.read_text() == "my notes, not a table\n"
     page = tmp_path / "page.html"
     page.write_bytes(b"\x89PNG not html")
-    _fails(capsys, ["report", str(study), "--out", str(page)], "exists and is not an HTML page")
+    _fails(capsys, ["report", str(study), "--out", str(page)], "exists and was not written by blackout")
     table = tmp_path / "runs.csv"
     assert main(["export", str(study), "--out", str(table)]) == 0
     assert main(["export", str(study), "--out", str(table)]) == 0  # its own kind: replaced
@@ -80,7 +80,7 @@ def test_run_checks_its_results_folder_before_training(tmp_path, capsys, monkeyp
     f.write_text("x")
     _fails(capsys, ["run", "--tasks", "1", "--out", str(f)], "is a file, expected a folder")
     (tmp_path / "d" / "result.json").mkdir(parents=True)
-    _fails(capsys, ["run", "--tasks", "1", "--out", str(tmp_path / "d")], "result.json there is a folder")
+    _fails(capsys, ["run", "--tasks", "1", "--out", str(tmp_path / "d")], "result.json: is a folder, expected a file path")
 
 
 def test_run_creates_missing_parent_folders(tmp_path):

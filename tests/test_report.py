@@ -246,7 +246,12 @@ def test_predictor_is_shown_beside_the_rule():
 def test_no_finished_runs_says_so_and_clears_stale_figures(tmp_path):
     figures = tmp_path / "figures"
     figures.mkdir()
-    (figures / "plasticity.png").write_bytes(PNG_MAGIC)
+    from matplotlib.figure import Figure
+
+    from blackout.study.plots import save_figure
+
+    save_figure(Figure(), figures / "plasticity")  # a figure an earlier report saved
+    (figures / "mine.png").write_bytes(PNG_MAGIC)
     lost = {"run_id": "lost", "config": None, "error": "worker died", "attempts": 3}
     path = write_report(tmp_path / "r.html", ResultSet([], [lost]), title="empty", figures=figures, n_boot=5)
     page = Page(path.read_text(encoding="utf-8"))
@@ -256,6 +261,7 @@ def test_no_finished_runs_says_so_and_clears_stale_figures(tmp_path):
     assert "No study specification was given" in page.sections["study"]
     assert not [t for t, _ in page.tags if t == "img"] and "Plasticity figure skipped" in page.sections["figures"]
     assert not (figures / "plasticity.png").exists()  # it would contradict this report
+    assert (figures / "mine.png").read_bytes() == PNG_MAGIC
 
 
 def test_failed_rendering_leaves_the_old_page(tmp_path):

@@ -131,8 +131,10 @@ class Study:
         return meta.get("study") if meta else None
 
     def _sweep_json(self) -> dict | None:
+        from .files import need_file
+
         path = self.path / "sweep.json"
-        if not path.exists():
+        if self.archive or not need_file(path, "a sweep record (JSON)"):
             return None
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
@@ -155,9 +157,11 @@ class Study:
         os.replace(tmp, self.path / "sweep.json")
 
     def _store(self, name: str | None, create: bool):
+        from .files import need_folder
         from .study.store import Store
 
-        if not create and not self.store_path.exists():
+        if not create and not (need_folder(self.path, "a study folder or a results archive (.jsonl or .jsonl.gz)")
+                               and self.store_path.exists()):
             raise ConfigError(f"{self.path}: no study here (missing {STORE_FILE}); run `blackout sweep {self.path}` first")
         return Store(self.store_path, name, create=create, readonly=not create)
 
@@ -185,11 +189,11 @@ class Study:
     def report(self, out: str | Path | None = None, axis: str = "width") -> Path:
         """Write the self-contained HTML report (default ``STUDY/report.html``) and, beside it, its
         figures as PNG and SVG (``STUDY/figures``, or ``NAME-figures`` next to a report written elsewhere)."""
-        from .study.files import check_output
-        from .study.report import write_report
+        from .files import check_output
+        from .study.report import is_report, write_report
 
         default = self.path.with_name(self.path.name.split(".")[0] + ".html") if self.archive else self.path / "report.html"
-        out = check_output(Path(out) if out else default, "html", self.store_path)
+        out = check_output(Path(out) if out else default, is_report, store=self.store_path)
         beside = not self.archive and out.resolve() == default.resolve()
         figures = self.path / "figures" if beside else out.with_name(f"{out.stem}-figures")
         rs = self.results()
@@ -198,14 +202,15 @@ class Study:
                             study=meta, figures=figures)
 
     def export(self, fmt: str = "csv", out: str | Path | None = None) -> Path:
-        from .study.files import check_output
+        from .files import check_output
+        from .study.store import EXPORTS
 
         if fmt not in ("csv", "parquet", "jsonl"):
             raise ConfigError(f"--format: expected csv, parquet or jsonl, got {fmt!r}")
         if self.archive:
             raise ConfigError(f"{self.path}: already an export; `blackout report` and `analyze` read it")
-        out = check_output(Path(out) if out else self.path / f"results.{fmt}{'.gz' if fmt == 'jsonl' else ''}", fmt,
-                           self.store_path)
+        out = check_output(Path(out) if out else self.path / f"results.{fmt}{'.gz' if fmt == 'jsonl' else ''}",
+                           EXPORTS[fmt], store=self.store_path)
         with self._store(None, create=False) as store:
             return store.export(out, fmt)
 

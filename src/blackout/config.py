@@ -23,6 +23,7 @@ from . import __version__
 from .errors import ConfigError
 from .experiment.methods import registry
 from .experiment.verdict import MIN_TEST_IMAGES
+from .files import need_file
 from .settings import Setting
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
@@ -408,6 +409,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         import tomli as tomllib  # type: ignore[no-redef]
     p = Path(path)
     name = printable(str(p))
+    need_file(p, "a TOML file", name)  # a FIFO or a device is refused unopened: reading one blocks
     try:
         with p.open("rb") as fh:
             return tomllib.load(fh)

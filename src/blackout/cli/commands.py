@@ -24,6 +24,13 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def path_arg(text: str) -> str:
+    """An argparse type: a path, never empty (an empty one would mean the current folder)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got ''")
+    return text
+
+
 # -- settings as flags ------------------------------------------------------------------------
 
 def add_setting_flags(p: argparse.ArgumentParser, as_lists: bool = False) -> None:
@@ -64,7 +71,7 @@ def args_run(r: argparse.ArgumentParser) -> None:
     r.add_argument("--preset", choices=sorted(RUN_PRESETS), help="start from a named configuration")
     r.add_argument("--config", metavar="FILE.toml", help="settings file ([data], [model], ... sections or flat keys); flags override it")
     r.add_argument("--data-dir", help="directory holding the dataset's IDX files (else the user cache, then download)")
-    r.add_argument("--out", help="results folder (default: runs/RUN_ID); created if missing")
+    r.add_argument("--out", type=path_arg, help="results folder (default: runs/RUN_ID); created if missing")
     r.add_argument("--json", action="store_true", help="print the result as one JSON object")
     r.add_argument("--quiet", action="store_true", help="print nothing; only write the results folder")
     r.add_argument("--check", action="store_true", help="validate and print the canonical config, train nothing")
@@ -138,7 +145,7 @@ def _task_bar(total: int, quiet: bool):
 # -- studies --------------------------------------------------------------------------------------
 
 def args_sweep(s: argparse.ArgumentParser) -> None:
-    s.add_argument("study", help="study folder (created if needed)")
+    s.add_argument("study", type=path_arg, help="study folder (created if needed)")
     s.add_argument("--preset", help="a named study grid (seed-capacity, methods-blackout, keep-learning, ...)")
     s.add_argument("--spec", metavar="FILE.toml", help="sweep file with [base] and [grid] tables")
     s.add_argument("--seeds", help="seeds to sweep, e.g. 0-4 or 0,3,7")
@@ -244,7 +251,7 @@ def _duration(seconds: float) -> str:
 
 
 def _axis_arg(a: argparse.ArgumentParser) -> None:
-    a.add_argument("study")
+    a.add_argument("study", type=path_arg)
     a.add_argument("--axis", choices=("width", "depth", "params"), default="width", help="capacity axis")
 
 
@@ -278,7 +285,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def args_report(a: argparse.ArgumentParser) -> None:
     _axis_arg(a)
-    a.add_argument("--out", help="report file (default: STUDY/report.html)")
+    a.add_argument("--out", type=path_arg, help="report file (default: STUDY/report.html)")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -287,11 +294,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def args_export(e: argparse.ArgumentParser) -> None:
-    e.add_argument("study")
+    e.add_argument("study", type=path_arg)
     e.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv",
                    help="csv or parquet: one flat row per run; jsonl: every result whole, an archive that "
                         "`blackout analyze` and `report` read like a study (gzipped for a .gz name)")
-    e.add_argument("--out", help="output file (default: STUDY/results.FORMAT, results.jsonl.gz)")
+    e.add_argument("--out", type=path_arg, help="output file (default: STUDY/results.FORMAT, results.jsonl.gz)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -300,7 +307,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def args_demo(d: argparse.ArgumentParser) -> None:
-    d.add_argument("--out", default="studies/demo", help="study folder (default: studies/demo)")
+    d.add_argument("--out", type=path_arg, default="studies/demo", help="study folder (default: studies/demo)")
     d.add_argument("--jobs", type=positive_int, help="worker processes (default: number of cores)")
     d.add_argument("--verbose", action="store_true")
 

@@ -160,39 +160,81 @@ class Result:
 
     @classmethod
     def from_dict(cls, d: Any) -> Result:
-        """The inverse of ``to_dict``; a malformed document raises ValueError naming the field."""
+        """The inverse of ``to_dict``, and the one check of a stored result: every field's type, range and
+        shape (acc has ``tasks_run`` rows of ``config.data.tasks`` values in [0, 1] or null, one diagnostics
+        row per task run, verdict tasks among those run). A malformed document raises ValueError naming the field."""
         _need(isinstance(d, dict), "result", "a JSON object", d)
         for key, kind in (("run_id", str), ("version", str), ("config", dict), ("acc", list), ("blackout", dict)):
             _need(isinstance(d.get(key), kind), key, f"a {kind.__name__}", d.get(key))
+        _need(d["run_id"] != "", "run_id", "a non-empty str", d["run_id"])
         cfg = d["config"]
         for section in ("data", "model", "method", "train", "blackout"):
             _need(isinstance(cfg.get(section), dict), f"config.{section}", "an object", cfg.get(section))
         tasks = cfg["data"].get("tasks")
-        _need(isinstance(tasks, int) and tasks >= 1, "config.data.tasks", "an integer >= 1", tasks)
+        _need(_int(tasks) and tasks >= 1, "config.data.tasks", "an integer >= 1", tasks)
+        for section, key in (("data", "dataset"), ("data", "stream"), ("model", "arch"), ("method", "method")):
+            v = cfg[section].get(key)
+            _need(isinstance(v, str) and v != "", f"config.{section}.{key}", "a name", v)
+        hidden = cfg["model"].get("hidden")
+        _need(isinstance(hidden, list) and all(_int(h) and h >= 1 for h in hidden), "config.model.hidden",
+              "a list of integers >= 1", hidden)
         rows = d["acc"]
         _need(all(isinstance(r, list) and len(r) == tasks for r in rows), "acc", f"rows of {tasks} values", rows[:1])
         _need(len(rows) <= tasks, "acc", f"at most {tasks} rows", len(rows))
-        values = [v for r in rows for v in r]
-        _need(all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values),
-              "acc", "numbers or null", next((v for v in values if not isinstance(v, (int, float, type(None)))), None))
-        acc = np.array([[np.nan if v is None else float(v) for v in r] for r in rows], dtype=float).reshape(len(rows), tasks)
-        diags = d.get("diagnostics") or []
-        _need(isinstance(diags, list) and all(isinstance(x, dict) for x in diags), "diagnostics", "a list of objects", diags)
+        bad = next((v for r in rows for v in r if not (v is None or (_num(v) and 0 <= v <= 1))), None)
+        _need(bad is None, "acc", "numbers in [0, 1] or null", bad)
+        n = len(rows)
+        _need(d.get("tasks_run", n) == n and _int(d.get("tasks_run", n)), "tasks_run", f"{n} (the rows of acc)",
+              d.get("tasks_run"))
+        acc = np.array([[np.nan if v is None else float(v) for v in r] for r in rows], dtype=float).reshape(n, tasks)
+        diags = d.get("diagnostics", [])
+        _need(isinstance(diags, list) and len(diags) == n and all(isinstance(x, dict) for x in diags), "diagnostics",
+              f"a list of {n} objects (one per task run)", diags)
+        for i, row in enumerate(diags):
+            for k, v in row.items():
+                _need(v is None or _num(v) or (isinstance(v, list) and all(x is None or _num(x) for x in v)),
+                      f"diagnostics[{i}].{k}", "a number, a list of numbers or null", v)
+        metrics = d.get("metrics", {})
+        _need(isinstance(metrics, dict), "metrics", "an object", metrics)
+        for k, v in metrics.items():
+            ok = v is None or _num(v) or (isinstance(v, list) and all(x is None or _num(x) for x in v))
+            _need(ok, f"metrics.{k}", "a number or null" if not isinstance(v, list) else "a list of numbers", v)
         b = d["blackout"]
         task = b.get("task")
-        _need(task is None or (isinstance(task, int) and not isinstance(task, bool)), "blackout.task", "an integer or null", task)
-        kept = b.get("retained_tasks") or []
-        _need(isinstance(kept, list) and all(isinstance(k, int) for k in kept), "blackout.retained_tasks",
-              "a list of integers", kept)
+        _need(task is None or (_int(task) and 1 <= task <= n), "blackout.task", f"an integer from 1 to {n} or null", task)
+        cause = b.get("cause")
+        _need(cause in (("collapsed", "diverged") if task is not None else (None,)), "blackout.cause",
+              "'collapsed' or 'diverged'" if task is not None else "null (no blackout task)", cause)
+        for key in ("learned", "stability_applies"):
+            _need(isinstance(b.get(key, False), bool), f"blackout.{key}", "true or false", b.get(key))
+        kept = b.get("retained_tasks", [])
+        _need(isinstance(kept, list) and all(_int(k) and 1 <= k <= n for k in kept), "blackout.retained_tasks",
+              f"task numbers from 1 to {n}", kept)
+        _need(b.get("retained", len(kept)) == len(kept), "blackout.retained", f"{len(kept)} (the retained tasks)",
+              b.get("retained"))
         seed = d.get("seed", cfg["train"].get("seed"))
-        _need(isinstance(seed, int) and not isinstance(seed, bool), "seed", "an integer", seed)
+        _need(_int(seed), "seed", "an integer", seed)
+        n_params = d.get("n_params", 0)
+        _need(_int(n_params) and n_params >= 0, "n_params", "an integer >= 0", n_params)
+        for key, what in (("data", "an object"), ("timings", "an object of numbers"), ("environment", "an object")):
+            v = d.get(key, {})
+            _need(isinstance(v, dict) and (key != "timings" or all(x is None or _num(x) for x in v.values())),
+                  key, what, v)
         return cls(
-            run_id=d["run_id"], version=d["version"], seed=seed, config=cfg, n_params=int(d.get("n_params") or 0),
-            data=d.get("data") or {}, acc=acc, diagnostics=diags, metrics=d.get("metrics") or {},
-            verdict=Verdict(task, b.get("cause"), bool(b.get("learned", True)), list(kept),
-                            bool(b.get("stability_applies", False))),
-            timings=d.get("timings") or {}, environment=d.get("environment") or {},
+            run_id=d["run_id"], version=d["version"], seed=seed, config=cfg, n_params=n_params,
+            data=d.get("data", {}), acc=acc, diagnostics=diags, metrics=metrics,
+            verdict=Verdict(task, cause, b.get("learned", True), list(kept), b.get("stability_applies", False)),
+            timings=d.get("timings", {}), environment=d.get("environment", {}),
         )
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: Any) -> bool:
+    """A finite number (JSON has no NaN; a stored one is damage)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _need(ok: bool, name: str, expected: str, got: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -29,6 +30,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, StrMethodFormatter
 
 from ..experiment.result import Result, finite_or_none
+from ..files import head
 from .compare import network_label, setting_labels
 
 DPI = 120
@@ -121,10 +123,18 @@ def save_figure(fig: Figure, stem: Path | str, formats: Iterable[str] = ("png", 
     for fmt in formats:
         path = stem.with_name(f"{stem.name}.{fmt}")
         with rc_context({"svg.fonttype": "none", "svg.hashsalt": "blackout"}):
-            fig.savefig(path, format=fmt, dpi=DPI, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else {})
+            fig.savefig(path, format=fmt, dpi=DPI, bbox_inches="tight",
+                        metadata={"Date": None, "Creator": "blackout"} if fmt == "svg" else {"Software": "blackout"})
         paths.append(path)
     fig.clear()
     return paths
+
+
+def is_figure(path: Path) -> bool:
+    """A PNG or SVG that ``save_figure`` wrote: it names blackout as its software (PNG) or creator (SVG)."""
+    start = head(path, 4096)
+    return start.startswith(b"\x89PNG") and b"tEXtSoftware\x00blackout" in start or \
+        re.search(rb"<dc:creator>\s*<cc:Agent>\s*<dc:title>blackout<", start) is not None
 
 
 def png_bytes(fig: Figure) -> bytes:

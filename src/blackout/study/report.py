@@ -20,19 +20,25 @@ from typing import Any, Callable
 
 import jinja2
 
+from .. import __version__
 from ..experiment.result import Result, environment, finite_or_none
+from ..files import atomic_write, head, need_folder, replaceable
 from . import capacity, plots
 from .compare import checkpoints_for, method_table, network_label, setting_labels
-from .files import atomic_write_bytes
 from .plots import NothingToPlot
 from .results import ResultSet
 
-__all__ = ["write_report", "render_report", "representative_runs"]
+__all__ = ["write_report", "render_report", "representative_runs", "is_report"]
 
 MAX_REPRESENTATIVES = 8
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("blackout.study", "templates"), autoescape=True,
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def is_report(path: Path) -> bool:
+    """A page this module wrote: its head carries the generator tag the template writes."""
+    return b'<meta name="generator" content="blackout' in head(path, 4096)
 
 
 def _num(v: Any, spec: str = ".3g") -> str:
@@ -86,12 +92,14 @@ class _Figures:
 
     def __call__(self, name: str, build: Callable[[], Any], alt: str, caption: str) -> dict:
         stem = self.folder / re.sub(r"[^A-Za-z0-9_.-]", "_", name) if self.folder else None
+        files = [stem.with_name(stem.name + suffix) for suffix in (".png", ".svg")] if stem else []
+        for f in files:  # replaced or removed below: only figures an earlier report saved
+            replaceable(f, plots.is_figure)
         try:
             fig = build()
         except NothingToPlot as exc:
-            if stem is not None:  # a figure from an earlier report would contradict this one
-                for suffix in (".png", ".svg"):
-                    stem.with_name(stem.name + suffix).unlink(missing_ok=True)
+            for f in files:  # a figure from an earlier report would contradict this one
+                f.unlink(missing_ok=True)
             return {"alt": alt, "caption": caption, "png": None, "skip": str(exc)}
         png = plots.save_figure(fig, stem)[0].read_bytes() if stem is not None else plots.png_bytes(fig)
         return {"alt": alt, "caption": caption, "png": base64.b64encode(png).decode("ascii"), "skip": None}
@@ -225,7 +233,7 @@ def render_report(rs: ResultSet, analysis: dict, *, title: str, study: dict | No
     "predictor" entry: name, share_within_one, n_compared, warn_lead); figures saved into ``figures``."""
     runs = rs.runs
     return _ENV.get_template("report.html.j2").render(
-        title=title, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        title=title, version=__version__, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         summary=_summary(rs), axis=analysis["axis"], n_never_learned=analysis["n_never_learned"],
         laws=[_law(g) for g in analysis["groups"]], methods=_methods(runs), stability=_stability(analysis),
         figures=_figures(runs, analysis, _Figures(figures)), failed=_failed(rs), runs=_runs(runs),
@@ -239,8 +247,10 @@ def write_report(out: Path, rs: ResultSet, *, axis: str = "width", title: str, s
     the HTML report to ``out``, aside and then renamed, so a reader never sees half a page and a
     failure leaves the previous report; figures also go to ``figures`` as PNG + SVG when given."""
     out = Path(out)
+    if figures is not None:
+        need_folder(Path(figures), "a folder for the report's figures")
     page = render_report(rs, capacity.analyze(rs.runs, axis, n_boot=n_boot), title=title, study=study,
                          figures=figures)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, page.encode("utf-8"))
+    atomic_write(out, page)
     return out

@@ -27,8 +27,11 @@ class ResultSet:
         import json
 
         from ..errors import StoreError
+        from ..files import need_file
 
         path = Path(path)
+        if not need_file(path, "a results archive (.jsonl or .jsonl.gz)"):
+            raise StoreError(f"{path}: no results archive here")
         try:
             raw = path.read_bytes()
             text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
@@ -40,7 +43,7 @@ class ResultSet:
                 continue
             try:
                 runs.append(Result.from_dict(json.loads(line)))
-            except (ValueError, TypeError, KeyError) as e:
+            except (ValueError, TypeError, KeyError, RecursionError) as e:
                 raise StoreError(f"{path}:{n}: not a blackout result ({e})") from None
         return cls(runs)
 

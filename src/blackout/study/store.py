@@ -6,11 +6,19 @@ resumes by doing only what is pending or failed, and several sweep processes (on
 or on a shared filesystem that honours SQLite locks) can work on one study at once without
 losing or duplicating a row. A process killed mid-run leaves its rows ``running``;
 ``reclaim_stale`` returns them to ``pending`` once their owner is known to be dead.
+
+A store at rest is an ordinary (rollback-journal) database with no companion files: a writer
+switches it to WAL at its first write and the last writer to close it switches it back, so that a
+reader, which opens it read-only, leaves nothing behind, and a process that only reads (a refused
+sweep) leaves every byte as it was. Every open checks the file's kind, its header, its table layout and its pages, and every
+SQLite error on a damaged file becomes a StoreError naming it.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import io
 import json
 import os
 import socket
@@ -23,6 +31,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ..experiment.result import Result, jsonable
+from ..files import atomic_write, first_line, need_file, need_folder
 
 SCHEMA_VERSION = 1
 
@@ -68,6 +77,69 @@ _EXPORT_TAIL = (
 )
 
 
+@functools.lru_cache(maxsize=1)
+def _layout() -> dict[str, list[tuple[str, str]]]:
+    """Each table's (column, declared type), as ``_SCHEMA`` makes them: what an opened store must have."""
+    conn = sqlite3.connect(":memory:")
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    layout = {t: _columns(conn, t) for t in ("meta", "runs")}
+    conn.close()
+    return layout
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[tuple[str, str]]:
+    return [(r[1], r[2].upper()) for r in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def _is_export_columns(names: list[str]) -> bool:
+    lead, tail = len(_EXPORT_LEAD), len(_EXPORT_TAIL)
+    return len(names) >= lead + tail and tuple(names[:lead]) == _EXPORT_LEAD and tuple(names[-tail:]) == _EXPORT_TAIL
+
+
+def is_export_csv(path: Path) -> bool:
+    """A table ``export`` wrote: its header has the export's lead and tail columns."""
+    return _is_export_columns(next(csv.reader([first_line(path)])))
+
+
+def is_export_parquet(path: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    try:
+        return _is_export_columns(pq.read_schema(path).names)
+    except Exception:  # pyarrow's errors for a file that is not Parquet are several, and all mean "not ours"
+        return False
+
+
+def is_archive(path: Path) -> bool:
+    """A results archive: its first line is a whole blackout result."""
+    Result.from_dict(json.loads(first_line(path)))
+    return True
+
+
+#: how each export format recognises a file of its own (``files.check_output``)
+EXPORTS = {"csv": is_export_csv, "parquet": is_export_parquet, "jsonl": is_archive}
+
+
+def _guarded(method):
+    """SQLite errors from a damaged or unusable file become one StoreError naming it."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise _error(self.path, e) from None
+
+    return call
+
+
+def _error(path: Path, e: sqlite3.DatabaseError) -> StoreError:
+    if isinstance(e, sqlite3.OperationalError) and "malformed" not in str(e):
+        return StoreError(f"{path}: cannot use store ({e})")
+    return StoreError(f"{path}: damaged store ({e})")
+
+
 class Store:
     """One study's runs in ``path`` (e.g. ``STUDY/results.sqlite``).
 
@@ -84,13 +156,17 @@ class Store:
         self.readonly = readonly
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._conn: sqlite3.Connection | None = None
+        self._wal = False  # whether this connection has written (and so put the store in WAL mode)
 
-        if self.path.exists():
+        if need_file(self.path, "a results store (an SQLite file)"):
             _check_header(self.path)
         elif not create or readonly:
             raise StoreError(f"{self.path}: no results store here")
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not need_folder(self.path.parent, "a study folder"):
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"{self.path.parent}: cannot create the study folder ({e.strerror})") from None
 
         try:
             conn = _connect_readonly(self.path, timeout) if readonly else \
@@ -106,14 +182,15 @@ class Store:
                 self._conn = conn
                 self._init_schema()
             else:
-                self._check_meta(meta)
-            # Only after the checks: switching to WAL rewrites the header of the file.
-            if not readonly and conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
+                self._check_meta(meta, conn)
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:  # one line: SQLite's report spans several, with a banner
+                lines = [" ".join(ln.split()) for p in problems for ln in p.splitlines() if not ln.startswith("***")]
+                raise StoreError(f"{self.path}: damaged store ({'; '.join(lines)})")
         except sqlite3.DatabaseError as e:
             conn.close()
             self._conn = None
-            raise StoreError(f"{self.path}: cannot read store ({e})") from None
+            raise _error(self.path, e) from None
         except BaseException:
             conn.close()
             self._conn = None
@@ -126,7 +203,7 @@ class Store:
         with self._write() as conn:
             meta = _read_meta(conn, self.path)
             if meta is not None:
-                self._check_meta(meta)
+                self._check_meta(meta, conn)
                 return
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -135,7 +212,7 @@ class Store:
                 [("study", self.study), ("schema", str(SCHEMA_VERSION)), ("created", repr(time.time()))],
             )
 
-    def _check_meta(self, meta: dict[str, str]) -> None:
+    def _check_meta(self, meta: dict[str, str], conn: sqlite3.Connection) -> None:
         if "study" not in meta or "schema" not in meta:
             raise StoreError(f"{self.path}: not a blackout store (meta lacks study or schema)")
         try:
@@ -147,6 +224,7 @@ class Store:
                 f"{self.path}: store has newer schema {schema}; upgrade blackout "
                 f"(this version reads schema {SCHEMA_VERSION})"
             )
+        _check_layout(conn, self.path)
         if self.study is None:
             self.study = meta["study"]
         elif meta["study"] != self.study:
@@ -157,6 +235,9 @@ class Store:
         """A short write transaction; IMMEDIATE takes the write lock up front so that WAL
         never fails an upgrade from read to write with an immediate SQLITE_BUSY."""
         conn = self._connection()
+        if not self._wal:  # only a write changes the file: switching to WAL rewrites its header
+            conn.execute("PRAGMA journal_mode = WAL")
+            self._wal = True
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -172,6 +253,7 @@ class Store:
         return self._conn
 
     # -- writing ----------------------------------------------------------------------------
+    @_guarded
     def add(self, runs: Iterable[tuple[str, dict]]) -> int:
         """Insert each ``(run_id, config)`` as pending unless present; returns how many were new.
 
@@ -193,6 +275,7 @@ class Store:
             )
             return conn.total_changes - before
 
+    @_guarded
     def reclaim_stale(self) -> int:
         """Return to pending the running rows whose owner is a dead process on this host.
 
@@ -213,6 +296,7 @@ class Store:
                 ).rowcount
         return n
 
+    @_guarded
     def claim(self, run_id: str) -> bool:
         """Atomically move a pending or failed run to running under this process.
 
@@ -230,6 +314,7 @@ class Store:
                 raise KeyError(f"{self.path}: no run {run_id!r} in the store")
         return n == 1
 
+    @_guarded
     def release(self, run_id: str) -> bool:
         """Hand a run this process claimed back to pending (an interrupted sweep's in-flight runs)."""
         with self._write() as conn:
@@ -239,6 +324,7 @@ class Store:
                 (run_id, self.owner),
             ).rowcount == 1
 
+    @_guarded
     def finish(self, run_id: str, result: dict, seconds: float) -> None:
         """Mark done and store the result, with a few fields copied to columns for querying.
 
@@ -261,6 +347,7 @@ class Store:
             if n == 0 and conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
                 raise KeyError(f"{self.path}: no run {run_id!r} in the store")
 
+    @_guarded
     def fail(self, run_id: str, message: str, seconds: float | None = None) -> None:
         """Mark failed with the message; the next sweep will claim it again."""
         with self._write() as conn:
@@ -273,11 +360,13 @@ class Store:
                 raise KeyError(f"{self.path}: no run {run_id!r} in the store")
 
     # -- reading ----------------------------------------------------------------------------
+    @_guarded
     def unknown(self, run_ids: Iterable[str]) -> list[str]:
         """The ids among ``run_ids`` that the store has no row for."""
         have = {r[0] for r in self._connection().execute("SELECT run_id FROM runs")}
         return [rid for rid in run_ids if rid not in have]
 
+    @_guarded
     def todo(self, run_ids: Iterable[str] | None = None) -> list[str]:
         """Ids still to run (pending or failed): in insertion order, or in the order given.
 
@@ -299,6 +388,7 @@ class Store:
                 wanted.discard(rid)
         return out
 
+    @_guarded
     def status_counts(self) -> dict[str, int]:
         """Number of runs in each status, zeros included."""
         counts = dict.fromkeys(STATUSES, 0)
@@ -306,8 +396,9 @@ class Store:
             counts[status] = n
         return counts
 
+    @_guarded
     def rows(self, status: str | None = None) -> list[dict]:
-        """Every column of every run (or of one status), ordered by run_id, JSON fields parsed."""
+        """Every column of every run (or of one status), ordered by run_id, JSON fields parsed as stored."""
         sql = f"SELECT {', '.join(_COLUMNS)} FROM runs"
         args: tuple = ()
         if status is not None:
@@ -318,24 +409,28 @@ class Store:
         out = []
         for r in self._connection().execute(sql + " ORDER BY run_id", args):
             d = dict(zip(_COLUMNS, r))
-            try:
-                d["config"] = json.loads(d["config"]) if d["config"] is not None else None
-                d["result"] = json.loads(d["result"]) if d["result"] is not None else None
-            except (ValueError, TypeError) as e:
-                raise StoreError(f"{self.path}: run {d['run_id']}: damaged stored JSON ({e})") from None
+            for key in ("config", "result"):
+                try:
+                    d[key] = json.loads(d[key]) if d[key] is not None else None
+                except (ValueError, TypeError, RecursionError) as e:
+                    raise StoreError(f"{self.path}: run {d['run_id']}: damaged stored {key} ({e})") from None
             out.append(d)
         return out
 
+    @_guarded
     def results(self) -> list[Result]:
         """The results of done runs, ordered by run_id; a damaged stored result is a StoreError naming it."""
-        out = []
-        for rid, text in self._connection().execute("SELECT run_id, result FROM runs WHERE status = 'done' ORDER BY run_id"):
-            try:
-                out.append(Result.from_dict(json.loads(text)))
-            except (ValueError, TypeError, KeyError) as e:
-                raise StoreError(f"{self.path}: run {rid}: damaged stored result ({e})") from None
-        return out
+        rows = self._connection().execute("SELECT run_id, result FROM runs WHERE status = 'done' ORDER BY run_id")
+        return [self._result(rid, text) for rid, text in rows]
 
+    def _result(self, rid: str, text: Any) -> Result:
+        """The one reading of a stored result, whatever it is read for."""
+        try:
+            return Result.from_dict(json.loads(text) if isinstance(text, (str, bytes)) else text)
+        except (ValueError, TypeError, KeyError, RecursionError) as e:
+            raise StoreError(f"{self.path}: run {rid}: damaged stored result ({e})") from None
+
+    @_guarded
     def failures(self) -> list[dict]:
         """Failed runs: run_id, config, error and attempts, ordered by run_id."""
         rows = self._connection().execute(
@@ -350,6 +445,7 @@ class Store:
         return out
 
     # -- export -----------------------------------------------------------------------------
+    @_guarded
     def export(self, out: str | Path, fmt: str) -> Path:
         """Write one flat row per run to ``out`` as csv or parquet, for pandas, R or a spreadsheet.
 
@@ -371,25 +467,24 @@ class Store:
                     f"{out}: parquet export needs pyarrow (pip install 'blackout[parquet]'), or use csv"
                 ) from None
         header, records = self._export_table()
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        try:
-            if fmt == "csv":
-                with open(tmp, "w", newline="", encoding="utf-8") as f:
-                    w = csv.DictWriter(f, fieldnames=header)
-                    w.writeheader()
-                    w.writerows(records)
-            else:
-                columns = {}
-                for name in header:
-                    values = [rec[name] for rec in records]
-                    try:
-                        columns[name] = pa.array(values)
-                    except (pa.ArrowInvalid, pa.ArrowTypeError):
-                        columns[name] = pa.array([None if v is None else str(v) for v in values])
-                pq.write_table(pa.table(columns), tmp)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        if fmt == "csv":
+            text = io.StringIO(newline="")
+            w = csv.DictWriter(text, fieldnames=header)
+            w.writeheader()
+            w.writerows(records)
+            data = text.getvalue().encode("utf-8")
+        else:
+            columns = {}
+            for name in header:
+                values = [rec[name] for rec in records]
+                try:
+                    columns[name] = pa.array(values)
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    columns[name] = pa.array([None if v is None else str(v) for v in values])
+            buf = io.BytesIO()
+            pq.write_table(pa.table(columns), buf)
+            data = buf.getvalue()
+        atomic_write(out, data)
         return out
 
     def _export_archive(self, out: Path) -> Path:
@@ -401,9 +496,7 @@ class Store:
         data = lines.encode()
         if out.name.endswith(".gz"):
             data = gzip.compress(data, mtime=0)
-        from .files import atomic_write_bytes
-
-        atomic_write_bytes(out, data)
+        atomic_write(out, data)
         return out
 
     def _export_table(self) -> tuple[list[str], list[dict[str, Any]]]:
@@ -412,7 +505,8 @@ class Store:
         config_cols: dict[str, None] = {}
         records = []
         for row in rows:
-            res = row["result"] or {}
+            # a finished run's result is checked as every reader checks it
+            res = self._result(row["run_id"], row["result"]).to_dict() if row["status"] == "done" else {}
             cfg = row["config"] if row["config"] is not None else res.get("config") or {}
             flat = {(k if k not in fixed else f"config.{k}"): v for k, v in _flatten(cfg).items()}
             config_cols.update(dict.fromkeys(flat))
@@ -439,9 +533,18 @@ class Store:
 
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Close; the last writer also leaves the store at rest (no -wal, no -shm), while any other
+        connection keeps it in WAL mode for its readers and writers."""
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        if self._wal:
+            try:
+                conn.execute("PRAGMA busy_timeout = 0")
+                conn.execute("PRAGMA journal_mode = DELETE")
+            except sqlite3.Error:  # another connection is open: it, or the last one, does this
+                pass
+        conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -464,6 +567,20 @@ def _check_header(path: Path) -> None:
         raise StoreError(f"{path}: not a SQLite database")
 
 
+def _check_layout(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a store whose tables have columns other than those ``_SCHEMA`` makes (a foreign database
+    with a blackout-like meta table), before any query of them can fail."""
+    for table, want in _layout().items():
+        have = _columns(conn, table)
+        if [c for c, _ in have] != [c for c, _ in want]:
+            raise StoreError(f"{path}: not a blackout store (table {table} has columns "
+                             f"{', '.join(c for c, _ in have)}; expected {', '.join(c for c, _ in want)})")
+        for (column, got), (_, expected) in zip(have, want):
+            if got != expected:
+                raise StoreError(f"{path}: not a blackout store (table {table}: column {column} is {got or 'untyped'}, "
+                                 f"expected {expected})")
+
+
 def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str] | None:
     """The meta table as a dict; None for an empty database; StoreError for someone else's database."""
     tables = {
@@ -481,11 +598,20 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str] | None:
 
 
 def _connect_readonly(path: Path, timeout: float) -> sqlite3.Connection:
-    """A connection that cannot write: mode=ro, or, where the folder is not writable and a WAL
-    store's shared-memory file cannot be made, immutable=1 (nothing else may write it meanwhile)."""
+    """A connection that cannot write and leaves no file behind.
+
+    A store at rest, or one a writer holds in WAL mode (its -wal and -shm exist), opens with mode=ro,
+    which creates nothing. A WAL store without a -wal file (closed by an older blackout, or copied)
+    has no writer, so it opens as immutable=1, as does a WAL store whose shared-memory file cannot be
+    made in a folder that is not writable; both would otherwise need -wal and -shm files created.
+    """
     from urllib.parse import quote
 
     uri = "file:" + quote(str(path.resolve()))
+    with open(path, "rb") as f:
+        wal_header = f.read(20)[18:20] == b"\x02\x02"
+    if wal_header and not path.with_name(path.name + "-wal").exists():
+        return sqlite3.connect(uri + "?immutable=1", timeout=timeout, isolation_level=None, uri=True)
     try:
         conn = sqlite3.connect(uri + "?mode=ro", timeout=timeout, isolation_level=None, uri=True)
         conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
