@@ -67,3 +67,55 @@ print(json.dumps(times))
     assert p.returncode == 0, p.stderr
     times = json.loads(p.stdout)
     assert len(times) == 2 and max(times) < 1.0, times
+
+
+STALL = '''
+"""A method that stalls at its second task, once per sweep: a run in flight for the test to kill."""
+import os, time
+from blackout import Method
+
+
+class Stall(Method):
+    name = "stall"
+
+    def begin_task(self, net, task, data):
+        mark = os.environ["STALL_MARK"]
+        if self.tasks_seen == 1 and not os.path.exists(mark + ".taken"):
+            os.close(os.open(mark + ".taken", os.O_CREAT | os.O_EXCL))
+            with open(mark + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.replace(mark + ".tmp", mark)
+            time.sleep(600)
+'''
+
+
+def test_a_worker_killed_from_outside_fails_only_its_run(tmp_path):
+    """SIGKILL to a worker mid-run (as the out-of-memory killer does): that run fails naming the signal,
+    the other runs finish, and the sweep ends with its "some runs failed" code."""
+    plugin = tmp_path / "plugin"
+    (plugin / "stall_method-0.dist-info").mkdir(parents=True)
+    (plugin / "stall_method.py").write_text(STALL)
+    (plugin / "stall_method-0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: stall-method\nVersion: 0\n")
+    (plugin / "stall_method-0.dist-info" / "entry_points.txt").write_text("[blackout.methods]\nstall = stall_method:Stall\n")
+    mark = tmp_path / "stalled"
+    env = {**os.environ, "STALL_MARK": str(mark),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(plugin), os.environ.get("PYTHONPATH")) if p)}
+    study = tmp_path / "study"
+    proc = subprocess.Popen([sys.executable, "-m", "blackout", "sweep", str(study), "--dataset", "digits", "--tasks", "3",
+                             "--hidden", "16", "--iterations", "100", "--method", "sgd,stall", "--seeds", "0-1",
+                             "--jobs", "2", "--no-batch", "--verbose"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not mark.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert mark.exists(), proc.communicate()[1]
+    os.kill(int(mark.read_text()), signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    with sqlite3.connect(study / "results.sqlite") as c:
+        rows = c.execute("SELECT status, error, config FROM runs").fetchall()
+    failed = [(e, json.loads(cfg)["method"]["method"]) for s, e, cfg in rows if s == "failed"]
+    assert len(rows) == 4 and sum(s == "done" for s, _, _ in rows) == 3, rows
+    assert failed == [("the worker process was killed by SIGKILL (signal 9), most likely by the out-of-memory "
+                       "killer (the machine ran short of memory)", "stall")]
+    assert "3 ran · 1 failed" in out and "killed by SIGKILL" in out
