@@ -124,19 +124,6 @@ def _rows(db, status):
         return dict(c.execute("SELECT run_id, finished FROM runs WHERE status = ?", (status,)).fetchall())
 
 
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (Linux /proc)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_killed_sweep_resumes_without_duplicate_or_lost_rows(tmp_path, sig):
     """The signal is sent while the sweep's workers are stopped and runs are still pending, so the sweep
@@ -147,7 +134,7 @@ def test_killed_sweep_resumes_without_duplicate_or_lost_rows(tmp_path, sig):
     deadline = time.time() + 300
     while len(_rows(db, "done")) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    workers = _children(proc.pid)
+    workers = _descendants(proc.pid)
     for pid in workers:  # no run can finish now, so the sweep cannot end before the signal
         os.kill(pid, signal.SIGSTOP)
     assert proc.poll() is None and _rows(db, "pending"), "the sweep finished before it could be interrupted"

@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +27,9 @@ from .store import Store
 from .worker import BOOT, execute, in_group
 
 MAX_MEMBERS = 8
+RAY_CONNECT_TIMEOUT = 10.0
+"""Seconds a ``--ray host:port`` has to accept a connection before the sweep is refused: Ray's own
+client goes on retrying an address where nothing listens for many minutes."""
 
 
 def cost(cfg: RunConfig) -> float:
@@ -194,12 +198,13 @@ class RayPool:
     """The same scheduling on a Ray cluster: ``address`` "auto" (a running cluster) or host:port."""
 
     def __init__(self, address: str, jobs: int | None = None):
+        if jobs is not None and jobs < 1:
+            raise ConfigError(f"--jobs: expected at least 1, got {jobs}")
+        _check_reachable(address)
         try:
             import ray
         except ModuleNotFoundError:
             raise ConfigError('ray: not installed; pip install "blackout[ray]"') from None
-        if jobs is not None and jobs < 1:
-            raise ConfigError(f"--jobs: expected at least 1, got {jobs}")
         self.ray, self.address = ray, address
         self.jobs = jobs
 
@@ -222,6 +227,20 @@ class RayPool:
 
     def __exit__(self, *exc: object) -> None:
         self.ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a host:port where nothing accepts a connection within ``RAY_CONNECT_TIMEOUT`` ("auto": Ray
+    looks for its local cluster itself and says when there is none)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT).close()
+    except (OSError, OverflowError) as e:
+        why = getattr(e, "strerror", None) or str(e)
+        raise ConfigError(f"--ray {address}: cannot connect ({why}, waited at most {RAY_CONNECT_TIMEOUT:g} s); "
+                          "start a cluster with `ray start --head` or give its address") from None
 
 
 @dataclass
