@@ -129,7 +129,9 @@ def test_killed_sweep_resumes_without_duplicate_or_lost_rows(tmp_path, sig):
     """The signal is sent while the sweep's workers are stopped and runs are still pending, so the sweep
     cannot have finished before it arrives, however slowly this test is scheduled."""
     study = tmp_path / "study"
-    proc = subprocess.Popen(_sweep_cmd(study), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    # as from a terminal: a job started in the background of a script inherits SIGINT ignored, and so would the sweep
+    proc = subprocess.Popen(_sweep_cmd(study), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     db = study / "results.sqlite"
     deadline = time.time() + 300
     while len(_rows(db, "done")) < 2 and time.time() < deadline and proc.poll() is None:
