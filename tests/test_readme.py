@@ -33,22 +33,43 @@ def commands() -> list[list[str]]:
     return out
 
 
-def test_readme_python_example_runs(tmp_path):
-    """The README's notebook-style example, run as written in a fresh interpreter."""
+def _as_script(tmp_path, name: str, code: str):
+    """Run ``code`` saved as a file, as a user runs it: ``python NAME.py`` in a fresh process."""
     import subprocess
     import sys
 
+    (tmp_path / name).write_text(code)
+    return subprocess.run([sys.executable, name], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+
+def test_readme_python_example_runs_as_a_script(tmp_path):
+    """The README's example saved as a file and run unguarded: sweep workers never re-run the caller's script."""
     notebook, method = blocks(README, "python")
-    p = subprocess.run([sys.executable, "-c", notebook], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    p = _as_script(tmp_path, "example.py", notebook)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1] == "8 width report.html"
     assert (tmp_path / "studies" / "notebook" / "report.html").exists()
     # the method of one's own, as written, then run
     use = method + ("\nimport blackout\nr = blackout.run(method='scale', factor=0.5, dataset='digits', tasks=1, "
                     "iterations=20, hidden=8)\nprint(r.method, r.method_settings)\n")
-    p = subprocess.run([sys.executable, "-c", use], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    p = _as_script(tmp_path, "method.py", use)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "scale {'factor': 0.5}"
+
+
+def test_readme_python_example_runs_in_a_notebook_kernel(tmp_path):
+    """The same example as notebook cells (one per paragraph), executed by a Jupyter kernel."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    notebook, _ = blocks(README, "python")
+    cells = [nbformat.v4.new_code_cell(c.strip()) for c in notebook.split("\n\n") if c.strip()]
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                        "display_name": "Python 3"}})
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+    assert printed.strip().splitlines()[-1] == "8 width report.html"
+    assert (tmp_path / "studies" / "notebook" / "report.html").exists()
 
 
 def test_readme_toml_examples_load(tmp_path):

@@ -112,33 +112,43 @@ def test_failed_runs_are_recorded_and_retried(tmp_path):
 
 
 def _sweep_cmd(study, *extra):
+    """12 runs in six stacked units of two, on two workers: after the first unit, four wait their turn."""
     return [sys.executable, "-m", "blackout", "sweep", str(study), "--dataset", "digits", "--tasks", "3",
-            "--hidden", "16,24,32,40", "--iterations", "400", "--seeds", "0-2", "--jobs", "2", "--verbose", *extra]
+            "--hidden", "16,20,24,28,32,40", "--iterations", "400", "--seeds", "0-1", "--jobs", "2", "--verbose", *extra]
 
 
-def _done_rows(db):
+def _rows(db, status):
     if not db.exists():
         return {}
     with sqlite3.connect(db) as c:
-        return dict(c.execute("SELECT run_id, finished FROM runs WHERE status = 'done'").fetchall())
+        return dict(c.execute("SELECT run_id, finished FROM runs WHERE status = ?", (status,)).fetchall())
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_killed_sweep_resumes_without_duplicate_or_lost_rows(tmp_path, sig):
+    """The signal is sent while the sweep's workers are stopped and runs are still pending, so the sweep
+    cannot have finished before it arrives, however slowly this test is scheduled."""
     study = tmp_path / "study"
-    proc = subprocess.Popen(_sweep_cmd(study), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    # as from a terminal: a job started in the background of a script inherits SIGINT ignored, and so would the sweep
+    proc = subprocess.Popen(_sweep_cmd(study), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     db = study / "results.sqlite"
-    deadline = time.time() + 120
-    while len(_done_rows(db)) < 2 and time.time() < deadline and proc.poll() is None:
+    deadline = time.time() + 300
+    while len(_rows(db, "done")) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    assert proc.poll() is None, "the sweep finished before it could be interrupted"
+    workers = _descendants(proc.pid)
+    for pid in workers:  # no run can finish now, so the sweep cannot end before the signal
+        os.kill(pid, signal.SIGSTOP)
+    assert proc.poll() is None and _rows(db, "pending"), "the sweep finished before it could be interrupted"
     if sig == signal.SIGKILL:
         os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers, with no chance to clean up
     else:
         os.kill(proc.pid, sig)  # Ctrl-C, or a polite kill
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
     code = proc.wait(60)
-    assert code == (-9 if sig == signal.SIGKILL else 130)
-    before = _done_rows(db)
+    assert code == (-9 if sig == signal.SIGKILL else 130), proc.stderr.read()
+    before = _rows(db, "done")
     assert 2 <= len(before) < 12
     with sqlite3.connect(db) as c:
         running = c.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0]
@@ -147,7 +157,7 @@ def test_killed_sweep_resumes_without_duplicate_or_lost_rows(tmp_path, sig):
     done = subprocess.run(_sweep_cmd(study), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"{len(before)} already done" in done.stdout and f"{12 - len(before)} ran" in done.stdout
-    after = _done_rows(db)
+    after = _rows(db, "done")
     assert len(after) == 12
     assert all(after[k] == v for k, v in before.items())  # finished runs were not run again
     with sqlite3.connect(db) as c:

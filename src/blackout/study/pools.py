@@ -9,40 +9,27 @@ parent dies, so a killed sweep leaves no process behind.
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
 import threading
-import time
-import traceback
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..config import RunConfig, n_params_estimate
 from ..errors import ConfigError
 from .store import Store
+from .worker import BOOT, execute, in_group
 
 MAX_MEMBERS = 8
-
-
-def execute(configs: list[dict[str, Any]], data_dir: str | None) -> list[dict[str, Any]]:
-    """Train ``configs`` in this process as one group (with the threads their config names); never raises.
-
-    Returns one {"result": ..., "seconds": ...} or {"error": ..., "seconds": ...} per config.
-    """
-    from ..experiment.train import run_group
-
-    start = time.perf_counter()
-    try:
-        cfgs = [RunConfig.from_dict(c) for c in configs]
-        results = run_group(cfgs, data_dir=data_dir)
-    except Exception as e:  # a failed group is recorded per run and the sweep goes on
-        last = traceback.extract_tb(e.__traceback__)[-1]
-        where = f" (in a group of {len(configs)})" if len(configs) > 1 else ""
-        msg = f"{type(e).__name__}: {e} ({Path(last.filename).name}:{last.lineno}){where}"
-        return [{"error": msg, "seconds": time.perf_counter() - start}] * len(configs)
-    share = (time.perf_counter() - start) / len(configs)
-    return [{"result": r.to_dict(), "seconds": share} for r in results]
+RAY_CONNECT_TIMEOUT = 10.0
+"""Seconds a ``--ray host:port`` has to accept a connection before the sweep is refused: Ray's own
+client goes on retrying an address where nothing listens for many minutes."""
 
 
 def cost(cfg: RunConfig) -> float:
@@ -80,16 +67,6 @@ def units(configs: list[RunConfig], jobs: int, batched: bool = True) -> tuple[li
     return out, alone
 
 
-def _worker_start(parent: int, modules: list[str]) -> None:
-    """Worker initialiser: import the modules of the user's registered methods, and exit as soon as
-    the sweep process that started this worker is gone."""
-    import importlib
-
-    for name in modules:
-        importlib.import_module(name)
-    _watch_parent(parent)
-
-
 def user_method_modules() -> list[str]:
     """Modules outside the package that registered methods: a worker imports them to know the methods."""
     from ..experiment.methods import registry
@@ -97,26 +74,20 @@ def user_method_modules() -> list[str]:
     return sorted({cls.__module__ for cls in registry().values() if not cls.__module__.startswith("blackout.")})
 
 
-def _watch_parent(parent: int) -> None:
-    """Exit as soon as the process that started this one is gone."""
-    try:  # Linux: the kernel kills this process when its parent dies
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-    def watch() -> None:  # everywhere else, and in case the parent died before prctl: poll
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 class LocalPool:
-    """A process pool, by default one worker per core (a run trains with the threads its config names, 1 by default)."""
+    """Worker processes on this machine, by default one per core (a run trains with the threads its
+    config names, 1 by default); each trains one unit at a time.
+
+    A worker is a fresh interpreter whose main module is blackout's own (``worker.main``), fed units
+    over a pipe. It is deliberately not a ``multiprocessing`` child: spawn and forkserver re-run the
+    caller's main module in every child (as ``__mp_main__``), so a script that calls ``sweep`` without
+    ``if __name__ == "__main__":`` would start its sweep again inside each worker. Here the caller's
+    main module is never imported, so a plain script, ``python -c`` and a notebook behave alike
+    (methods defined in ``__main__`` itself train in process: ``InlinePool``).
+
+    A worker that dies (the kernel's out-of-memory killer sends SIGKILL) fails only the runs it
+    held, with the signal in their error; the next unit gets a new worker.
+    """
 
     def __init__(self, jobs: int | None = None):
         cores = os.cpu_count() or 1
@@ -124,33 +95,80 @@ class LocalPool:
             raise ConfigError(f"--jobs: expected 1 to {4 * cores} worker processes (4 x this machine's {cores} cores), "
                               f"got {jobs}")
         self.jobs = jobs or cores
-        self._pool: ProcessPoolExecutor | None = None
+        self._idle: list[subprocess.Popen] = []
+        self._busy: dict[Future, subprocess.Popen] = {}
+        self._readers: list[threading.Thread] = []
 
     def __enter__(self) -> LocalPool:
-        import multiprocessing as mp
-
-        modules = [m for m in user_method_modules() if m != "__main__"]
-        self._pool = ProcessPoolExecutor(self.jobs, mp_context=mp.get_context("spawn"),
-                                         initializer=_worker_start, initargs=(os.getpid(), modules))
+        path = [p or os.getcwd() for p in sys.path]  # "" (the caller's folder) as an absolute path
+        self._argv = [sys.executable, "-c", BOOT, json.dumps(path), str(os.getpid()),
+                      *(m for m in user_method_modules() if m != "__main__")]
         return self
 
     def submit(self, configs: list[dict], data_dir: str | None) -> Future:
-        return self._pool.submit(execute, configs, data_dir)
+        while self._idle and self._idle[-1].poll() is not None:  # died while idle: nothing of ours lost
+            self._idle.pop()
+        proc = self._idle.pop() if self._idle else subprocess.Popen(self._argv, stdin=subprocess.PIPE,
+                                                                     stdout=subprocess.PIPE)
+        fut: Future = Future()
+        self._busy[fut] = proc
+        try:
+            pickle.dump((configs, data_dir), proc.stdin)
+            proc.stdin.flush()
+        except OSError:  # it died just now; the reader below reports how
+            pass
+        reader = threading.Thread(target=self._read, args=(proc, fut, len(configs)), daemon=True)
+        reader.start()
+        self._readers = [t for t in self._readers if t.is_alive()] + [reader]
+        return fut
+
+    @staticmethod
+    def _read(proc: subprocess.Popen, fut: Future, n: int) -> None:
+        try:
+            fut.set_result(pickle.load(proc.stdout))
+        except Exception:  # the worker is gone (EOF) or said something unreadable: it failed these runs
+            fut.set_result([{"error": died(proc) + in_group(n), "seconds": None}] * n)
 
     def wait(self, pending: set) -> tuple[set, set]:
         return wait(pending, return_when=FIRST_COMPLETED)
 
-    @staticmethod
-    def value(done: Future) -> list[dict]:
+    def value(self, done: Future) -> list[dict]:
+        proc = self._busy.pop(done)
+        if proc.poll() is None:
+            self._idle.append(proc)
         return done.result()
 
     def __exit__(self, *exc: object) -> None:
-        interrupted = exc[0] is not None
-        workers = list((getattr(self._pool, "_processes", None) or {}).values())  # shutdown() forgets them
-        self._pool.shutdown(wait=not interrupted, cancel_futures=True)
-        if interrupted:  # do not wait for runs whose rows go back to pending anyway
-            for proc in workers:
+        workers = self._idle + list(self._busy.values())
+        for proc in workers:
+            if exc[0] is not None:  # do not wait for runs whose rows go back to pending anyway
                 proc.kill()
+            else:
+                proc.stdin.close()  # the worker's end of input: it exits
+        for proc in workers:
+            proc.wait()
+        for reader in self._readers:
+            reader.join()
+        for proc in workers:
+            proc.stdout.close()
+        self._idle, self._busy, self._readers = [], {}, []
+
+
+def died(proc: subprocess.Popen) -> str:
+    """Why a worker ended while it held runs, from its exit status."""
+    try:
+        code = proc.wait(5)
+    except subprocess.TimeoutExpired:  # it closed its output but lives on: stop it
+        proc.kill()
+        return "the worker process stopped answering and was stopped"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "a signal"
+        oom = ", most likely by the out-of-memory killer (the machine ran short of memory)" if -code == signal.SIGKILL else ""
+        return f"the worker process was killed by {name} (signal {-code}){oom}"
+    return f"the worker process exited with code {code} before it finished"
 
 
 class InlinePool:
@@ -170,7 +188,9 @@ class InlinePool:
     def wait(self, pending: set) -> tuple[set, set]:
         return wait(pending, return_when=FIRST_COMPLETED)
 
-    value = staticmethod(LocalPool.value)
+    @staticmethod
+    def value(done: Future) -> list[dict]:
+        return done.result()
 
     def __exit__(self, *exc: object) -> None:
         pass
@@ -180,12 +200,13 @@ class RayPool:
     """The same scheduling on a Ray cluster: ``address`` "auto" (a running cluster) or host:port."""
 
     def __init__(self, address: str, jobs: int | None = None):
+        if jobs is not None and jobs < 1:
+            raise ConfigError(f"--jobs: expected at least 1, got {jobs}")
+        _check_reachable(address)
         try:
             import ray
         except ModuleNotFoundError:
             raise ConfigError('ray: not installed; pip install "blackout[ray]"') from None
-        if jobs is not None and jobs < 1:
-            raise ConfigError(f"--jobs: expected at least 1, got {jobs}")
         self.ray, self.address = ray, address
         self.jobs = jobs
 
@@ -208,6 +229,20 @@ class RayPool:
 
     def __exit__(self, *exc: object) -> None:
         self.ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a host:port where nothing accepts a connection within ``RAY_CONNECT_TIMEOUT`` ("auto": Ray
+    looks for its local cluster itself and says when there is none)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT).close()
+    except (OSError, OverflowError) as e:
+        why = getattr(e, "strerror", None) or str(e)
+        raise ConfigError(f"--ray {address}: cannot connect ({why}, waited at most {RAY_CONNECT_TIMEOUT:g} s); "
+                          "start a cluster with `ray start --head` or give its address") from None
 
 
 @dataclass

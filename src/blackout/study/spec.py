@@ -24,6 +24,7 @@ per method).
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,9 @@ from ..errors import ConfigError
 from ..presets import run_preset
 
 STORE_FILE = "results.sqlite"
-MAX_RANGE = 1_000_000  # values one range (``0-999999``) may expand to; far beyond any sweep that could run
+MAX_RUNS = 100_000
+"""Runs one sweep may hold: at a second per run (the smallest digits run) already more than a day on one
+core. A grid is counted by multiplication before it is expanded, so a larger one is refused at once."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class SweepSpec:
 
         Each combination is validated as a whole; a setting that no run has is an error.
         """
+        self.check_size()
         out: dict[str, RunConfig] = {}
         used: set[str] = set()
         for grid in self.grids:
@@ -67,6 +71,15 @@ class SweepSpec:
             raise ConfigError(f"{unused[0]}: no run of this sweep has this setting (its methods: "
                               f"{', '.join(sorted({c.method.method for c in out.values()}))})")
         return list(out.values())
+
+    def check_size(self, where: str = "") -> None:
+        """Refuse a sweep of more than ``MAX_RUNS`` runs, counted by multiplying its axes' lengths."""
+        sizes = [math.prod(len(v) for v in g.values()) for g in self.grids]
+        if sum(sizes) > MAX_RUNS:
+            big = max(self.grids, key=lambda g: math.prod(len(v) for v in g.values()))
+            axes = " x ".join(f"{len(v):,} {k}" for k, v in big.items() if len(v) > 1)
+            raise ConfigError(f"{where}grid: {sum(sizes):,} runs ({axes}{' and more grids' if len(sizes) > 1 else ''}), "
+                              f"expected at most {MAX_RUNS:,} in one sweep; split it into several studies")
 
     def with_settings(self, values: dict[str, tuple[Any, ...]], where: str = "--") -> SweepSpec:
         """One value sets the base (a method setting: every run that has it); several make an axis.
@@ -131,9 +144,9 @@ def parse_axis(name: str, raw: Any, where: str = "") -> tuple[Any, ...]:
                         raise ConfigError(f"{where}{name}: expected an integer, got {part.strip()!r}") from None
                     if hi < lo:
                         raise ConfigError(f"{where}{name}: range {part.strip()!r} runs backwards; write {hi}-{lo}")
-                    if hi - lo >= MAX_RANGE:
+                    if hi - lo >= MAX_RUNS:
                         raise ConfigError(f"{where}{name}: range {part.strip()!r} has {hi - lo + 1:,} values, "
-                                          f"expected at most {MAX_RANGE:,}")
+                                          f"expected at most {MAX_RUNS:,} (runs in one sweep)")
                     items += list(range(lo, hi + 1))
                 elif not part.strip():
                     raise ConfigError(f"{where}{name}: empty value in {raw!r}")
@@ -179,5 +192,6 @@ def load_spec(path: str | Path, base: RunConfig | None = None) -> SweepSpec:
     flat = dict(checked_setting(k, v, where(k)) for k, v in flat_settings(doc.get("base") or {}, f"{shown}: [base] ").items())
     spec = SweepSpec(cfg, parse_grids(doc.get("grid"), where), doc.get("study"))
     spec = spec.with_settings({k: (v,) for k, v in flat.items()}, where=f"{shown}: [base] ")
+    spec.check_size(where("grid"))
     spec.configs()  # validate every combination before any run starts
     return spec
