@@ -169,6 +169,7 @@ INERT: dict[str, Any] = {
     "classes_per_task": lambda c: c.data.stream != "split",
     "angle_step": lambda c: c.data.stream != "rotated",
     "channels": lambda c: c.model.arch != "cnn",
+    "iterations": lambda c: c.train.epochs > 0,
 }
 
 
