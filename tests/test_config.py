@@ -146,6 +146,7 @@ def test_a_scenario_a_stream_does_not_offer_is_refused_in_one_line(values, messa
     ({"channels": (8, 8)}, {"arch": "mlp"}),
     ({"angle_step": 30.0}, {"stream": "permuted"}),
     ({"classes_per_task": 3}, {"stream": "rotated"}),
+    ({"class_order": "natural"}, {"stream": "permuted"}),
 ])
 def test_a_setting_without_effect_does_not_change_the_run_id(inert, base):
     """The same numbers under two ids would count one result twice in a sweep."""
@@ -157,6 +158,7 @@ def test_a_setting_without_effect_does_not_change_the_run_id(inert, base):
     ({"channels": (8, 8)}, {"arch": "cnn"}),
     ({"angle_step": 30.0}, {"stream": "rotated"}),
     ({"classes_per_task": 3}, {"stream": "split", "tasks": 3}),
+    ({"class_order": "natural"}, {"stream": "split", "tasks": 3}),
 ])
 def test_the_same_settings_where_they_act_do_change_it(live, base):
     assert RunConfig.from_flat({**base, **live}).run_id != RunConfig.from_flat(base).run_id

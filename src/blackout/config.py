@@ -43,6 +43,9 @@ class DataConfig:
     keep_first: bool = _f(False, "permuted: leave task 1 unpermuted (the original images)")
     classes_per_task: int = _f(2, "split: classes in each task (tasks x classes_per_task <= 10)",
                                check=lambda n: n >= 2, expected="at least 2 (a one-class task is solved by a constant output)")
+    class_order: str = _f("seeded", "split: which classes form each task: seeded (a random order drawn from the seed) "
+                                     "or natural (0-1, 2-3, ...: tasks of consecutive labels, as most papers split MNIST)",
+                          ("seeded", "natural"))
     scenario: str = _f("auto", "what the network is told and must answer (van de Ven & Tolias 2019): task (task "
                                "identity given, one head per task), domain (one shared head of classes_per_task "
                                "outputs on split: first or second class of the task), class (one shared head over "
@@ -167,6 +170,7 @@ FIXED["multi_head"] = ("data", Setting(False, "split: one output head per task; 
 INERT: dict[str, Any] = {
     "keep_first": lambda c: c.data.stream != "permuted",
     "classes_per_task": lambda c: c.data.stream != "split",
+    "class_order": lambda c: c.data.stream != "split",
     "angle_step": lambda c: c.data.stream != "rotated",
     "channels": lambda c: c.model.arch != "cnn",
     "iterations": lambda c: c.train.epochs > 0,

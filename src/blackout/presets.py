@@ -18,7 +18,7 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
     # MLP 784-400-400 ReLU, Adam lr 0.001, batch 128, 4 epochs per task; fine-tuning (the Adam row).
     # The scenario is chosen per run (--scenario task, domain or class).
     "hsu2018-split-mnist": {
-        "dataset": "mnist", "stream": "split", "tasks": 5, "classes_per_task": 2, "arch": "mlp",
+        "dataset": "mnist", "stream": "split", "tasks": 5, "classes_per_task": 2, "class_order": "natural", "arch": "mlp",
         "hidden": (400, 400), "activation": "relu", "method": "sgd", "optimizer": "adam", "lr": 0.001,
         "batch_size": 128, "epochs": 4.0, "sharpness": 0, "stop_on_blackout": False,
     },

@@ -7,7 +7,7 @@ tasks therefore cost 100 x 784 indices beyond the dataset itself.
 - ``permuted``: task t applies a fixed pixel permutation drawn from the seed (optionally task 1 is
   the identity). All classes in every task, one shared head.
 - ``split``: task t holds a disjoint group of ``classes_per_task`` classes (in a seeded class
-  order). By scenario (van de Ven & Tolias 2019): ``class``, labels kept, scored over one head of
+  order, or 0-1, 2-3, ... with ``class_order = "natural"``). By scenario (van de Ven & Tolias 2019): ``class``, labels kept, scored over one head of
   every class; ``domain``, labels renumbered 0..k-1 (the position in the task's sorted class
   list) and scored over one shared head of k outputs; ``task``, labels renumbered the same way
   and scored over the task's own head of k outputs.
@@ -86,7 +86,9 @@ class Stream:
                 raise ConfigError(
                     f"tasks: split needs tasks x classes_per_task <= {data.n_classes} classes, got {cfg.tasks} x {k}"
                 )
-            order = torch.randperm(data.n_classes, generator=g).tolist()
+            order = torch.randperm(data.n_classes, generator=g).tolist()  # drawn either way: the generator's later draws stay put
+            if cfg.class_order == "natural":
+                order = list(range(data.n_classes))
             scenario = cfg.resolved_scenario
             for t in range(cfg.tasks):
                 cls = tuple(sorted(order[t * k : (t + 1) * k]))
