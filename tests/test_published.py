@@ -54,6 +54,7 @@ def test_hsu2018_preset_runs_every_row_with_the_papers_protocol():
             assert c.method.gamma == p["online_ewc_gamma"]
         if row in ("EWC", "Online EWC"):
             assert c.method.fisher_samples >= 60000  # every training sample of the task
+            assert c.method.fisher_labels == p["fisher_labels"]
         if row == "SI":
             assert c.method.xi == p["si_damping"]
         if row == "Naive rehearsal":

@@ -140,8 +140,9 @@ def _hsu_rows(scenario: str) -> dict[str, dict[str, Any]]:
         "Adam": {"method": "sgd", "optimizer": "adam", "lr": 0.001},
         "SGD": {"method": "sgd", "optimizer": "sgd", "lr": 0.01},
         "L2": {"method": "l2", "lam": 2 * reg["L2"]},
-        "EWC": {"method": "ewc", "lam": 2 * reg["EWC"], "fisher_samples": 60000},
-        "Online EWC": {"method": "online-ewc", "lam": 2 * reg["Online EWC"], "gamma": 1.0, "fisher_samples": 60000},
+        "EWC": {"method": "ewc", "lam": 2 * reg["EWC"], "fisher_samples": 60000, "fisher_labels": "max"},
+        "Online EWC": {"method": "online-ewc", "lam": 2 * reg["Online EWC"], "gamma": 1.0, "fisher_samples": 60000,
+                       "fisher_labels": "max"},
         "SI": {"method": "si", "lam": reg["SI"], "xi": 0.1},
         "MAS": {"method": "mas", "lam": reg["MAS"]},
     }
