@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from blackout.config import RunConfig, load_toml
@@ -188,3 +190,55 @@ def test_a_test_limit_too_small_for_a_verdict_is_refused(limit):
                                           rf"\(fewer cannot tell learning from chance\), got {limit}$"):
         RunConfig.from_flat({"test_limit": limit})
     assert RunConfig.from_flat({"test_limit": 10}).data.test_limit == 10
+
+
+# --------------------------------------------------------------------------- scenario and inert settings
+
+
+def test_scenario_is_explicit_in_the_canonical_config_and_multi_head_reads_as_task():
+    split = {"stream": "split", "tasks": 5}
+    assert RunConfig.from_flat(split).to_dict()["data"]["scenario"] == "class"  # a split stream's own
+    assert RunConfig.from_flat({}).to_dict()["data"]["scenario"] == "domain"  # permuted: one 10-way head
+    old = RunConfig.from_flat({**split, "multi_head": True})  # configs and archives written before the setting
+    assert old.to_dict()["data"]["scenario"] == "task" and old.run_id == RunConfig.from_flat({**split, "scenario": "task"}).run_id
+    assert RunConfig.from_flat({**split, "multi_head": False}).run_id == RunConfig.from_flat(split).run_id
+    stored = RunConfig.from_dict(old.to_dict())
+    assert stored.run_id == old.run_id and "multi_head" not in stored.to_dict()["data"]
+    # a preset's scenario does not stick when the stream changes: auto follows the stream
+    assert RunConfig.from_flat({"stream": "permuted"}, RunConfig.from_flat(split)).data.resolved_scenario == "domain"
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"scenario": "task"}, "scenario: a permuted stream is domain-incremental (one 10-way head for every task); "
+                           "task and class scenarios need stream split, got task"),
+    ({"stream": "rotated", "multi_head": True}, "scenario: a rotated stream is domain-incremental"),
+    ({"stream": "split", "tasks": 5, "multi_head": True, "scenario": "domain"},
+     "multi_head: true contradicts scenario 'domain' (multi_head true means scenario task); give only scenario"),
+])
+def test_a_scenario_a_stream_does_not_offer_is_refused_in_one_line(values, message):
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        RunConfig.from_flat(values)
+
+
+@pytest.mark.parametrize("inert, base", [
+    ({"keep_first": True}, {"stream": "split", "tasks": 5}),
+    ({"keep_first": True}, {"stream": "rotated"}),
+    ({"channels": (8, 8)}, {"arch": "mlp"}),
+    ({"angle_step": 30.0}, {"stream": "permuted"}),
+    ({"classes_per_task": 3}, {"stream": "rotated"}),
+    ({"class_order": "natural"}, {"stream": "permuted"}),
+])
+def test_a_setting_without_effect_does_not_change_the_run_id(inert, base):
+    """The same numbers under two ids would count one result twice in a sweep."""
+    assert RunConfig.from_flat({**base, **inert}).run_id == RunConfig.from_flat(base).run_id
+
+
+@pytest.mark.parametrize("live, base", [
+    ({"keep_first": True}, {"stream": "permuted"}),
+    ({"channels": (8, 8)}, {"arch": "cnn"}),
+    ({"angle_step": 30.0}, {"stream": "rotated"}),
+    ({"classes_per_task": 3}, {"stream": "split", "tasks": 3}),
+    ({"class_order": "natural"}, {"stream": "split", "tasks": 3}),
+])
+def test_the_same_settings_where_they_act_do_change_it(live, base):
+    assert RunConfig.from_flat({**base, **live}).run_id != RunConfig.from_flat(base).run_id

@@ -22,6 +22,7 @@ from blackout.experiment.data.sources import Dataset, cache_dir, download, load_
 from blackout.errors import DataError
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared/data/mnist"
+SHARED_MNIST_FULL = SHARED_MNIST.with_name("mnist-full")
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
@@ -165,7 +166,8 @@ def test_full_directory_loads_as_written(tmp_path):
     """Four files give the train and test sets unchanged, as float32 in [0, 1] and int64 labels."""
     arrays = write_set(tmp_path / "full")
     ds = load_dataset("mnist", tmp_path / "full")
-    assert ds.source == str(tmp_path / "full") and ds.note == "" and ds.n_classes == 10
+    assert ds.source == str(tmp_path / "full") and ds.n_classes == 10
+    assert ds.note == f"the standard split: 30 train / 10 test images from {tmp_path / 'full'}"
     assert ds.x_train.shape == (30, 1, 28, 28) and ds.x_test.shape == (10, 1, 28, 28)
     assert ds.x_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
     assert ds.x_train.is_contiguous() and ds.x_test.is_contiguous()
@@ -279,11 +281,22 @@ def test_shared_mnist_test_only_split(tmp_path):
     assert torch.equal(again.x_train, ds.x_train) and torch.equal(again.y_test, ds.y_test)
 
 
+@pytest.mark.skipif(not (SHARED_MNIST_FULL / FILES[0]).exists(), reason="shared full MNIST absent")
+def test_shared_full_mnist_is_the_standard_split_and_says_so():
+    """A directory with the training files gives MNIST's own 60,000 / 10,000, named in the note."""
+    ds = load_dataset("mnist", SHARED_MNIST_FULL)
+    assert ds.x_train.shape == (60000, 1, 28, 28) and ds.x_test.shape == (10000, 1, 28, 28)
+    assert ds.note == f"the standard split: 60,000 train / 10,000 test images from {SHARED_MNIST_FULL}"
+    raw_y = read_idx(SHARED_MNIST_FULL / FILES[3], ndim=1)
+    np.testing.assert_array_equal(ds.y_test.numpy(), raw_y)  # the test set as published, not a split of it
+
+
 @pytest.mark.skipif(not (DEBIAN_FASHION / FILES[0]).exists(), reason="Debian fashion-mnist package absent")
 def test_debian_fashion_mnist(isolated_cache):
     """With an empty cache, fashion-mnist comes from the Debian package, full size."""
     ds = load_dataset("fashion-mnist")
-    assert ds.source == str(DEBIAN_FASHION) and ds.note == ""
+    assert ds.source == str(DEBIAN_FASHION)
+    assert ds.note == f"the standard split: 60,000 train / 10,000 test images from {DEBIAN_FASHION}"
     assert ds.x_train.shape == (60000, 1, 28, 28) and ds.x_test.shape == (10000, 1, 28, 28)
     assert set(ds.y_test.unique().tolist()) == set(range(10))
     assert float(ds.x_test.max()) == 1.0 and float(ds.x_test.min()) == 0.0
@@ -390,7 +403,8 @@ def test_download_fills_cache(server, tmp_path):
     assert sorted(p.name for p in (cache / "mnist").iterdir()) == sorted(FILES)
     np.testing.assert_array_equal(as_uint8(ds.x_train), server["arrays"]["xtr"])
     np.testing.assert_array_equal(ds.y_test.numpy(), server["arrays"]["yte"])
-    assert len(server["requests"]) == 4
+    assert sorted(r.rsplit("/", 1)[-1] for r in server["requests"]) == sorted(FILES)  # the training files too
+    assert ds.note.startswith("the standard split: 20 train / 10 test images")
 
     download("mnist", cache / "mnist", mirrors=[server["base"] + "/good/"])
     assert len(server["requests"]) == 4, "verified files already present must not be fetched again"

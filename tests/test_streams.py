@@ -44,7 +44,7 @@ def test_split_tasks_hold_disjoint_classes(digits):
 
 
 def test_multi_head_split_renumbers_labels_and_slices_its_head(digits):
-    s = Stream(DataConfig(stream="split", tasks=3, classes_per_task=3, multi_head=True), digits, seed=0)
+    s = Stream(DataConfig(stream="split", tasks=3, classes_per_task=3, scenario="task"), digits, seed=0)
     assert s.n_out == 9
     t = s.tasks[1]
     _, y = s.batch(t, "train")
@@ -101,3 +101,57 @@ def test_memory_does_not_grow_with_tasks_beyond_the_permutations():
             if x is not None and id(x.untyped_storage()) not in dataset:
                 held[id(x.untyped_storage())] = x.untyped_storage().nbytes()
     assert sum(held.values()) == 100 * 784 * 8  # the permutations, and nothing else
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_domain_split_labels_are_the_position_within_the_task_and_share_one_small_head(digits, k):
+    """Domain-incremental: "first or second class of the task", one head of k outputs for every task."""
+    s = Stream(DataConfig(stream="split", tasks=3, classes_per_task=k, scenario="domain"), digits, seed=4)
+    assert s.n_out == k
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(4)).tolist()  # the stream's class order
+    for t, task in enumerate(s.tasks):
+        groups = sorted(order[t * k:(t + 1) * k])
+        assert task.classes == tuple(groups) and task.head_range is None
+        for part, y_all in (("train", digits.y_train), ("test", digits.y_test)):
+            _, y = s.batch(task, part)
+            mask = np.isin(y_all.numpy(), groups)
+            expected = np.searchsorted(groups, y_all.numpy()[mask])  # position in the sorted class list
+            np.testing.assert_array_equal(y.numpy(), expected)
+        _, yt = s.batch(task, "test")
+        counts = np.bincount(yt.numpy(), minlength=k)
+        assert s.chance(task) == pytest.approx(counts.max() / counts.sum())  # the task's own chance, about 1/k
+        assert 1 / k - 0.1 < s.chance(task) < 1 / k + 0.1
+
+
+def test_class_split_keeps_the_labels_and_a_head_of_every_class(digits):
+    s = Stream(DataConfig(stream="split", tasks=5, scenario="class"), digits, seed=4)
+    assert s.n_out == 10
+    for task in s.tasks:
+        _, y = s.batch(task, "test")
+        assert set(y.tolist()) == set(task.classes) and task.head_range is None
+
+
+def test_each_scenario_gives_different_numbers():
+    """The same split digits run in the three scenarios: three heads, three accuracy matrices."""
+    from blackout.api import run
+    from tests.conftest import small
+
+    results = {sc: run(small(stream="split", tasks=3, method="sgd", scenario=sc, iterations=60, sharpness=0))
+               for sc in ("task", "domain", "class")}
+    assert {sc: r.scenario for sc, r in results.items()} == {"task": "task", "domain": "domain", "class": "class"}
+    assert [r.n_params for r in results.values()] == [32 * 64 + 32 + 33 * k for k in (6, 2, 10)]
+    accs = [r.acc for r in results.values()]
+    assert not np.allclose(accs[0], accs[1]) and not np.allclose(accs[1], accs[2]) and not np.allclose(accs[0], accs[2])
+    # class-incremental SGD forgets the old classes outright; task-incremental keeps them above chance
+    assert results["class"].acc[-1, 0] < 0.2 < results["task"].acc[-1, 0]
+
+
+def test_natural_class_order_pairs_consecutive_labels_and_is_the_same_for_every_seed(digits):
+    for seed in (0, 7):
+        s = Stream(DataConfig(stream="split", tasks=5, class_order="natural", scenario="domain"), digits, seed=seed)
+        assert [t.classes for t in s.tasks] == [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]
+    seeded = {Stream(DataConfig(stream="split", tasks=5), digits, seed=seed).tasks[0].classes for seed in range(4)}
+    assert len(seeded) > 1  # the default order is drawn from the seed

@@ -27,6 +27,7 @@ from .files import need_file
 from .settings import Setting
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
+SCENARIOS = ("task", "domain", "class")
 DATASET_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
 N_CLASSES = 10
 # Bounds of the numbers a run can use. Seeds: the seeds derived from one (seed x 104729 + 3 and the like)
@@ -51,7 +52,15 @@ class DataConfig:
     keep_first: bool = _f(False, "permuted: leave task 1 unpermuted (the original images)")
     classes_per_task: int = _f(2, "split: classes in each task (tasks x classes_per_task <= 10)",
                                check=lambda n: n >= 2, expected="at least 2 (a one-class task is solved by a constant output)")
-    multi_head: bool = _f(False, "split: one output head per task (task-incremental) instead of one shared head")
+    class_order: str = _f("seeded", "split: which classes form each task: seeded (a random order drawn from the seed) "
+                                     "or natural (0-1, 2-3, ...: tasks of consecutive labels, as most papers split MNIST)",
+                          ("seeded", "natural"))
+    scenario: str = _f("auto", "what the network is told and must answer (van de Ven & Tolias 2019): task (task "
+                               "identity given, one head per task), domain (one shared head of classes_per_task "
+                               "outputs on split: first or second class of the task), class (one shared head over "
+                               "all classes); auto: class on split, domain on permuted and rotated, which are "
+                               "domain-incremental with one 10-way head and offer no other (--multi-head: task)",
+                       ("auto",) + SCENARIOS)
     angle_step: float = _f(10.0, "rotated: task t is rotated by (t - 1) x angle_step degrees")
     train_limit: int = _f(0, "use only the first N training images (0: all); the test set is unchanged",
                           check=lambda n: n >= 0, expected=">= 0")
@@ -62,6 +71,37 @@ class DataConfig:
                          check=lambda n: n == 0 or n >= MIN_TEST_IMAGES,
                          expected=f"0 (all) or at least {MIN_TEST_IMAGES} test images per task (fewer cannot tell "
                                   "learning from chance)")
+
+    @property
+    def resolved_scenario(self) -> str:
+        """The scenario in force: the one given, or the stream's own for ``auto``."""
+        return natural_scenario(self.stream) if self.scenario == "auto" else self.scenario
+
+    @property
+    def multi_head(self) -> bool:
+        return self.resolved_scenario == "task"
+
+    @property
+    def n_out(self) -> int:
+        """Outputs of the network: a head per task (task), one task's classes (domain) or every class."""
+        if self.stream != "split":
+            return N_CLASSES
+        return {"task": self.tasks * self.classes_per_task, "domain": self.classes_per_task}.get(self.resolved_scenario, N_CLASSES)
+
+
+def natural_scenario(stream: str) -> str:
+    """A stream's own scenario: class-incremental for split, domain-incremental for the input-transform streams."""
+    return "class" if stream == "split" else "domain"
+
+
+def scenario_of(data: dict[str, Any]) -> str:
+    """The scenario of a stored config's data section, also of one written before the setting existed
+    (``multi_head`` true on a split stream: task)."""
+    given = data.get("scenario")
+    if given in SCENARIOS:
+        return given
+    stream = data.get("stream", "permuted")
+    return "task" if stream == "split" and data.get("multi_head") else natural_scenario(stream)
 
 
 @dataclass(frozen=True)
@@ -136,6 +176,20 @@ FIXED: dict[str, tuple[str, Setting]] = {
     for f in fields(cls)
 }
 METHOD_FIELD = Setting("ewc", "continual-learning method (see `blackout methods`)")
+# Accepted for configs and archives written before ``scenario``: true means scenario task.
+FIXED["multi_head"] = ("data", Setting(False, "split: one output head per task; a synonym of --scenario task"))
+
+# Settings without effect on a run, by the condition under which they have none: the canonical
+# config (and so the run id) holds their default there, so a value that changes nothing does not
+# make a second run of the same numbers.
+INERT: dict[str, Any] = {
+    "keep_first": lambda c: c.data.stream != "permuted",
+    "classes_per_task": lambda c: c.data.stream != "split",
+    "class_order": lambda c: c.data.stream != "split",
+    "angle_step": lambda c: c.data.stream != "rotated",
+    "channels": lambda c: c.model.arch != "cnn",
+    "iterations": lambda c: c.train.epochs > 0,
+}
 
 
 def method_settings() -> dict[str, tuple[Setting, list[str]]]:
@@ -211,7 +265,7 @@ class RunConfig:
         base's settings apply to the methods that have them).
         """
         base = base or cls()
-        given = dict(checked_setting(k, v, where) for k, v in values.items())
+        given = _scenario_from_multi_head(dict(checked_setting(k, v, where) for k, v in values.items()), where)
         per_section: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS if s != "method"}
         for name, value in given.items():
             if name in FIXED:
@@ -234,8 +288,14 @@ class RunConfig:
 
     # -- identity -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The canonical config: the scenario in force (never ``auto``), inert settings at their default."""
         out = {s: {f.name: _jsonable(getattr(getattr(self, s), f.name)) for f in fields(SECTIONS[s])}
                for s in SECTIONS if s != "method"}
+        out["data"]["scenario"] = self.data.resolved_scenario
+        for name, idle in INERT.items():
+            if idle(self):
+                section, setting = FIXED[name]
+                out[section][name] = _jsonable(setting.default)
         out["method"] = self.method.to_dict()
         return {s: out[s] for s in SECTIONS}
 
@@ -263,6 +323,21 @@ class _NoMethod:
 def _settings_of(method: str) -> str:
     names = sorted(registry().get(method, _NoMethod).settings)
     return f"its settings: {', '.join(names)}" if names else "it has no settings"
+
+
+def _scenario_from_multi_head(given: dict[str, Any], where: str) -> dict[str, Any]:
+    """``multi_head`` read as the scenario it meant: true is task, false the stream's own (auto)."""
+    if "multi_head" not in given:
+        return given
+    given = dict(given)
+    multi = given.pop("multi_head")
+    scenario = given.get("scenario")
+    if scenario not in (None, "auto") and (scenario == "task") != multi:
+        raise ConfigError(f"{where}multi_head: {str(multi).lower()} contradicts scenario {scenario!r} "
+                          "(multi_head true means scenario task); give only scenario")
+    if scenario in (None, "auto"):
+        given["scenario"] = "task" if multi else "auto"
+    return given
 
 
 def _method_config(method: str, own: dict[str, Any], where: str = "") -> MethodConfig:
@@ -327,6 +402,9 @@ def validate(c: RunConfig) -> None:
     if d.stream == "split" and d.tasks * d.classes_per_task > N_CLASSES:
         raise ConfigError(f"tasks: a split stream needs tasks x classes_per_task <= {N_CLASSES} classes, "
                           f"got {d.tasks} x {d.classes_per_task}")
+    if d.stream != "split" and d.resolved_scenario != "domain":
+        raise ConfigError(f"scenario: a {d.stream} stream is domain-incremental (one {N_CLASSES}-way head for every "
+                          f"task); task and class scenarios need stream split, got {d.resolved_scenario}")
     per_task = d.classes_per_task if d.stream == "split" else N_CLASSES
     if 1 / per_task + b.margin >= 1:
         raise ConfigError(f"margin: expected chance + margin < 1 (chance is about 1/{per_task} on tasks of {per_task} "
@@ -345,7 +423,7 @@ def validate(c: RunConfig) -> None:
 def n_params_estimate(c: RunConfig) -> int:
     """Parameters of one network, from the dataset's image size and the widths."""
     ch, h, w = DATASET_SHAPES[c.data.dataset]
-    n_out = c.data.tasks * c.data.classes_per_task if c.data.stream == "split" and c.data.multi_head else N_CLASSES
+    n_out = c.data.n_out
     if c.model.arch == "cnn":
         total, prev = 0, ch
         for k in c.model.channels:

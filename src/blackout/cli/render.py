@@ -23,7 +23,8 @@ def render_run(r: Result) -> str:
         f"{c['data']['dataset']} {c['data']['stream']} · {c['model']['arch']} hidden {','.join(map(str, r.hidden))}"
         f" ({r.n_params:,} parameters) · {r.method}{' ' + settings if settings else ''}"
         f" · {c['train']['optimizer']} lr {c['train']['lr']:g}",
-        f"data: {r.data['source']} ({r.data['n_train']:,} train / {r.data['n_test']:,} test)",
+        f"data: {r.data['source']} ({r.data['n_train']:,} train / {r.data['n_test']:,} test) · {r.split}"
+        f" · {r.scenario}-incremental",
     ]
     if r.data.get("note"):
         lines.append(f"note: {r.data['note']}")
@@ -58,6 +59,7 @@ def _bound(s: dict) -> str:
 
 def render_analysis(a: dict) -> str:
     lines = [f"{a['n_runs']} runs · capacity axis: {a['axis']} · {a['n_censored']} censored (no blackout within the task budget)"]
+    lines += [f"data: {d}" for d in a.get("data", [])]
     if a.get("n_never_learned"):
         lines.append(f"{a['n_never_learned']} runs never learned a task and are left out of the law")
     for g in a["groups"]:

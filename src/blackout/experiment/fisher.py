@@ -46,6 +46,8 @@ def fisher_dlogits(logits: torch.Tensor, mode: str, y: torch.Tensor, gens: list[
         if mode == "sampled":
             labels = torch.stack([torch.multinomial(p[m].cpu().clamp_min(0) + 1e-12, 1, generator=g).squeeze(1)
                                   for m, g in enumerate(gens)]).to(p.device)  # drawn by each member's own CPU generator
+        elif mode == "max":
+            labels = p.argmax(-1)
         else:
             labels = y
         outs = [F.one_hot(labels, p.shape[-1]).to(p.dtype) - p]

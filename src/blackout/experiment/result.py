@@ -126,6 +126,36 @@ class Result:
     def blackout_task(self) -> int | None:
         return self.verdict.task
 
+    @property
+    def scenario(self) -> str:
+        """task, domain or class (van de Ven & Tolias 2019), also for a run stored before the setting."""
+        from ..config import scenario_of
+
+        return scenario_of(self.config["data"])
+
+    @property
+    def split(self) -> str:
+        """Which images trained and scored the run: "standard split 60,000/10,000", "test-only split
+        8,000/2,000" (MNIST's test images alone), with the limits a run put on them."""
+        from .data.sources import TEST_ONLY_NOTE
+
+        n_train, n_test = self.data.get("n_train"), self.data.get("n_test")
+        if not isinstance(n_train, int) or not isinstance(n_test, int):
+            return "split not recorded"
+        note, d = str(self.data.get("note") or ""), self.config["data"]
+        kind = ("test-only split" if note.startswith(TEST_ONLY_NOTE) else "digits split" if d.get("dataset") == "digits"
+                else "standard split")
+        text = f"{kind} {n_train:,}/{n_test:,}"
+        used = [f"first {lim:,} {part}" for lim, n, part in ((d.get("train_limit"), n_train, "train"),
+                                                              (d.get("test_limit"), n_test, "test")) if lim and lim < n]
+        return text + (f" ({', '.join(used)} used)" if used else "")
+
+    @property
+    def data_label(self) -> str:
+        """"mnist permuted · domain-incremental · standard split 60,000/10,000": what a number belongs to."""
+        d = self.config["data"]
+        return f"{d.get('dataset')} {d.get('stream')} · {self.scenario}-incremental · {self.split}"
+
     def diagnostic(self, name: str) -> list[float | None]:
         """One diagnostic over the tasks run, None where it was not measured."""
         return [finite_or_none(d.get(name)) for d in self.diagnostics]

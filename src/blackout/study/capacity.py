@@ -56,12 +56,13 @@ def group_key(r: Result, axis: str) -> tuple:
     All settings except the capacity axis ("hidden" and "channels" for width and params, "hidden"
     for depth) and "seed" (seeds are the replicates). Because "hidden" holds both width and depth,
     the other of the two is added back ("depth" for the width axis, "width" for the depth axis),
-    so a width curve never mixes depths.
+    so a width curve never mixes depths; the data split is added too, so it never mixes data sets.
     """
     if axis not in AXES:
         raise ValueError(f"axis: expected one of {', '.join(AXES)}, got {axis!r}")
     drop = {"seed", "hidden"} | ({"channels"} if axis in ("width", "params") else set())
     items = {k: _frozen(v) for k, v in flat_config(r).items() if k not in drop}
+    items["split"] = r.split  # the same settings on other images are another curve
     if axis == "width":
         items["depth"] = len(r.hidden)
     elif axis == "depth":
@@ -143,6 +144,7 @@ def analyze(results: list[Result], axis: str = "width", n_boot: int = 1000, seed
     return jsonable({
         "axis": axis,
         "n_runs": len(results),
+        "data": sorted({r.data_label for r in results}),
         "n_never_learned": len(results) - len(learned),
         "n_censored": sum(g["n_censored"] for g in out_groups),
         "varying": varying,

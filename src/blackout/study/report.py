@@ -117,7 +117,7 @@ def _summary(rs: ResultSet) -> dict:
         "n_censored": sum(r.verdict.task is None and r.verdict.learned for r in runs),
         "n_never_learned": sum(not r.verdict.learned for r in runs),
         "settings": sorted(set(setting_labels(runs).values())),
-        "data": sorted({f"{r.config['data']['dataset']} ({r.config['data']['stream']})" for r in runs}),
+        "data": sorted({r.data_label for r in runs}),
         "causes": ", ".join(f"{c} {k}" for c, k in sorted(causes.items())),
         "median": statistics.median(blackouts) if blackouts else None,
         "first": min(blackouts, default=None), "last": max(blackouts, default=None),

@@ -4,8 +4,10 @@ Every dataset comes back as a :class:`Dataset` of float32 images in [0, 1] shape
 and int64 labels. MNIST-style data is read from the standard IDX files, looked up in this order:
 an explicit ``data_dir`` (only there, if given), the user cache, Debian's ``fashion-mnist``
 package, and finally a download into the cache, checked against the published MD5 sums.
-A directory holding only the 10,000 test images is still usable: it is split deterministically,
-and the split is stated in ``Dataset.note`` so reports can say what was trained on.
+A directory holding the training files gives the standard split (for MNIST 60,000 train / 10,000
+test); one holding only the 10,000 test images is still usable: it is split deterministically into
+8,000 / 2,000. Either way ``Dataset.note`` names the split, so every output can say what was
+trained on (``TEST_ONLY_NOTE`` is how a test-only split's note begins).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ CHECKSUMS: dict[str, dict[str, str]] = {
 }
 
 DOWNLOAD_TIMEOUT = 30.0
+TEST_ONLY_NOTE = "only the"
 TEST_ONLY_SEED = 0
 TEST_ONLY_FRACTION = 0.2
 DIGITS_TEST_FRACTION = 0.2
@@ -275,8 +278,10 @@ def _file_key(found: dict[str, Path]) -> tuple:
 @functools.lru_cache(maxsize=4)
 def _load_idx_dir(name: str, directory: str, key: tuple) -> Dataset:
     arrays, meta = decoded(("idx", name, key), lambda: _decode_idx_dir(name, directory, key))
+    note = meta["note"] or (f"the standard split: {len(arrays['y_train']):,} train / {len(arrays['y_test']):,} test "
+                            f"images from {directory}")
     return Dataset(name, _to_images(arrays["x_train"]), _to_labels(arrays["y_train"]), _to_images(arrays["x_test"]),
-                   _to_labels(arrays["y_test"]), N_CLASSES, directory, meta["note"], meta["identity"])
+                   _to_labels(arrays["y_test"]), N_CLASSES, directory, note, meta["identity"])
 
 
 def _decode_idx_dir(name: str, directory: str, key: tuple) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -293,7 +298,7 @@ def _decode_idx_dir(name: str, directory: str, key: tuple) -> tuple[dict[str, np
         perm = np.random.default_rng(TEST_ONLY_SEED).permutation(n)
         tr, te = perm[:n_train], perm[n_train:]
         note = (
-            f"only the {n:,} test images were found in {directory}: split into "
+            f"{TEST_ONLY_NOTE} {n:,} test images were found in {directory}: split into "
             f"{n_train:,} train / {n_test:,} test by a fixed permutation (seed {TEST_ONLY_SEED})"
         )
         return {"x_train": x_te[tr], "y_train": y_te[tr], "x_test": x_te[te], "y_test": y_te[te]}, {"note": note}

@@ -7,8 +7,10 @@ tasks therefore cost 100 x 784 indices beyond the dataset itself.
 - ``permuted``: task t applies a fixed pixel permutation drawn from the seed (optionally task 1 is
   the identity). All classes in every task, one shared head.
 - ``split``: task t holds a disjoint group of ``classes_per_task`` classes (in a seeded class
-  order). Single-head: labels kept, scored over every output (class-incremental). Multi-head:
-  labels renumbered 0..k-1 and scored over the task's own head (task-incremental).
+  order, or 0-1, 2-3, ... with ``class_order = "natural"``). By scenario (van de Ven & Tolias 2019): ``class``, labels kept, scored over one head of
+  every class; ``domain``, labels renumbered 0..k-1 (the position in the task's sorted class
+  list) and scored over one shared head of k outputs; ``task``, labels renumbered the same way
+  and scored over the task's own head of k outputs.
 - ``rotated``: task t rotates every image by ``(t-1) x angle_step`` degrees (bilinear, zero fill).
 """
 
@@ -36,8 +38,9 @@ class Task:
     perm: torch.Tensor | None = None  # (H*W,) pixel permutation
     angle: float = 0.0  # degrees
     classes: tuple[int, ...] | None = None  # split: the task's classes (original labels)
-    head: int | None = None  # multi-head: which output slice scores this task
+    head: int | None = None  # task scenario: which output slice scores this task
     head_size: int = 0
+    relabel: bool = False  # split, task and domain scenarios: targets are positions within ``classes``
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the task's input transform to a batch ``x`` of shape (B, C, H, W)."""
@@ -61,7 +64,7 @@ class Split:
     """The part of a dataset a task uses: indices into it and the labels to train on."""
 
     idx: torch.Tensor | None  # None: every sample
-    y: torch.Tensor  # targets aligned with idx (remapped for multi-head)
+    y: torch.Tensor  # targets aligned with idx (renumbered within the task for the task and domain scenarios)
 
 
 class Stream:
@@ -84,11 +87,16 @@ class Stream:
                 raise ConfigError(
                     f"tasks: split needs tasks x classes_per_task <= {data.n_classes} classes, got {cfg.tasks} x {k}"
                 )
-            order = torch.randperm(data.n_classes, generator=g).tolist()
+            order = torch.randperm(data.n_classes, generator=g).tolist()  # drawn either way: the generator's later draws stay put
+            if cfg.class_order == "natural":
+                order = list(range(data.n_classes))
+            scenario = cfg.resolved_scenario
             for t in range(cfg.tasks):
                 cls = tuple(sorted(order[t * k : (t + 1) * k]))
-                self.tasks.append(Task(t, classes=cls, head=t if cfg.multi_head else None, head_size=k if cfg.multi_head else 0))
-        self.n_out = data.n_classes if not (cfg.stream == "split" and cfg.multi_head) else cfg.tasks * cfg.classes_per_task
+                task = scenario == "task"
+                self.tasks.append(Task(t, classes=cls, head=t if task else None, head_size=k if task else 0,
+                                       relabel=scenario != "class"))
+        self.n_out = cfg.n_out
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -114,7 +122,7 @@ class Stream:
                 if limit:
                     idx = idx[:limit]
                 target = y[idx]
-                if task.head is not None:
+                if task.relabel:
                     lut = torch.full((self.data.n_classes,), -1, dtype=torch.long, device=y.device)
                     lut[list(task.classes)] = torch.arange(len(task.classes), device=y.device)
                     target = lut[target]

@@ -44,7 +44,7 @@ class LwF(Method):
     @classmethod
     def check(cls, cfg) -> None:
         if cfg.data.stream != "split" or not cfg.data.multi_head:
-            raise ConfigError("method: lwf needs a multi-head split stream (--stream split --multi-head)")
+            raise ConfigError("method: lwf needs a multi-head split stream (--stream split --scenario task)")
 
     def loss(self, net, x, y, task):
         logits = net(x)

@@ -31,7 +31,8 @@ FISHER_SETTINGS = {
     "fisher_samples": Setting(200, "training samples used to estimate the importance (Fisher, MAS)",
                               check=lambda n: n >= 1, expected="at least 1"),
     "fisher_labels": Setting("sampled", "Fisher labels: sampled from the model, the true (empirical) ones, "
-                             "or the expectation over classes", choices=("sampled", "empirical", "expected")),
+                             "the expectation over classes, or the model's most likely class (max)",
+                             choices=("sampled", "empirical", "expected", "max")),
 }
 
 

@@ -1,0 +1,66 @@
+"""Print a published-table study beside the paper's numbers, as the rows of docs/findings.md.
+
+    python docs/analysis/published.py STUDY [--table hsu2018] [--loose SETTING ...]
+
+STUDY is a study folder or archive of the ``hsu2018-split-mnist`` preset (any number of seeds). A
+run belongs to a table row when its scenario and every setting of the row (blackout.presets.
+PUBLISHED_ROWS) match, except the ``--loose`` ones, whose values the runs had are then named in the
+row; the number is the average accuracy over all tasks after the last, in %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from blackout.api import Study
+from blackout.config import load_toml
+from blackout.presets import PUBLISHED_ROWS
+from blackout.experiment.result import Result
+
+PUBLISHED = Path(__file__).resolve().parents[1] / "published"
+PRESETS = {"hsu2018": "hsu2018-split-mnist"}
+
+
+def flat(r: Result) -> dict:
+    return {k: v for section in r.config.values() for k, v in section.items()}
+
+
+def matches(r: Result, scenario: str, settings: dict, loose: set[str]) -> bool:
+    values = flat(r)
+    return r.scenario == scenario and all(values.get(k) == v for k, v in settings.items()
+                                          if k != "scenario" and k not in loose)
+
+
+def rows(runs: list[Result], table: str, loose: set[str] = frozenset()) -> list[str]:
+    paper = load_toml(PUBLISHED / f"{table}.toml")["table"]
+    out = []
+    for (scenario, row), settings in PUBLISHED_ROWS[PRESETS[table]].items():
+        mine = [r for r in runs if matches(r, scenario, settings, loose)
+                and r.tasks_run == r.config["data"]["tasks"] and r.metrics.get("avg_acc") is not None]
+        if not mine:
+            continue
+        accs = [100 * r.metrics["avg_acc"] for r in mine]
+        differ = sorted({f"{k} {flat(r)[k]}" for r in mine for k in loose if k in settings and flat(r)[k] != settings[k]})
+        mean, spread = paper[scenario][row.split(" (")[0]]
+        ours = f"{statistics.mean(accs):.2f}" + (f" ± {statistics.stdev(accs):.2f}" if len(accs) > 1 else "")
+        label = row + (f" ({', '.join(differ)})" if differ else "")
+        out.append(f"| {label} | {scenario} | {len(accs)} | {ours} | {mean:.2f} ± {spread:.2f} | "
+                   f"{statistics.mean(accs) - mean:+.2f} |")
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("study")
+    p.add_argument("--table", default="hsu2018", choices=sorted(PRESETS))
+    p.add_argument("--loose", action="append", default=[], help="a setting not compared (its values are named)")
+    args = p.parse_args()
+    print("| row | scenario | seeds | blackout | published | difference |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print("\n".join(rows(Study(args.study).results().runs, args.table, set(args.loose))))
+
+
+if __name__ == "__main__":
+    main()
