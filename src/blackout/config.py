@@ -5,8 +5,8 @@ holds the method's name and only that method's own settings, which the method de
 class (``Method.settings``); the other sections are fixed dataclasses. Every setting has a
 one-line help string that the CLI reuses, and every name is unique across sections, so a setting
 can be named flat (``lam=15``) on the command line, in a TOML file or in a sweep grid. Derived
-values are properties. A run's identity is a hash of its canonical JSON and the package version,
-so a sweep knows what it has already done.
+values are properties. A run's identity is a hash of its canonical JSON and the numerics version
+(``numerics.py``), so a sweep knows what it has already done, across releases that change no number.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import numerics
 from .errors import ConfigError
 from .experiment.methods import registry
 from .settings import Setting
@@ -232,8 +232,8 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        """Stable 16-hex-digit identity of (config, package version)."""
-        payload = self.canonical_json() + "|" + __version__
+        """Stable 16-hex-digit identity of (config, numerics version)."""
+        payload = self.canonical_json() + f"|numerics={numerics.NUMERICS_VERSION}"
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     @property

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import __version__
+from .. import __version__, numerics
 from ..config import RunConfig
 from . import metrics, plasticity, sharpness, stability, verdict
 from .data.sources import load_dataset
@@ -333,7 +333,7 @@ class Experiment:
             kept = verdict.retained(R, cfg.blackout.retain_frac, mem.chance, cfg.blackout.margin)
             mem.clock["total"] = time.perf_counter() - self.start
             out.append(Result(
-                run_id=cfg.run_id, version=__version__, seed=cfg.seed, config=cfg.to_dict(), n_params=self.n_params,
+                run_id=cfg.run_id, version=__version__, numerics=numerics.NUMERICS_VERSION, seed=cfg.seed, config=cfg.to_dict(), n_params=self.n_params,
                 data={"source": self.data.source, "note": self.data.note, "n_train": int(len(self.data.y_train)),
                       "n_test": int(len(self.data.y_test)), "chance": mem.chance.tolist()},
                 acc=R, diagnostics=mem.diags, metrics=metrics.summary(R, mem.baseline),

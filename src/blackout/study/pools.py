@@ -218,6 +218,8 @@ class SweepReport:
     batched: int = 0  # runs trained inside stacked groups of two or more
     alone: dict[str, int] = field(default_factory=dict)  # why runs trained alone, and how many
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: runs the store held done only from an older numerics version, so trained again: {version: runs}
+    older_numerics: dict[int, int] = field(default_factory=dict)
 
 
 def run_sweep(configs: list[RunConfig], store: Store, pool, data_dir: str | None = None,

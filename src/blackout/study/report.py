@@ -113,6 +113,7 @@ def _summary(rs: ResultSet) -> dict:
         "causes": ", ".join(f"{c} {k}" for c, k in sorted(causes.items())),
         "median": statistics.median(blackouts) if blackouts else None,
         "first": min(blackouts, default=None), "last": max(blackouts, default=None),
+        "numerics": rs.notes(),
     }
 
 
