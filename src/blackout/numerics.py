@@ -45,7 +45,7 @@ def describe(kept: int, version: int | None, left_out: dict[int, int]) -> list[s
     lines = []
     if version is not None and version != NUMERICS_VERSION:
         lines.append(f"{_runs(kept)} from numerics version {version} (this blackout computes version "
-                     f"{NUMERICS_VERSION}; `blackout sweep` on the study trains them again)")
+                     f"{NUMERICS_VERSION}, so a sweep of the same grid trains them again)")
     for v, n in left_out.items():
         lines.append(f"{_runs(n)} from numerics version {v} left out: not comparable with the {_runs(kept)} "
                      f"of version {version}")
