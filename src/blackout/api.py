@@ -17,8 +17,9 @@ import functools
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .config import RunConfig, checked_setting, flat_settings, load_toml, printable
 from .errors import ConfigError, StoreError

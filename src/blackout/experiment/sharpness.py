@@ -53,7 +53,7 @@ def top_eigenvalues(net: StackedMLP, penalty: list[torch.Tensor] | None, x: torc
         start = [torch.stack([torch.randn(p.shape[1:], generator=g) for g in gens]).to(p) for p in leaves]
         out = []
         for pen in (penalty, None):
-            def hvp(v):
+            def hvp(v, pen=pen):
                 # the gradient of <grad, v>, a scalar: passing v as grad_outputs instead would make torch
                 # import its symbolic-shapes machinery (sympy, about a second) on first use
                 gv = sum((g * u).sum() for g, u in zip(grads, v))

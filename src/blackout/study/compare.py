@@ -35,7 +35,7 @@ def setting_labels(results: list[Result]) -> dict[str, str]:
     for r in results:
         by_method[r.method].append(r)
     out = {}
-    for method, runs in by_method.items():
+    for runs in by_method.values():
         names = sorted({k for r in runs for k in r.method_settings})
         varying = [k for k in names if k != "lam" and len({fmt(r.method_settings.get(k)) for r in runs}) > 1]
         for r in runs:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import io
 import math
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps, rc_context

@@ -18,8 +18,8 @@ Both rules only mean something for a quadratic penalty applied through its gradi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from statistics import mean
-from typing import Callable
 
 from ..experiment.result import Result
 from ..experiment.verdict import first_unstable

@@ -14,9 +14,10 @@ import json
 import re
 import statistics
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jinja2
 

@@ -6,9 +6,10 @@ and what ``blackout.Study(path).results()`` gives a notebook.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..experiment.result import Result
 from ..numerics import describe, newest

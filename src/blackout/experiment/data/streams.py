@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-
-from typing import TYPE_CHECKING
 
 from ...errors import ConfigError
 from .sources import Dataset
