@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -372,10 +373,10 @@ def _physical_memory() -> int:
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file; a missing, unreadable or malformed file raises ConfigError naming it and the line."""
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    else:  # Python 3.10
+        import tomli as tomllib
     p = Path(path)
     name = printable(str(p))
     try:

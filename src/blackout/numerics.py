@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 NUMERICS_VERSION = 1
+"""Raised by one with every change that can move a run's numbers; run ids hash it."""
 
 
 def numerics_of(result: dict[str, Any]) -> int:
