@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from .data.sources import load_dataset
 from .data.streams import Streams
 from .gating import Gates
 from .methods import registry
-from .models import build_net, n_params
+from .models import StackedMLP, build_net, n_params
 from .result import Result, Verdict, environment
 from .step import make_optimizer, update
 
@@ -181,8 +182,8 @@ class Experiment:
             base = self.evaluate_tasks(range(T))
             for i, m in enumerate(self.active):
                 self.members[m].baseline = base[i]
-        for m in self.members:
-            m.clock["data"] = (time.perf_counter() - start) / len(configs)
+        for member in self.members:
+            member.clock["data"] = (time.perf_counter() - start) / len(configs)
 
     # -- training ------------------------------------------------------------------------------
     def train_task(self, t: int) -> tuple[list[float], torch.Tensor]:
@@ -314,7 +315,7 @@ class Experiment:
         self.active = [self.active[i] for i in keep]
         if not keep:
             return
-        self.net.select(keep)
+        cast(StackedMLP, self.net).select(keep)  # a CNN trains alone: only a stacked MLP sheds members
         self.method.select(keep)
         self.streams.select(keep)
         if self.gates:

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +66,7 @@ def units(configs: list[RunConfig], jobs: int, batched: bool = True) -> tuple[li
     for c in configs:
         key = group_key(c) if batched else None
         if key is None:
-            reason = alone_reason(c) if batched else "--no-batch"
+            reason = (alone_reason(c) or "") if batched else "--no-batch"
             alone[reason] = alone.get(reason, 0) + 1
             out.append([c])
         else:
@@ -134,7 +134,12 @@ class LocalPool:
         return self
 
     def submit(self, configs: list[dict], data_dir: str | None) -> Future:
-        return self._pool.submit(execute, configs, data_dir)
+        return self._executor().submit(execute, configs, data_dir)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            raise RuntimeError("LocalPool used outside its `with` block")
+        return self._pool
 
     def wait(self, pending: set) -> tuple[set, set]:
         return wait(pending, return_when=FIRST_COMPLETED)
@@ -146,7 +151,7 @@ class LocalPool:
     def __exit__(self, *exc: object) -> None:
         interrupted = exc[0] is not None
         workers = list((getattr(self._pool, "_processes", None) or {}).values())  # shutdown() forgets them
-        self._pool.shutdown(wait=not interrupted, cancel_futures=True)
+        self._executor().shutdown(wait=not interrupted, cancel_futures=True)
         if interrupted:  # do not wait for runs whose rows go back to pending anyway
             for proc in workers:
                 proc.kill()
@@ -265,7 +270,7 @@ def run_sweep(configs: list[RunConfig], store: Store, pool, data_dir: str | None
     return report
 
 
-def _fill(queue: Iterable[list[RunConfig]], inflight: dict, pool, store: Store, data_dir, report: SweepReport) -> None:
+def _fill(queue: Iterator[list[RunConfig]], inflight: dict, pool, store: Store, data_dir, report: SweepReport) -> None:
     while len(inflight) < pool.jobs:
         unit = next(queue, None)
         if unit is None:
