@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # torch is pinned to the release the tests are run with; plain `pip install blackout` accepts torch>=2.1.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test install install-test system-packages clean
+.PHONY: demo test check docs package-check install install-test system-packages clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,5 +38,20 @@ demo: install
 test: install-test
 	$(PY) -m pytest -q
 
+# Lint, format, types and the citation file; clean on src/ (ruff format also covers tests/).
+check: install-test
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/cffconvert --validate -i CITATION.cff
+
+# The documentation site, built strictly into site/ (tests/test_docs.py builds and views it too).
+docs: install-test
+	$(VENV)/bin/mkdocs build --strict
+
+# The built sdist and wheel, installed into a fresh environment outside the tree (.ci/package-check).
+package-check: install-test
+	PYTHON=$(PYTHON) TORCH="$(TORCH)" BUILD_PY=$(abspath $(PY)) .ci/package-check
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site dist build

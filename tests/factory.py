@@ -10,6 +10,7 @@ from blackout import __version__
 from blackout.config import RunConfig
 from blackout.experiment import metrics
 from blackout.experiment.result import Result, Verdict
+from blackout.numerics import NUMERICS_VERSION
 
 
 def make_result(acc: Any = None, *, tasks: int | None = None, blackout: int | None = None, cause: str | None = None,
@@ -35,7 +36,7 @@ def make_result(acc: Any = None, *, tasks: int | None = None, blackout: int | No
     applies = (cfg.method.method in ("ewc", "online-ewc", "l2", "si", "mas") and cfg.train.optimizer == "sgd") \
         if stability_applies is None else stability_applies
     return Result(
-        run_id=cfg.run_id, version=__version__, seed=cfg.seed, config=cfg.to_dict(), n_params=n_params,
+        run_id=cfg.run_id, version=__version__, numerics=NUMERICS_VERSION, seed=cfg.seed, config=cfg.to_dict(), n_params=n_params,
         data={"source": "test", "note": "", "n_train": 100, "n_test": 20, "chance": [0.1] * cfg.data.tasks},
         acc=R, diagnostics=diags, metrics=metrics.summary(R),
         verdict=Verdict(blackout, cause if blackout else None, learned,

@@ -13,10 +13,13 @@ The command line is a thin layer over these; a notebook uses them directly::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .config import RunConfig, checked_setting, flat_settings, load_toml, printable
 from .errors import ConfigError, StoreError
@@ -115,14 +118,17 @@ class Study:
         store = self._store(name, create=True)
         try:
             new = store.unknown([c.run_id for c in configs])
+            older = _older_numerics(store, [c for c in configs if c.run_id in set(new)])
             held = sum(store.status_counts().values())
-            if new and held and not extend:
+            if len(new) > sum(older.values()) and held and not extend:
                 raise ConfigError(f"{self.path}: this study already holds {held} runs of another grid; "
                                   f"--extend adds these {len(new)} new runs to it, or choose a new study folder")
             self._record_spec(spec, name, len(configs), len(new))
             if on_plan:
                 on_plan(len(configs), len(store.todo([c.run_id for c in configs])) + len(new), pool)
-            return run_sweep(configs, store, pool, None if data_dir is None else str(data_dir), on_event, batched)
+            report = run_sweep(configs, store, pool, None if data_dir is None else str(data_dir), on_event, batched)
+            report.older_numerics = older
+            return report
         finally:
             store.close()
 
@@ -186,9 +192,11 @@ class Study:
             raise ConfigError(f"--bootstrap: expected at least 1 resample, got {bootstrap}")
         return analyze(self.results().runs, axis=axis, n_boot=bootstrap)
 
-    def report(self, out: str | Path | None = None, axis: str = "width") -> Path:
+    def report(self, out: str | Path | None = None, axis: str = "width",
+               on_note: Callable[[str], None] | None = None) -> Path:
         """Write the self-contained HTML report (default ``STUDY/report.html``) and, beside it, its
-        figures as PNG and SVG (``STUDY/figures``, or ``NAME-figures`` next to a report written elsewhere)."""
+        figures as PNG and SVG (``STUDY/figures``, or ``NAME-figures`` next to a report written elsewhere).
+        ``on_note`` receives each line the report says about the runs' numerics versions."""
         from .files import check_output
         from .study.report import is_report, write_report
 
@@ -197,6 +205,9 @@ class Study:
         beside = not self.archive and out.resolve() == default.resolve()
         figures = self.path / "figures" if beside else out.with_name(f"{out.stem}-figures")
         rs = self.results()
+        if on_note:
+            for note in rs.notes():
+                on_note(note)
         meta = self._sweep_json()
         return write_report(out, rs, axis=axis, title=f"blackout study: {(meta or {}).get('study') or self.path.name}",
                             study=meta, figures=figures)
@@ -213,6 +224,19 @@ class Study:
                            EXPORTS[fmt], store=self.store_path)
         with self._store(None, create=False) as store:
             return store.export(out, fmt)
+
+
+def _older_numerics(store, configs: list[RunConfig]) -> dict[int, int]:
+    """Of ``configs`` (runs the store has no row for), how many it holds done only under an older
+    numerics version (another run id), by that version: a sweep trains them again."""
+    if not configs:
+        return {}
+    key = functools.partial(json.dumps, sort_keys=True)
+    stored: dict[str, int] = {}
+    for cfg, version in store.done_numerics():
+        stored[key(cfg)] = max(version, stored.get(key(cfg), version))
+    found = [stored[k] for k in map(key, (c.to_dict() for c in configs)) if k in stored]
+    return dict(sorted(Counter(found).items()))
 
 
 def _axis_text(v: Any) -> Any:

@@ -5,8 +5,8 @@ holds the method's name and only that method's own settings, which the method de
 class (``Method.settings``); the other sections are fixed dataclasses. Every setting has a
 one-line help string that the CLI reuses, and every name is unique across sections, so a setting
 can be named flat (``lam=15``) on the command line, in a TOML file or in a sweep grid. Derived
-values are properties. A run's identity is a hash of its canonical JSON and the package version,
-so a sweep knows what it has already done.
+values are properties. A run's identity is a hash of its canonical JSON and the numerics version
+(``numerics.py``), so a sweep knows what it has already done, across releases that change no number.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import numerics
 from .errors import ConfigError
 from .experiment.methods import registry
 from .experiment.verdict import MIN_TEST_IMAGES
@@ -307,8 +308,8 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        """Stable 16-hex-digit identity of (config, package version)."""
-        payload = self.canonical_json() + "|" + __version__
+        """Stable 16-hex-digit identity of (config, numerics version)."""
+        payload = self.canonical_json() + f"|numerics={numerics.NUMERICS_VERSION}"
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     @property
@@ -481,10 +482,10 @@ def _physical_memory() -> int:
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file; a missing, unreadable or malformed file raises ConfigError naming it and the line."""
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    else:  # Python 3.10
+        import tomli as tomllib
     p = Path(path)
     name = printable(str(p))
     need_file(p, "a TOML file", name)  # a FIFO or a device is refused unopened: reading one blocks

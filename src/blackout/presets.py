@@ -70,7 +70,7 @@ STUDY_PRESETS["methods-blackout"] = {
 }
 
 
-METHODS_STUDY = [
+METHODS_STUDY: list[dict[str, Any]] = [
     {"method": ["sgd"]},
     {"method": ["l2"], "lam": [0.01, 0.1]},
     {"method": ["ewc"], "lam": [5.0, 15.0]},

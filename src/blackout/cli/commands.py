@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import FIXED, method_settings, setting_of
+from ..numerics import NUMERICS_VERSION
 
 WARN_AT = 2.0
 REMEDIES = ("a smaller --lr or --lam, a decaying importance (--method online-ewc --gamma 0.9), the proximal "
@@ -192,6 +193,9 @@ def _summary(study, report) -> None:
     print(f"study {study.path}: {report.total} runs · {report.done_before} already done · {report.ran} ran"
           f" · {report.failed} failed · {report.skipped_elsewhere} held by another sweep"
           f" · {report.batched} trained in stacked groups" + (f" ({alone})" if alone else ""))
+    for version, n in report.older_numerics.items():
+        print(f"  {n} of these runs were stored by numerics version {version}, whose results are not comparable "
+              f"with this blackout's (version {NUMERICS_VERSION}): trained again")
     for rid, msg in report.failures[:5]:
         print(f"  failed {rid}: {msg}")
     print(f"next: blackout analyze {study.path}  ·  blackout report {study.path}")
@@ -271,6 +275,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     rs = _study(args).results()
     analysis = analyze(rs.runs, axis=args.axis, n_boot=args.bootstrap)
+    for note in rs.notes():
+        print(f"note: {note}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(analysis))
         return 0
@@ -289,7 +295,7 @@ def args_report(a: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    print(f"report: {_study(args).report(args.out, axis=args.axis)}")
+    print(f"report: {_study(args).report(args.out, axis=args.axis, on_note=lambda n: print(f'note: {n}'))}")
     return 0
 
 

@@ -20,9 +20,14 @@ per-sample reference the tests compare against.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from .models import ModuleNet, StackedMLP
 
 
 def head_logits(logits: torch.Tensor, head: tuple[int, int] | None) -> torch.Tensor:
@@ -61,15 +66,15 @@ def fisher_dlogits(logits: torch.Tensor, mode: str, y: torch.Tensor, gens: list[
     return full
 
 
-def fisher(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str, gens: list[torch.Generator],
+def fisher(net: StackedMLP | ModuleNet, x: torch.Tensor, y: torch.Tensor, mode: str, gens: list[torch.Generator],
            head: tuple[int, int] | None = None) -> list[torch.Tensor]:
     """Diagonal Fisher of every member on its own samples ``x`` (M, N, ...): one (M, ...) tensor per parameter."""
     with torch.no_grad():
         logits = net(x)
-    total = None
+    total: list[torch.Tensor] = []
     for d in fisher_dlogits(logits, mode, y, gens, head):
         stats = net.grad_stats(x, d, "sq")
-        total = stats if total is None else [t + s for t, s in zip(total, stats)]
+        total = stats if not total else [t + s for t, s in zip(total, stats)]
     return [t / x.shape[1] for t in total]
 
 
@@ -99,8 +104,11 @@ def module_grad_stats(model: nn.Module, x: torch.Tensor, dlogits: torch.Tensor, 
 class _Capture:
     """Forward hooks that keep each layer's input and the gradient of its output."""
 
-    def __init__(self, layers: list[nn.Module]):
-        self.layers, self.inputs, self.grads, self.handles = layers, {}, {}, []
+    def __init__(self, layers: list[nn.Linear | nn.Conv2d]):
+        self.layers = layers
+        self.inputs: dict[nn.Module, torch.Tensor] = {}
+        self.grads: dict[nn.Module, torch.Tensor] = {}
+        self.handles: list[Any] = []
 
     def __enter__(self) -> _Capture:
         def hook(m: nn.Module, inp: tuple[torch.Tensor], out: torch.Tensor) -> None:
@@ -115,7 +123,7 @@ class _Capture:
             h.remove()
 
 
-def _layer_stats(m: nn.Module, a: torch.Tensor, g: torch.Tensor, stat: str):
+def _layer_stats(m: nn.Linear | nn.Conv2d, a: torch.Tensor, g: torch.Tensor, stat: str):
     """Yield (param, sum over samples of stat(per-sample gradient)) for one layer."""
     f = torch.square if stat == "sq" else torch.abs
     if isinstance(m, nn.Linear):  # per-sample gradient g_n a_n^T: stat factors over the outer product
@@ -124,7 +132,7 @@ def _layer_stats(m: nn.Module, a: torch.Tensor, g: torch.Tensor, stat: str):
             yield m.bias, f(g).sum(0)
         return
     # Conv2d: per-sample weight gradient G_n = g_n (O, L) @ unfold(a_n)^T (L, K): a sum over positions
-    cols = F.unfold(a, m.kernel_size, m.dilation, m.padding, m.stride)  # (B, K, L)
+    cols = F.unfold(a, m.kernel_size, m.dilation, cast(tuple[int, ...], m.padding), m.stride)  # (B, K, L)
     gf = g.flatten(2)  # (B, O, L)
     yield m.weight, f(torch.bmm(gf, cols.transpose(1, 2))).sum(0).view_as(m.weight)
     if m.bias is not None:

@@ -257,7 +257,7 @@ class ModuleNet(nn.Module):
         return [s.unsqueeze(0) for s in module_grad_stats(self.module, x[0], dlogits[0], stat)]
 
 
-def build_net(cfg: ModelConfig, in_shape: tuple[int, int, int], n_out: int, seeds: list[int]) -> nn.Module:
+def build_net(cfg: ModelConfig, in_shape: tuple[int, int, int], n_out: int, seeds: list[int]) -> StackedMLP | ModuleNet:
     """``in_shape`` is (C, H, W); ``n_out`` counts every head's units; one member per seed."""
     if cfg.arch == "cnn":
         if len(seeds) != 1:
@@ -269,7 +269,7 @@ def build_net(cfg: ModelConfig, in_shape: tuple[int, int, int], n_out: int, seed
     return StackedMLP((c * h * w, *cfg.hidden, n_out), cfg.activation, seeds)
 
 
-def n_params(net: nn.Module) -> int:
+def n_params(net: StackedMLP | ModuleNet) -> int:
     """Parameters of one member."""
     return sum(p[0].numel() for p in net.params())
 

@@ -5,6 +5,7 @@ JSON form (``Result.to_dict()``); task numbers are 1-based, accuracies are fract
     {
       "run_id": "3f2a...",            # RunConfig.run_id
       "version": "0.2.0",              # blackout version that produced it
+      "numerics": 1,                   # numerics version that computed it (numerics.py); absent = 0
       "seed": 0,
       "config": {"data": {...}, "model": {...}, "method": {"method": "ewc", "lam": 15.0, ...},
                  "train": {...}, "blackout": {...}},
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ..numerics import numerics_of
 
 DIAGNOSTICS = (
     "task", "train_loss", "penalty", "importance_mean", "importance_task_max", "importance_max", "stability",
@@ -103,6 +106,7 @@ class Result:
     verdict: Verdict
     timings: dict[str, float] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    numerics: int = 0  # the numerics version that computed it (``numerics.py``); 0: before they existed
 
     # -- what a reader asks of a run ----------------------------------------------------------
     @property
@@ -179,7 +183,7 @@ class Result:
     # -- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return jsonable({
-            "run_id": self.run_id, "version": self.version, "seed": self.seed, "config": self.config,
+            "run_id": self.run_id, "version": self.version, "numerics": self.numerics, "seed": self.seed, "config": self.config,
             "n_params": self.n_params, "data": self.data, "acc": self.acc.tolist(), "diagnostics": self.diagnostics,
             "metrics": self.metrics,
             "blackout": {"task": self.verdict.task, "cause": self.verdict.cause, "learned": self.verdict.learned,
@@ -254,7 +258,7 @@ class Result:
             run_id=d["run_id"], version=d["version"], seed=seed, config=cfg, n_params=n_params,
             data=d.get("data", {}), acc=acc, diagnostics=diags, metrics=metrics,
             verdict=Verdict(task, cause, b.get("learned", True), list(kept), b.get("stability_applies", False)),
-            timings=d.get("timings", {}), environment=d.get("environment", {}),
+            timings=d.get("timings", {}), environment=d.get("environment", {}), numerics=numerics_of(d),
         )
 
 

@@ -19,6 +19,8 @@ products). The eigenvalue of largest magnitude is reported; after training it is
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 
@@ -29,7 +31,7 @@ PROBE = 128  # training samples of the task the Hessian is measured on
 
 
 def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
-    return sum((x * y).flatten(1).sum(1) for x, y in zip(a, b))
+    return cast(torch.Tensor, sum((x * y).flatten(1).sum(1) for x, y in zip(a, b)))
 
 
 def _normalise(v: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -53,7 +55,7 @@ def top_eigenvalues(net: StackedMLP, penalty: list[torch.Tensor] | None, x: torc
         start = [torch.stack([torch.randn(p.shape[1:], generator=g) for g in gens]).to(p) for p in leaves]
         out = []
         for pen in (penalty, None):
-            def hvp(v):
+            def hvp(v, pen=pen):
                 # the gradient of <grad, v>, a scalar: passing v as grad_outputs instead would make torch
                 # import its symbolic-shapes machinery (sympy, about a second) on first use
                 gv = sum((g * u).sum() for g, u in zip(grads, v))
@@ -73,7 +75,7 @@ def _lanczos_top(hvp, start: list[torch.Tensor], k: int) -> list[float]:
         w = hvp(v)
         a = _dot(w, v)
         w = [wi - Method.per_member(a, wi) * vi for wi, vi in zip(w, v)]
-        if prev is not None:
+        if prev is not None and beta is not None:  # set together
             w = [wi - Method.per_member(beta, wi) * pi for wi, pi in zip(w, prev)]
         alphas.append(a)
         beta = _dot(w, w).sqrt()
@@ -82,12 +84,12 @@ def _lanczos_top(hvp, start: list[torch.Tensor], k: int) -> list[float]:
             prev, v = v, [wi / Method.per_member(beta.clamp_min(1e-30), wi) for wi in w]
     out = []
     for m in range(len(alphas[0])):
-        a = np.array([float(x[m]) for x in alphas])
-        b = np.array([float(x[m]) for x in betas])
-        if not np.all(np.isfinite(a)) or not np.all(np.isfinite(b)):
+        diag = np.array([float(x[m]) for x in alphas])
+        off = np.array([float(x[m]) for x in betas])
+        if not np.all(np.isfinite(diag)) or not np.all(np.isfinite(off)):
             out.append(float("nan"))
             continue
-        ev = np.linalg.eigvalsh(np.diag(a) + np.diag(b, 1) + np.diag(b, -1))
+        ev = np.linalg.eigvalsh(np.diag(diag) + np.diag(off, 1) + np.diag(off, -1))
         out.append(float(ev[np.argmax(np.abs(ev))]))
     return out
 

@@ -11,6 +11,8 @@ have an active input at the start of a task.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from .methods.base import Method
@@ -30,7 +32,7 @@ def unstable(method: Method, net) -> tuple[list, list]:
     M = len(method.configs)
     if hot is None or anchor is None:
         return [None] * M, [None] * M
-    count = sum(h.flatten(1).sum(1) for h in hot)
+    count = cast(torch.Tensor, sum(h.flatten(1).sum(1) for h in hot))
     drift = torch.stack([torch.where(h, (p.detach() - mu).abs(), 0.0).flatten(1).max(1).values
                          for h, p, mu in zip(hot, net.params(), anchor)]).max(0).values
     return count.tolist(), [float(v) if c else None for v, c in zip(drift.tolist(), count.tolist())]

@@ -12,21 +12,22 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import cast
 
 import numpy as np
 import torch
 
-from .. import __version__
+from .. import __version__, numerics
 from ..config import RunConfig
 from . import metrics, plasticity, sharpness, stability, verdict
 from .data.sources import identified, load_dataset
 from .data.streams import Streams
 from .gating import Gates
 from .methods import registry
-from .models import build_net, n_params
+from .models import StackedMLP, build_net, n_params
 from .result import Result, Verdict, environment
 from .step import make_optimizer, update
 
@@ -184,8 +185,8 @@ class Experiment:
             base = self.evaluate_tasks(range(T))
             for i, m in enumerate(self.active):
                 self.members[m].baseline = base[i]
-        for m in self.members:
-            m.clock["data"] = (time.perf_counter() - start) / len(configs)
+        for member in self.members:
+            member.clock["data"] = (time.perf_counter() - start) / len(configs)
 
     # -- training ------------------------------------------------------------------------------
     def train_task(self, t: int) -> tuple[list[float], torch.Tensor]:
@@ -318,7 +319,7 @@ class Experiment:
         self.active = [self.active[i] for i in keep]
         if not keep:
             return
-        self.net.select(keep)
+        cast(StackedMLP, self.net).select(keep)  # a CNN trains alone: only a stacked MLP sheds members
         self.method.select(keep)
         self.streams.select(keep)
         if self.gates:
@@ -337,7 +338,7 @@ class Experiment:
             kept = verdict.retained(R, cfg.blackout.retain_frac, mem.chance, cfg.blackout.margin)
             mem.clock["total"] = time.perf_counter() - self.start
             out.append(Result(
-                run_id=cfg.run_id, version=__version__, seed=cfg.seed, config=cfg.to_dict(), n_params=self.n_params,
+                run_id=cfg.run_id, version=__version__, numerics=numerics.NUMERICS_VERSION, seed=cfg.seed, config=cfg.to_dict(), n_params=self.n_params,
                 data={"source": self.data.source, "note": self.data.note, "n_train": int(len(self.data.y_train)),
                       "n_test": int(len(self.data.y_test)), "chance": mem.chance.tolist()},
                 acc=R, diagnostics=mem.diags, metrics=metrics.summary(R, mem.baseline),

@@ -120,14 +120,14 @@ def analyze(results: list[Result], axis: str = "width", n_boot: int = 1000, seed
     # a setting only some groups have (a method's own) varies if those groups disagree on it
     varying = [n for n in names if len({dict(key)[n] for key in groups if n in dict(key)}) > 1]
 
-    out_groups = []
+    out_groups: list[dict[str, Any]] = []
     for key, runs in groups.items():
         settings = dict(key)
         label = " ".join(f"{n}={fmt(settings[n])}" for n in varying if n in settings) or "all runs"
-        points = []
+        points: list[dict[str, Any]] = []
         for r in runs:
-            y, cens = outcome(r)
-            points.append({"x": capacity_of(r, axis), "y": y, "censored": cens, "seed": r.seed,
+            task, cens = outcome(r)
+            points.append({"x": capacity_of(r, axis), "y": task, "censored": cens, "seed": r.seed,
                            "run_id": r.run_id, "cause": r.verdict.cause})
         points.sort(key=lambda p: (p["x"], p["seed"], str(p["run_id"])))
         x, y, c = ([p[k] for p in points] for k in ("x", "y", "censored"))

@@ -19,6 +19,7 @@ Rows are ranked by tasks learned, then by accuracy after the last checkpoint.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from statistics import mean
 from typing import Any
 
@@ -35,7 +36,7 @@ def setting_labels(results: list[Result]) -> dict[str, str]:
     for r in results:
         by_method[r.method].append(r)
     out = {}
-    for method, runs in by_method.items():
+    for runs in by_method.values():
         names = sorted({k for r in runs for k in r.method_settings})
         varying = [k for k in names if k != "lam" and len({fmt(r.method_settings.get(k)) for r in runs}) > 1]
         for r in runs:
@@ -43,7 +44,7 @@ def setting_labels(results: list[Result]) -> dict[str, str]:
     return out
 
 
-def setting_label(r: Result, varying: list[str] = ()) -> str:
+def setting_label(r: Result, varying: Sequence[str] = ()) -> str:
     s = r.method_settings
     parts = [r.method]
     if "lam" in s:

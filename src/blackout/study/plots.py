@@ -16,8 +16,10 @@ import io
 import math
 import re
 from collections import defaultdict
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps, rc_context
@@ -78,7 +80,7 @@ def mean_over_seeds(series: list[list[float | None]]) -> np.ndarray:
     n = max((len(s) for s in series), default=0)
     out = np.full(n, np.nan)
     for i in range(n):
-        vals = [s[i] for s in series if i < len(s) and s[i] is not None]
+        vals = [v for s in series if i < len(s) and (v := s[i]) is not None]
         if vals:
             out[i] = float(np.mean(vals))
     return out
@@ -258,7 +260,7 @@ def figure_capacity(analysis: dict) -> Figure:
     any_censored = any_mean = False
     for gi, (g, colour) in enumerate(zip(groups, _colours(len(groups)))):
         label = str(g.get("label") or f"group {gi + 1}")
-        pts = [(finite_or_none(p.get("x")), finite_or_none(p.get("y")), bool(p.get("censored")))
+        pts: list[tuple[Any, ...]] = [(finite_or_none(p.get("x")), finite_or_none(p.get("y")), bool(p.get("censored")))
                for p in g.get("points") or []]
         pts = [p for p in pts if p[0] is not None and p[1] is not None]
         done = [(x, y) for x, y, c in pts if not c]
@@ -270,8 +272,8 @@ def figure_capacity(analysis: dict) -> Figure:
             any_censored = True
             ax.scatter(*zip(*cens), s=40, marker="^", facecolors="none", edgecolors=colour, linewidths=1.2,
                        gid=f"censored-{gi}", label=None if done else label, zorder=3)
-        summ = [tuple(finite_or_none(s.get(k)) for k in ("x", "mean", "ci_lo", "ci_hi"))
-                for s in g.get("summary") or []]
+        summ: list[tuple[Any, ...]] = [tuple(finite_or_none(s.get(k)) for k in ("x", "mean", "ci_lo", "ci_hi"))
+                                       for s in g.get("summary") or []]
         summ = [s for s in summ if s[0] is not None and s[1] is not None]
         if summ:
             any_mean = True
@@ -330,7 +332,7 @@ def figure_stability(results: list[Result]) -> Figure:
     it, on the same tasks and the same limit, so the two can be read against each other.
     """
     series: dict[str, dict[int, list[tuple[int, float]]]] = {name: {} for name in CURVATURES}
-    runs = []
+    runs: list[Result] = []
     for r in results:
         got = {name: [(t + 1, v) for t, v in enumerate(r.diagnostic(name)) if v is not None and v > 0]
                for name in CURVATURES}
@@ -351,7 +353,7 @@ def figure_stability(results: list[Result]) -> Figure:
             ax.plot(t, s, color=colours[k], linewidth=1.3, marker="o" if len(t) <= 30 else None, markersize=3,
                     label=labels[k], gid=f"{name}-{k}")
             b = runs[k].blackout_task
-            at = dict(pts).get(b)
+            at = dict(pts).get(b) if b is not None else None
             if at is not None:
                 ax.plot([b], [at], marker="X", markersize=10, color=BLACKOUT_COLOUR, markeredgecolor=colours[k],
                         linestyle="none", gid=f"blackout-{name}-{k}")
@@ -420,7 +422,7 @@ def figure_plasticity(results: list[Result]) -> Figure:
     """Whether the network can still learn: accuracy on each new task just after learning it, and the
     fraction of dead hidden units, per setting (mean over seeds). A panel without data is left out."""
     panels = [(name, curves) for name in ("new_task_acc", "dead_units")
-              if (curves := _curves(results, lambda r, n=name: r.diagnostic(n)))]
+              if (curves := _curves(results, partial(Result.diagnostic, name=name)))]
     if not panels:
         raise NothingToPlot("no run recorded new-task accuracy or dead units")
     n_settings = len(settings_of(results))

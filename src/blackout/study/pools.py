@@ -17,9 +17,10 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..config import RunConfig, n_params_estimate
 from ..errors import ConfigError
@@ -52,7 +53,7 @@ def units(configs: list[RunConfig], jobs: int, batched: bool = True) -> tuple[li
     for c in configs:
         key = group_key(c) if batched else None
         if key is None:
-            reason = alone_reason(c) if batched else "--no-batch"
+            reason = (alone_reason(c) or "") if batched else "--no-batch"
             alone[reason] = alone.get(reason, 0) + 1
             out.append([c])
         else:
@@ -255,6 +256,8 @@ class SweepReport:
     batched: int = 0  # runs trained inside stacked groups of two or more
     alone: dict[str, int] = field(default_factory=dict)  # why runs trained alone, and how many
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: runs the store held done only from an older numerics version, so trained again: {version: runs}
+    older_numerics: dict[int, int] = field(default_factory=dict)
 
 
 def run_sweep(configs: list[RunConfig], store: Store, pool, data_dir: str | None = None,
@@ -299,7 +302,7 @@ def run_sweep(configs: list[RunConfig], store: Store, pool, data_dir: str | None
     return report
 
 
-def _fill(queue: Iterable[list[RunConfig]], inflight: dict, pool, store: Store, data_dir, report: SweepReport) -> None:
+def _fill(queue: Iterator[list[RunConfig]], inflight: dict, pool, store: Store, data_dir, report: SweepReport) -> None:
     while len(inflight) < pool.jobs:
         unit = next(queue, None)
         if unit is None:

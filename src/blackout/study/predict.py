@@ -18,8 +18,9 @@ Both rules only mean something for a quadratic penalty applied through its gradi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from statistics import mean
-from typing import Callable
+from typing import Any
 
 from ..experiment.result import Result
 from ..experiment.verdict import first_unstable
@@ -62,15 +63,15 @@ def agreement(results: list[Result], rule: Rule = stability_rule) -> dict:
     a blackout the rule missed and a warning for a run that never blacked out are both wrong.
     ``lead`` is the blackout task minus the predicted one (how many tasks ahead it warned).
     """
-    runs = []
+    runs: list[dict[str, Any]] = []
     for r in results:
         if not r.verdict.stability_applies:
             continue
         first = rule(r)
         bt = r.verdict.task
-        both = first is not None and bt is not None
         runs.append({"run_id": r.run_id, "seed": r.seed, "first_unstable": first, "blackout_task": bt,
-                     "agree": abs(first - bt) <= 1 if both else None, "lead": bt - first if both else None})
+                     "agree": abs(first - bt) <= 1 if first is not None and bt is not None else None,
+                     "lead": bt - first if first is not None and bt is not None else None})
     compared = [r for r in runs if r["agree"] is not None]
     n_neither = sum(r["first_unstable"] is None and r["blackout_task"] is None for r in runs)
     return {

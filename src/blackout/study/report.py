@@ -14,9 +14,11 @@ import json
 import re
 import statistics
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jinja2
 
@@ -121,6 +123,7 @@ def _summary(rs: ResultSet) -> dict:
         "causes": ", ".join(f"{c} {k}" for c, k in sorted(causes.items())),
         "median": statistics.median(blackouts) if blackouts else None,
         "first": min(blackouts, default=None), "last": max(blackouts, default=None),
+        "numerics": rs.notes(),
     }
 
 
@@ -132,7 +135,7 @@ def _law(g: dict) -> dict:
             "linear_ok": lin.get("ok") and lin.get("slope") is not None,
             "power_ok": powf.get("ok") and powf.get("exponent") is not None,
             "slope_ci": lo_hi, "exponent_ci": powf.get("exponent_ci") or None,
-            "ci_has_zero": bool(lo_hi) and lo_hi[0] <= 0 <= lo_hi[1]}
+            "ci_has_zero": lo_hi is not None and lo_hi[0] <= 0 <= lo_hi[1]}
 
 
 def _methods(runs: list[Result]) -> dict:
@@ -215,9 +218,9 @@ def _figures(runs: list[Result], analysis: dict, draw: _Figures) -> dict:
                            "Accuracy on each task just after learning it, and the fraction of dead hidden units, mean "
                            "over seeds: a network that cannot learn the new task has lost plasticity."),
         "reps": [{"why": why, "run_id": r.run_id, "label": plots.run_label(r),
-                  "matrix": draw(f"run-{r.run_id}-matrix", lambda r=r: plots.figure_accuracy_matrix(r),
+                  "matrix": draw(f"run-{r.run_id}-matrix", partial(plots.figure_accuracy_matrix, r),
                                  "accuracy matrix", "Accuracy on each task (columns) after training each task (rows)."),
-                  "curves": draw(f"run-{r.run_id}-curves", lambda r=r: plots.figure_task_curves(r), "task curves",
+                  "curves": draw(f"run-{r.run_id}-curves", partial(plots.figure_task_curves, r), "task curves",
                                  "Each task's accuracy from when it was trained; dashed: chance.")}
                  for why, r in reps[:MAX_REPRESENTATIVES]],
         "n_reps_hidden": max(0, len(reps) - MAX_REPRESENTATIVES),

@@ -26,9 +26,10 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..config import FIXED, RunConfig, checked_setting, flat_settings, known, load_toml, printable, setting_of
 from ..errors import ConfigError
@@ -96,7 +97,9 @@ class SweepSpec:
         return SweepSpec(base, grids, self.name, {**self.common, **common})
 
     def to_dict(self) -> dict[str, Any]:
-        plain = lambda vs: [list(v) if isinstance(v, tuple) else v for v in vs]
+        def plain(vs):
+            return [list(v) if isinstance(v, tuple) else v for v in vs]
+
         return {"study": self.name, "base": self.base.to_dict(),
                 "common": {k: list(v) if isinstance(v, tuple) else v for k, v in self.common.items()},
                 "grids": [{k: plain(vs) for k, vs in g.items()} for g in self.grids]}

@@ -32,6 +32,7 @@ from typing import Any
 from ..errors import StoreError
 from ..experiment.result import Result, jsonable
 from ..files import atomic_write, first_line, need_file, need_folder
+from ..numerics import numerics_of
 
 SCHEMA_VERSION = 1
 
@@ -429,6 +430,18 @@ class Store:
             return Result.from_dict(json.loads(text) if isinstance(text, (str, bytes)) else text)
         except (ValueError, TypeError, KeyError, RecursionError) as e:
             raise StoreError(f"{self.path}: run {rid}: damaged stored result ({e})") from None
+
+    @_guarded
+    def done_numerics(self) -> list[tuple[dict, int]]:
+        """(config, numerics version) of every done run; results written before numerics versions read as 0."""
+        out = []
+        for rid, config, version in self._connection().execute(
+                "SELECT run_id, config, json_extract(result, '$.numerics') FROM runs WHERE status = 'done'"):
+            try:
+                out.append((json.loads(config), numerics_of({"numerics": version})))
+            except (ValueError, TypeError) as e:
+                raise StoreError(f"{self.path}: run {rid}: damaged stored JSON ({e})") from None
+        return out
 
     @_guarded
     def failures(self) -> list[dict]:

@@ -128,7 +128,7 @@ def read_idx(path: Path, *, ndim: int | None = None) -> np.ndarray:
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     want = f"0x{0x800 | ndim:08x}" if ndim is not None else "0x000008NN"
-    what = {3: " (unsigned-byte images)", 1: " (unsigned-byte labels)"}.get(ndim, " (unsigned-byte IDX)")
+    what = {3: " (unsigned-byte images)", 1: " (unsigned-byte labels)"}.get(ndim or 0, " (unsigned-byte IDX)")
     if len(raw) < 4:
         raise DataError(f"{path}: {len(raw)} bytes is too short for an IDX header; expected magic {want}{what}")
     magic = struct.unpack(">I", raw[:4])[0]
@@ -354,7 +354,7 @@ def decoded(key: tuple, build) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{digest}.", suffix=".npz", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays, **{f"meta_{k}": np.array(v) for k, v in meta.items()})
+            np.savez(f, **{**arrays, **{f"meta_{k}": np.array(v) for k, v in meta.items()}})
         os.replace(tmp, path)
     except OSError:
         pass

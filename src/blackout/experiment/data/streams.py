@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
-
-from typing import TYPE_CHECKING
 
 from ...errors import ConfigError, DataError
 from ..verdict import chance_level, unjudgeable
@@ -156,7 +155,8 @@ class Stream:
             perms = self._perms().index_select(0, tasks)  # (n, pixels): each row's own permutation
             x = torch.gather(x.reshape(len(rows), -1), 1, perms).view_as(x)
             return x, s.y.index_select(0, rows)
-        xs, ys = [None] * len(rows), [None] * len(rows)
+        xs: list[Any] = [None] * len(rows)
+        ys: list[Any] = [None] * len(rows)
         for t in tasks.unique().tolist():
             at = (tasks == t).nonzero().squeeze(1)
             x, y = self.batch(self.tasks[t], "train", rows[at])
@@ -166,7 +166,7 @@ class Stream:
 
     def _perms(self) -> torch.Tensor:
         if not hasattr(self, "_perm_table"):
-            self._perm_table = torch.stack([t.perm for t in self.tasks])
+            self._perm_table = torch.stack([cast(torch.Tensor, t.perm) for t in self.tasks])
         return self._perm_table
 
 

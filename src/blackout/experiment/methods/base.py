@@ -42,7 +42,7 @@ LAM_HELP = "penalty strength lambda"
 class Step:
     """What the step that just ran computed: its gradients and, on the fused path, each layer's input."""
 
-    grads: list[torch.Tensor]
+    grads: list[torch.Tensor] | None  # None on the fused path, which forms no gradients
     inputs: list[torch.Tensor] | None
 
 
@@ -56,7 +56,7 @@ class Method:
     #: attributes holding per-member state (a tensor or a list of tensors, leading dimension M)
     stacked: ClassVar[tuple[str, ...]] = ()
     #: whether ``adjust`` or ``after_step`` need the gradients (else the fused step never forms them)
-    needs_grads: ClassVar[bool] = False
+    needs_grads: bool = False
 
     def __init__(self, configs: list[RunConfig], net: torch.nn.Module):
         self.configs = list(configs)

@@ -20,7 +20,7 @@ are here.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import torch
 
@@ -47,7 +47,7 @@ class Quadratic(Method):
     gradient_penalty = True
     #: weight-sized vectors kept between tasks: the importance A and the anchor mu
     kept_vectors = 2
-    stacked = ("A", "mu", "B", "C", "const", "lam", "lamA", "lamAmu")
+    stacked: ClassVar[tuple[str, ...]] = ("A", "mu", "B", "C", "const", "lam", "lamA", "lamAmu")
 
     def __init__(self, configs, net):
         super().__init__(configs, net)
@@ -55,11 +55,12 @@ class Quadratic(Method):
         self.A = [torch.zeros_like(p) for p in params]
         self.mu = [p.clone() for p in params]
         # the merged form's float64 sums live on the CPU (not every device has float64)
-        self.B = [torch.zeros(p.shape, dtype=torch.float64) for p in params] if self.anchor == "merged" else None
+        self.B: Any = [torch.zeros(p.shape, dtype=torch.float64) for p in params] if self.anchor == "merged" else None
         self.C = torch.zeros(self.M, dtype=torch.float64)
         self.const = torch.zeros(self.M, dtype=torch.float64)
         self.lam = self.value("lam") if "lam" in self.settings else torch.zeros(self.M)
-        self.lamA = self.lamAmu = None
+        self.lamA: Any = None  # lambda A and lambda A mu per member, set by _coefficients
+        self.lamAmu: Any = None
         self._maps: tuple[list | None, list | None] = (None, None)
         self.adam = configs[0].train.optimizer == "adam"
 
@@ -91,7 +92,7 @@ class Quadratic(Method):
             a64 = [a.double().cpu() for a in self.A]
             for b, f, th in zip(self.B, f64, th64):
                 b.add_(f * th)
-            self.C += sum((f * th.pow(2)).flatten(1).sum(1) for f, th in zip(f64, th64))
+            self.C += cast(torch.Tensor, sum((f * th.pow(2)).flatten(1).sum(1) for f, th in zip(f64, th64)))
             for a, b, mu, th in zip(a64, self.B, self.mu, th64):
                 mu.copy_(torch.where(a > 0, b / a.clamp_min(1e-300), th).to(mu))
             self.const = self.C - sum(torch.where(a > 0, b.pow(2) / a.clamp_min(1e-300), 0.0).flatten(1).sum(1)

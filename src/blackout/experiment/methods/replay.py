@@ -21,6 +21,8 @@ single-head stream (a multi-head memory row would need its own head within one b
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 
 from ...errors import ConfigError
@@ -73,7 +75,7 @@ class Replay(Method):
     def __init__(self, configs, net):
         super().__init__(configs, net)
         self.memories = [Memory(c.method.memory, g) for c, g in zip(configs, self.gens)]
-        self.data = None
+        self.data: Any = None  # the run's Streams, from begin_task
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -134,8 +136,8 @@ class AGEM(Replay):
 
 def project_(grads: list[torch.Tensor], ref: list[torch.Tensor]) -> None:
     """A-GEM's projection per member, in place: g - (g . r / r . r) r where g . r < 0."""
-    dot = sum((g * r).flatten(1).sum(1) for g, r in zip(grads, ref))
-    norm = sum(r.pow(2).flatten(1).sum(1) for r in ref)
+    dot = cast(torch.Tensor, sum((g * r).flatten(1).sum(1) for g, r in zip(grads, ref)))
+    norm = cast(torch.Tensor, sum(r.pow(2).flatten(1).sum(1) for r in ref))
     coef = torch.where(dot < 0, dot / norm.clamp_min(1e-30), torch.zeros_like(dot))  # (M,), on the grads' device
     if bool((coef != 0).any()):
         for g, r in zip(grads, ref):

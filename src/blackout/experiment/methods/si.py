@@ -12,6 +12,8 @@ clipped: a weight that noise moved mostly uphill gets a negative importance.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ...settings import Setting
@@ -33,7 +35,7 @@ class SI(Quadratic):
         self.omega = [torch.zeros_like(p) for p in params]
         self.start = [p.clone() for p in params]
         self.prev = [p.clone() for p in params]
-        self.task_grads: list[torch.Tensor] | None = None
+        self.task_grads: Any = None  # this step's gradients, from adjust
 
     @torch.no_grad()
     def adjust(self, net, grads, task) -> None:
