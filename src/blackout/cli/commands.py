@@ -11,7 +11,6 @@ from typing import Any
 
 from ..config import FIXED, method_settings, setting_of
 
-WARN_AT = 2.0
 REMEDIES = ("a smaller --lr or --lam, a decaying importance (--method online-ewc --gamma 0.9), the proximal "
             "step (--method ewc-prox or online-ewc-prox) or a capped curvature (--method ewc-capped); "
             "see docs/findings.md")
@@ -81,6 +80,7 @@ def build_config(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..api import run
+    from ..experiment.forecast import LIMIT, Watch
     from ..experiment.outputs import check_out_dir, write_run_folder
     from .render import render_run
 
@@ -90,28 +90,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     out = check_out_dir(Path(args.out) if args.out else Path("runs") / cfg.run_id)  # before any training
     bar = _task_bar(cfg.data.tasks, args.json or args.quiet)
-    warned: set[str] = set()
+    watch = Watch(cfg.data.tasks)
 
     def on_task(t: int, info: dict) -> None:
-        from ..study.predict import DRIFT_LIMIT, LAG, S_LIMIT
-
         if bar:
             bar.update(1)
         say = bar.write if bar else lambda m: print(m, file=sys.stderr)
-        s, drift = info.get("next_stability"), info["diagnostics"].get("unstable_drift")
         if args.quiet or not info.get("stability_applies"):
             return
-        if "s" not in warned and s is not None and s >= WARN_AT:
-            warned.add("s")
-            say(f"blackout: warning: after task {t + 1} the stability number lr x lambda x max importance is {s:.2f}"
-                f" (>= {WARN_AT:g}): some weights' penalty is now unstable under this step size; such runs diverge"
-                f" once a task's inputs reach those weights. Remedies: {REMEDIES}.")
-        grown = drift is not None and drift >= DRIFT_LIMIT
-        if "drift" not in warned and (grown or (s is not None and s >= S_LIMIT)):
-            warned.add("drift")
-            why = (f"an unstable weight has grown to {drift:.3g} from its anchor" if grown
-                   else f"the stability number for task {t + 2} is {s:.2f}")
-            say(f"blackout: warning: {why}; blackout is expected around task {t + 2 + LAG}. Remedies: {REMEDIES}.")
+        d = info["diagnostics"]
+        for kind, v in watch.after(t + 1, d, info.get("next_stability")):
+            if kind == "unstable":
+                say(f"blackout: warning: after task {t + 1} the stability number lr x lambda x max importance is {v:.2f}"
+                    f" (>= {LIMIT:g}): some weights' penalty is now unstable under this step size; such runs diverge"
+                    f" once a task's inputs reach those weights. Remedies: {REMEDIES}.")
+            elif kind == "forecast":
+                say(f"blackout: forecast after task {t + 1}: {v.text()}.")
+            else:
+                why = (f"an unstable weight has grown to {d['unstable_drift']:.3g} from its anchor" if kind == "drift"
+                       else f"the stability number for task {t + 2} is {info['next_stability']:.2f}")
+                say(f"blackout: warning: {why}; blackout is expected around task {v}. Remedies: {REMEDIES}.")
+        if t == 1 and not info.get("forecasts"):
+            say(f"blackout: no forecast of the blackout task for {cfg.method.method}: it is designed and scored"
+                f" for ewc only (docs/findings.md).")
 
     result = run(cfg, data_dir=args.data_dir, on_task=on_task)
     if bar:

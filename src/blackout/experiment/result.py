@@ -36,7 +36,7 @@ import numpy as np
 DIAGNOSTICS = (
     "task", "train_loss", "penalty", "importance_mean", "importance_task_max", "importance_max", "stability",
     "unstable_weights", "unstable_drift", "unstable_active", "unstable_reach", "sharpness", "sharpness_task", "sharpness_penalty", "new_task_acc", "dead_units", "saturated_units",
-    "effective_rank", "weight_norm", "seconds",
+    "effective_rank", "weight_norm", "forecast", "forecast_lo", "forecast_hi", "seconds",
 )
 DIAGNOSTIC_HELP = {
     "task": "task number (1-based)",
@@ -58,6 +58,9 @@ DIAGNOSTIC_HELP = {
     "saturated_units": "fraction of tanh/sigmoid hidden units saturated on every probe sample",
     "effective_rank": "effective rank (entropy of singular values) of the last hidden layer's representation",
     "weight_norm": "Frobenius norm of each layer's weights",
+    "forecast": "blackout task forecast after this task (tasks + 1: none within the budget; EWC with SGD only)",
+    "forecast_lo": "the forecast's interval, first task",
+    "forecast_hi": "the forecast's interval, last task (empty: past the budget)",
     "seconds": "wall time of the task: training, consolidation and evaluation",
 }
 

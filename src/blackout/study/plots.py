@@ -28,6 +28,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, StrMethodFormatter
 
+from ..experiment.forecast import LIMIT as STABLE_LIMIT
 from ..experiment.result import Result, finite_or_none
 from .compare import network_label, setting_labels
 
@@ -35,8 +36,6 @@ DPI = 120
 BLACKOUT_COLOUR = "crimson"
 ANNOTATE_MAX_CELLS = 150
 LEGEND_MAX_RUNS = 12
-#: gradient descent on a quadratic of curvature c is unstable once lr * c > 2
-STABLE_LIMIT = 2.0
 
 
 class NothingToPlot(ValueError):
@@ -347,7 +346,7 @@ def figure_stability(results: list[Result]) -> Figure:
                         linestyle="none", gid=f"blackout-{name}-{k}")
             elif b is not None:
                 ax.axvline(b, color=colours[k], linestyle=":", linewidth=1.2, gid=f"blackout-{name}-{k}")
-        ax.axhline(STABLE_LIMIT, color="black", linestyle="--", linewidth=1, label="limit 2", gid=f"limit-{name}")
+        ax.axhline(STABLE_LIMIT, color="black", linestyle="--", linewidth=1, label=f"limit {STABLE_LIMIT:g}", gid=f"limit-{name}")
         ax.set_yscale("log")
         # plain 0.5, 1, 2, 5 labels: readable, the limit is one of them, and no mathtext to lay out
         ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))

@@ -1,19 +1,9 @@
-"""Predicting the blackout task from what a run measures: two rules and their agreement with runs.
+"""The blackout rules and the forecast scored against runs: their agreement with the blackout task.
 
-The stability number s = lr x lambda x max_i A_i is recorded for the penalty in force while each
-task trains. Gradient descent on a quadratic of curvature c is unstable once lr c > 2, so the first
-task with s >= 2 is a warning, often some tasks ahead. It is not the blackout task: an unstable
-weight's distance from its anchor grows by |1 - s_i| every step, but once the unit it comes from
-has been shut off it takes no part in the loss, and the run goes on while the weight grows unseen
-(the plateau). The run diverges when that unit comes back on while the weight is huge, or when s is
-so far above 2 that nothing can be shut off in time. The ``drift`` rule reads both from what a run
-records: it expects the blackout one task after the first task that starts with an unstable weight
-already ``DRIFT_LIMIT`` from its anchor (``unstable_drift`` of the task before) or trains with
-s >= ``S_LIMIT``. Its three numbers were chosen on seeds 0-4 of the seed-capacity and
-stability-grid studies and are reported on seeds 5-9 (docs/analysis/predictor.py, docs/findings.md).
-
-Both rules only mean something for a quadratic penalty applied through its gradient with plain SGD
-(``Verdict.stability_applies``): runs of Adam, of proximal steps and of the L1 penalty are left out.
+The rules themselves (the plain rule s >= 2, the drift rule, the forecast) live at the run level in
+``experiment.forecast``, which the run's warnings use too; here they are applied to Results and
+counted. They only mean something for a quadratic penalty applied through its gradient with plain
+SGD (``Verdict.stability_applies``): runs of Adam, of proximal steps and of the L1 penalty are left out.
 """
 
 from __future__ import annotations
@@ -21,33 +11,28 @@ from __future__ import annotations
 from statistics import mean
 from typing import Callable
 
+from ..experiment import forecast as fc
+from ..experiment.forecast import DRIFT_LIMIT, LAG, LIMIT, S_LIMIT
 from ..experiment.result import Result
-from ..experiment.verdict import first_unstable
 
-THRESHOLD = 2.0
-DRIFT_LIMIT, S_LIMIT, LAG = 1e12, 2.15, 1  # chosen on the design seeds; see the module doc
+THRESHOLD = LIMIT
 
 Rule = Callable[[Result], "int | None"]
 
 
 def stability_rule(r: Result, threshold: float = THRESHOLD) -> int | None:
     """The first task trained with s >= ``threshold``."""
-    return first_unstable(r.diagnostic("stability"), threshold)
+    return fc.first_unstable(r.diagnostic("stability"), threshold)
 
 
 def drift_rule(r: Result, limit: float = DRIFT_LIMIT, s_limit: float = S_LIMIT, lag: int = LAG) -> int | None:
     """``lag`` tasks after the first task t that starts with an unstable weight ``limit`` from its anchor
     (the drift recorded at the end of task t - 1) or trains with s >= ``s_limit``; known at task t's start."""
-    stab, drift = r.diagnostic("stability"), r.diagnostic("unstable_drift")
-    for t, s in enumerate(stab):
-        before = drift[t - 1] if t > 0 else None
-        if (before is not None and before >= limit) or (s is not None and s >= s_limit):
-            return t + 1 + lag
-    return None
+    return fc.drift_rule(r.diagnostic("stability"), r.diagnostic("unstable_drift"), limit, s_limit, lag)
 
 
 RULES: dict[str, tuple[Rule, str]] = {
-    "stability": (stability_rule, "first task with s >= 2"),
+    "stability": (stability_rule, f"first task with s >= {LIMIT:g}"),
     "drift": (drift_rule, f"the task after one that starts with an unstable weight >= {DRIFT_LIMIT:g} from its "
                           f"anchor or trains with s >= {S_LIMIT:g}"),
 }
