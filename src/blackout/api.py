@@ -52,6 +52,20 @@ def run(cfg: RunConfig | str | None = None, *, data_dir: str | Path | None = Non
     return train_run(cfg, None if data_dir is None else str(data_dir), on_task)
 
 
+def plan(cfg: RunConfig | str | None = None, *, budget: int, knob: str = "lam", probe: int = 3,
+         data_dir: str | Path | None = None, **settings: Any):
+    """The largest ``knob`` ("lam" or "lr") that the blackout forecast says survives ``budget`` tasks, from a
+    ``probe``-task run of the configuration (``cfg`` and ``settings`` as for ``run``); a ``Plan`` whose
+    ``config`` is the planned run (``run(p.config)`` trains it)."""
+    from .experiment.plan import plan as make_plan
+
+    if not isinstance(cfg, RunConfig):
+        cfg = config(cfg, **settings)
+    elif settings:
+        cfg = RunConfig.from_flat(settings, cfg)
+    return make_plan(cfg, budget, knob, probe, lambda c, on_task: run(c, data_dir=data_dir, on_task=on_task))
+
+
 def register_method(cls):
     """Make a ``Method`` subclass available by its ``name`` to ``run``, sweeps and reports (a decorator too)."""
     from .experiment.methods import register

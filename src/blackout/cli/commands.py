@@ -79,15 +79,20 @@ def build_config(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    cfg = build_config(args)
+    if args.check:
+        print(cfg.canonical_json())
+        return 0
+    return _train(cfg, args)
+
+
+def _train(cfg, args: argparse.Namespace) -> int:
+    """Train ``cfg`` with the terminal's progress, warnings and forecasts; write and print its result."""
     from ..api import run
     from ..experiment.forecast import LIMIT, Watch
     from ..experiment.outputs import check_out_dir, write_run_folder
     from .render import render_run
 
-    cfg = build_config(args)
-    if args.check:
-        print(cfg.canonical_json())
-        return 0
     out = check_out_dir(Path(args.out) if args.out else Path("runs") / cfg.run_id)  # before any training
     bar = _task_bar(cfg.data.tasks, args.json or args.quiet)
     watch = Watch(cfg.data.tasks)
@@ -123,6 +128,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(render_run(result))
         print(f"\nresults: {out}/")
+    return 0
+
+
+def args_plan(p: argparse.ArgumentParser) -> None:
+    args_run(p)
+    p.add_argument("--budget", type=positive_int, required=True, help="tasks the planned run must survive")
+    p.add_argument("--for", dest="knob", choices=("lam", "lr"), default="lam", help="the setting to plan (default: lam)")
+    p.add_argument("--probe", type=positive_int, default=3, help="tasks of the probe run (default: 3)")
+    p.add_argument("--apply", action="store_true", help="then run the planned configuration")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from ..api import plan
+    from ..experiment.outputs import check_out_dir
+
+    cfg = build_config(args)
+    if args.check:
+        print(cfg.canonical_json())
+        return 0
+    if args.apply and args.out:
+        check_out_dir(Path(args.out))  # before the probe
+    p = plan(cfg, budget=args.budget, knob=args.knob, probe=args.probe, data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps(p.to_dict()))
+    elif not args.quiet:
+        print(p.text())
+        if p.curve:
+            print("forecast stability number by task: " + " ".join(f"{t + 1}:{s:.2f}" for t, s in enumerate(p.curve)))
+    if args.apply and p.config is not None:
+        if not (args.json or args.quiet):
+            print(f"\napplying: {p.knob} {p.value:g} for {p.budget} tasks\n")
+        return _train(p.config, args)
     return 0
 
 
