@@ -186,7 +186,9 @@ class Study:
         """One row per finished run as a pandas DataFrame."""
         return self.results().frame()
 
-    def analyze(self, axis: str = "width", bootstrap: int = 1000) -> dict:
+    def analyze(self, axis: str = "width", bootstrap: int = 1000):
+        """The capacity law per group, the blackout rules and the forecast against the runs: an
+        ``Analysis`` read by attribute (``.groups``, ``.forecast``); ``.to_dict()`` is its JSON form."""
         from .study.capacity import analyze
 
         if bootstrap < 1:

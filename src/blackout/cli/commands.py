@@ -301,7 +301,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     rs = _study(args).results()
     analysis = analyze(rs.runs, axis=args.axis, n_boot=args.bootstrap)
     if args.json:
-        print(json.dumps(analysis))
+        print(json.dumps(analysis.to_dict()))
         return 0
     print(render_analysis(analysis))
     if args.methods:

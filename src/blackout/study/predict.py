@@ -8,14 +8,16 @@ SGD (``Verdict.stability_applies``): runs of Adam, of proximal steps and of the 
 
 from __future__ import annotations
 
-from statistics import mean
 from typing import Callable
 
 from ..experiment import forecast as fc
 from ..experiment.forecast import DRIFT_LIMIT, LAG, LIMIT, S_LIMIT
 from ..experiment.result import Result
+from .analysis import Agreement, Forecasted, ForecastCheck, Horizon, RuleRun
 
 THRESHOLD = LIMIT
+#: where the forecast is scored: (tasks measured, right within that many tasks, or that share of the blackout task)
+HORIZONS = ((3, 2, 0.2), (5, 1, 0.1))
 
 Rule = Callable[[Result], "int | None"]
 
@@ -38,51 +40,59 @@ RULES: dict[str, tuple[Rule, str]] = {
 }
 
 
-def agreement(results: list[Result], rule: Rule = stability_rule) -> dict:
-    """Per run, the rule's task against the observed blackout task, and the summary.
+def agreement(results: list[Result], rule: Rule = stability_rule, name: str = "", **params) -> Agreement:
+    """Per run the rule applies to, the rule's task against the observed blackout task (``Agreement``).
 
-    ``share_within_one`` counts runs with both defined that differ by at most one task (None if no
-    such run); ``exact`` those where they are equal. ``share_right`` is over every run: a run is
-    named right when both are defined within one task, or neither is (no blackout, none predicted);
-    a blackout the rule missed and a warning for a run that never blacked out are both wrong.
-    ``lead`` is the blackout task minus the predicted one (how many tasks ahead it warned).
+    A run is named right when both are defined within one task, or neither is (no blackout, none
+    predicted); a blackout the rule missed and a warning for a run that never blacked out are both
+    wrong. ``lead`` is the blackout task minus the named one (how many tasks ahead it warned).
     """
     runs = []
     for r in results:
         if not r.verdict.stability_applies:
             continue
-        first = rule(r)
-        bt = r.verdict.task
+        first, bt = rule(r), r.verdict.task
         both = first is not None and bt is not None
-        runs.append({"run_id": r.run_id, "seed": r.seed, "first_unstable": first, "blackout_task": bt,
-                     "agree": abs(first - bt) <= 1 if both else None, "lead": bt - first if both else None})
-    compared = [r for r in runs if r["agree"] is not None]
-    n_neither = sum(r["first_unstable"] is None and r["blackout_task"] is None for r in runs)
-    return {
-        "runs": runs,
-        "n_runs": len(runs),
-        "n_left_out": len(results) - len(runs),
-        "n_compared": len(compared),
-        "n_agree": sum(r["agree"] for r in compared),
-        "n_exact": sum(r["lead"] == 0 for r in compared),
-        "share_within_one": sum(r["agree"] for r in compared) / len(compared) if compared else None,
-        "warn_lead": mean(r["lead"] for r in compared) if compared else None,
-        "n_neither": n_neither,
-        "share_right": (sum(r["agree"] for r in compared) + n_neither) / len(runs) if runs else None,
-        "n_only_unstable": sum(r["first_unstable"] is not None and r["blackout_task"] is None for r in runs),
-        "n_only_blackout": sum(r["first_unstable"] is None and r["blackout_task"] is not None for r in runs),
-    }
+        runs.append(RuleRun(r.run_id, r.seed, first, bt, abs(first - bt) <= 1 if both else None,
+                            bt - first if both else None))
+    return Agreement(name, runs, len(results) - len(runs), **params)
 
 
-def stability_agreement(results: list[Result], threshold: float = THRESHOLD) -> dict:
+def stability_agreement(results: list[Result], threshold: float = THRESHOLD) -> Agreement:
     """``agreement`` of the first task with s >= ``threshold`` (the plain rule)."""
-    return {"threshold": float(threshold), **agreement(results, lambda r: stability_rule(r, threshold))}
+    return agreement(results, lambda r: stability_rule(r, threshold), f"s >= {threshold:g}", threshold=float(threshold))
 
 
-def predictor_agreement(results: list[Result]) -> dict:
+def predictor_agreement(results: list[Result]) -> Agreement:
     """``agreement`` of the drift rule, with its name, for the analysis and the report. Its lead counts
-    from the task at whose start it fires, one task before the task it names."""
-    a = agreement(results, drift_rule)
-    if a["warn_lead"] is not None:
-        a["warn_lead"] += LAG
-    return {"name": RULES["drift"][1], "limit": DRIFT_LIMIT, "s_limit": S_LIMIT, **a}
+    from the task at whose start it fires, ``LAG`` tasks before the task it names."""
+    return agreement(results, drift_rule, RULES["drift"][1], limit=DRIFT_LIMIT, s_limit=S_LIMIT, fires_before=LAG)
+
+
+def forecasts_of(r: Result) -> Forecasted:
+    """The forecasts a run made after each task: recorded in its diagnostics, or, for a result made
+    before they were, computed now from its stability numbers and drifts by the same function."""
+    budget = int(r.config["data"]["tasks"])
+    if any(d.get("forecast") is not None for d in r.diagnostics):
+        made = [f for d in r.diagnostics if (f := fc.from_recorded(d, budget)) is not None]
+    else:
+        made = fc.forecasts(r.diagnostic("stability"), r.diagnostic("unstable_drift"), budget)[1:]  # from task 2 on
+    return Forecasted(r.run_id, r.seed, r.verdict.task, budget, [f.after for f in made], [f.task for f in made],
+                      [f.lo for f in made], [f.hi for f in made])
+
+
+def forecast_check(results: list[Result]) -> ForecastCheck:
+    """The forecast against the truth for every run it is made for, scored at ``HORIZONS``."""
+    runs = [forecasts_of(r) for r in results if forecasts_for(r)]
+    horizons = []
+    for k, tasks, share in HORIZONS:
+        gone = [f.blackout_task is not None and f.blackout_task <= k for f in runs]
+        made = [(f, i) for f, g in zip(runs, gone) if not g and (i := f.made_after(k)) is not None]
+        right = sum(fc.within(f.task[i], f.blackout_task, f.budget, tasks, share) for f, i in made)
+        horizons.append(Horizon(k, tasks, share, right, len(made), sum(gone)))
+    return ForecastCheck(runs, horizons, len(results) - len(runs))
+
+
+def forecasts_for(r: Result) -> bool:
+    """Whether the run forecasts its blackout task (a method the forecast holds for, with plain SGD)."""
+    return r.verdict.stability_applies and r.method in fc.FORECAST_METHODS
