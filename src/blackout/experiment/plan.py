@@ -111,4 +111,4 @@ def plan(cfg: RunConfig, budget: int, knob: str = "lam", probe: int = 3,
 def round_down(x: float, digits: int = 3) -> float:
     """``x`` cut (never rounded up) to ``digits`` significant digits: a plan must not overshoot its bound."""
     scale = 10.0 ** (math.floor(math.log10(x)) - digits + 1)
-    return math.floor(x / scale * (1 + 1e-12)) * scale if x > 0 else x
+    return float(f"{math.floor(x / scale * (1 + 1e-12)) * scale:.{digits}g}") if x > 0 else x
