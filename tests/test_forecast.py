@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from blackout.api import config
+from blackout.cli import main
 from blackout.experiment import forecast as fc
 from blackout.experiment.plan import largest, plan, round_down
 from blackout.experiment.result import Result
@@ -165,23 +166,28 @@ def test_plan_on_the_command_line_and_apply(tmp_path):
     (("--budget", "8", "--for", "gamma"), "argument --for: invalid choice: 'gamma'"),
     (("--budget", "0",), "argument --budget: expected an integer >= 1, got '0'"),
 ])
-def test_bad_plan_input_is_one_line_and_exit_2(args, message):
-    p = cli("plan", "--preset", "digits", *args)
-    assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
-    assert p.stdout == ""
+def test_bad_plan_input_is_one_line_and_exit_2(args, message, capsys):
+    assert main(["plan", "--preset", "digits", *args]) == 2
+    out, err = capsys.readouterr()
+    assert message in err and len(err.strip().splitlines()) == 1 and out == "", err
 
 
-def test_run_says_the_forecast_on_the_terminal(tmp_path):
-    p = cli("run", "--preset", "digits", "--hidden", "32", "--lam", "15", "--tasks", "6", "--iterations", "100",
+def test_bad_plan_input_from_a_fresh_process():
+    p = cli("plan", "--preset", "digits", "--budget", "8", "--method", "sgd")
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr == "blackout: error: method: the forecast is designed for ewc with the sgd optimizer, got sgd with sgd\n"
+
+
+def test_run_says_the_forecast_on_the_terminal(tmp_path, capsys):
+    p = cli("run", "--preset", "digits", "--hidden", "32", "--lam", "15", "--tasks", "5", "--iterations", "60",
             "--out", str(tmp_path / "r"))
     assert p.returncode == 0, p.stderr
     said = [line for line in p.stderr.splitlines() if line.startswith("blackout: forecast after task")]
     assert said and said[0].startswith("blackout: forecast after task 3: ")
     rows = (tmp_path / "r" / "diagnostics.csv").read_text().splitlines()
-    head = rows[0].split(",")
-    third = dict(zip(head, rows[3].split(",")))
+    third = dict(zip(rows[0].split(","), rows[3].split(",")))
     f = third["forecast"]
-    assert (f"blackout expected at task {f} " in said[0]) or ("no blackout expected" in said[0] and int(f) == 7)
-    p = cli("run", "--preset", "digits", "--hidden", "16", "--method", "si", "--tasks", "3", "--iterations", "30",
-            "--out", str(tmp_path / "si"))
-    assert p.returncode == 0 and "no forecast of the blackout task for si" in p.stderr
+    assert (f"blackout expected at task {f} " in said[0]) or ("no blackout expected" in said[0] and int(f) == 6)
+    assert main(["run", "--preset", "digits", "--hidden", "8", "--method", "si", "--tasks", "2", "--iterations", "10",
+                 "--out", str(tmp_path / "si"), "--json"]) == 0
+    assert "no forecast of the blackout task for si: it is designed and scored for ewc only" in capsys.readouterr().err
