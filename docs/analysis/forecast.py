@@ -98,7 +98,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--studies", default=str(Path(__file__).resolve().parents[1] / "studies"))
     a = p.parse_args()
-    load = lambda name: [r for r in Study(Path(a.studies) / f"{name}.jsonl.gz").results().runs  # noqa: E731
+    load = lambda name: [r for r in Study(Path(a.studies) / f"{name}.jsonl.gz").results().runs
                          if r.verdict.stability_applies]
     every = {name: load(name) for name in DESIGN_STUDIES + UNSEEN + OTHER}
     ewc = {name: [r for r in runs if r.method == "ewc"] for name, runs in every.items()}
@@ -111,7 +111,7 @@ def main() -> None:
 
     s_at, lag = max(itertools.product(S_GRID, L_GRID), key=objective)
     spread = next((x for x in SPREAD_GRID if covered(design, 3, x, s_at, lag) >= 0.8), SPREAD_GRID[-1])
-    kw = dict(s_at=s_at, lag=lag, spread=spread)
+    kw = {"s_at": s_at, "lag": lag, "spread": spread}
     print(f"design: {len(design)} EWC runs (seeds 0-4 of {', '.join(DESIGN_STUDIES)})")
     print(f"chosen: S = {s_at:g}, L = {lag}, spread = {spread:g}  "
           f"(in the package: S = {fc.FORECAST_S:g}, L = {fc.FORECAST_LAG}, spread = {fc.FORECAST_SPREAD:g})")

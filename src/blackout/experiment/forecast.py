@@ -22,8 +22,8 @@ live runs alike.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 LIMIT = 2.0
 DRIFT_LIMIT, S_LIMIT, LAG = 1e12, 2.15, 1  # chosen on the design seeds; see the module doc

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..config import RunConfig
 from ..errors import ConfigError

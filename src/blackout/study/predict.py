@@ -8,12 +8,12 @@ SGD (``Verdict.stability_applies``): runs of Adam, of proximal steps and of the 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..experiment import forecast as fc
 from ..experiment.forecast import DRIFT_LIMIT, LAG, LIMIT, S_LIMIT
 from ..experiment.result import Result
-from .analysis import Agreement, Forecasted, ForecastCheck, Horizon, RuleRun
+from .analysis import Agreement, ForecastCheck, Forecasted, Horizon, RuleRun
 
 THRESHOLD = LIMIT
 #: where the forecast is scored: (tasks measured, right within that many tasks, or that share of the blackout task)
