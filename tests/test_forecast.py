@@ -184,6 +184,8 @@ def test_run_says_the_forecast_on_the_terminal(tmp_path, capsys):
     assert p.returncode == 0, p.stderr
     said = [line for line in p.stderr.splitlines() if line.startswith("blackout: forecast after task")]
     assert said and said[0].startswith("blackout: forecast after task 3: ")
+    table = p.stdout[p.stdout.index(" task      loss"):].splitlines()
+    assert table[0].endswith("dead units  forecast") and table[1].endswith("  ")  # none made after task 1
     rows = (tmp_path / "r" / "diagnostics.csv").read_text().splitlines()
     third = dict(zip(rows[0].split(","), rows[3].split(",")))
     f = third["forecast"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ..experiment.forecast import from_recorded
 from ..experiment.result import Result, finite_or_none
 from ..study.analysis import Analysis, Fit, Interval
 
@@ -13,6 +14,12 @@ def _fmt(v, pct: bool = True) -> str:
     if v is None:
         return "n/a"
     return f"{100 * v:.1f}%" if pct else f"{v:.3g}"
+
+
+def _forecast(d: dict, budget: int) -> str:
+    """The blackout task forecast after this task: "none" past the budget, "" when none was made."""
+    f = from_recorded(d, budget)
+    return "" if f is None else "none" if f.task is None else str(f.task)
 
 
 def render_run(r: Result) -> str:
@@ -38,11 +45,12 @@ def render_run(r: Result) -> str:
     m = r.metrics
     lines += ["", f"average accuracy {_fmt(m.get('avg_acc'))} · backward transfer {_fmt(m.get('bwt'))}"
                   f" · forward transfer {_fmt(m.get('fwt'))} · forgetting {_fmt(m.get('forgetting'))}", "",
-              " task      loss   penalty  importance  stability  new-task acc  dead units"]
+              " task      loss   penalty  importance  stability  new-task acc  dead units  forecast"]
+    n_tasks = int(c["data"]["tasks"])
     for d in r.diagnostics:
         lines.append(f"{d['task']:>5}  {_fmt(d.get('train_loss'), False):>8}  {_fmt(d.get('penalty'), False):>8}"
                      f"  {_fmt(d.get('importance_max'), False):>10}  {_fmt(d.get('stability'), False):>9}"
-                     f"  {_fmt(d.get('new_task_acc')):>12}  {_fmt(d.get('dead_units')):>10}")
+                     f"  {_fmt(d.get('new_task_acc')):>12}  {_fmt(d.get('dead_units')):>10}  {_forecast(d, n_tasks):>8}")
     v = r.verdict
     kept = f" ({', '.join(map(str, v.retained_tasks))})" if v.retained_tasks else ""
     lines += ["", f"{v.text(n)} · retained {v.retained} of {n} tasks{kept}"]

@@ -36,7 +36,8 @@ ACTIVE_PROBE = 4096  # training images of a task checked for inputs that reach a
 
 def run(cfg: RunConfig, data_dir: str | None = None, on_task: Callable[[int, dict], None] | None = None) -> Result:
     """Train one network through ``cfg.data.tasks`` tasks; ``on_task(t, info)`` reports each task
-    (``info``: "row" of the accuracy matrix, "diagnostics", "next_stability", "stability_applies")."""
+    (``info``: "row" of the accuracy matrix, "diagnostics", "next_stability", "stability_applies", and
+    "forecasts": whether the run forecasts its blackout task, ``forecast.FORECAST_METHODS``)."""
     return run_group([cfg], data_dir, on_task=None if on_task is None else lambda m, t, info: on_task(t, info))[0]
 
 
