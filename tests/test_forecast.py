@@ -13,6 +13,7 @@ from blackout.experiment import forecast as fc
 from blackout.experiment.plan import largest, plan, round_down
 from blackout.experiment.result import Result
 from blackout.experiment.train import run
+from blackout.study import plots
 from blackout.study.predict import drift_rule, forecast_check, stability_rule
 from tests.factory import make_result
 
@@ -45,6 +46,7 @@ def test_the_drift_rule_overrides_the_line_once_it_fires():
     assert (f.task, f.lo, f.hi, f.how) == (5, 5, 6, "drift")
     steep = fc.forecast([0.0, 1.0, 1.5, fc.S_LIMIT + 0.01], [None, None, None], budget=30)
     assert steep.task == 3 + 1 + fc.LAG and steep.confident
+    assert fc.forecast([0.0, 1.0, 1.5, 3.0], [None] * 3, budget=4).task is None  # it names task 5: past the budget
 
 
 def test_recorded_forecasts_round_trip_and_none_is_budget_plus_one():
@@ -93,6 +95,11 @@ def test_forecast_check_scores_each_horizon_against_the_truth():
     assert (h3.k, h3.n, h3.n_right, h3.n_gone, check.n_left_out) == (3, 2, 1, 1, 1)
     assert (h5.k, h5.n, h5.n_right) == (5, 2, 1)
     assert check.runs[0].after[:2] == [2, 3] and check.runs[0].task[1] == 12
+    fig = plots.figure_forecast(check, after=(3, 5))
+    (three,) = [c for c in fig.axes[0].collections if c.get_gid() == "after-3"]
+    assert sorted(map(tuple, three.get_offsets().tolist())) == [(7, 12), (12, 12)]  # (observed, forecast)
+    with pytest.raises(plots.NothingToPlot, match="no run made a forecast"):
+        plots.figure_forecast(forecast_check(runs[3:]))
 
 
 def test_a_run_records_its_forecast_per_task_as_the_pure_function_computes_it(tmp_path):

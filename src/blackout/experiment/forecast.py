@@ -107,7 +107,7 @@ def forecast(stability: Values, drift: Values, budget: int, s_at: float = FORECA
         raise ValueError(f"stability: expected {k + 1} values (the tasks trained and the next), got {len(stability)}")
     if drift_fires(stability[k], drift[k - 1] if k else None):
         task = k + 1 + LAG
-        return Forecast(k, task, task, task + 1, budget, "drift")
+        return Forecast(k, *((task, task, task + 1) if task <= budget else (None, None, None)), budget, "drift")
     g = growth(stability)
 
     def at(slope: float) -> int | None:
