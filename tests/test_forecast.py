@@ -200,3 +200,13 @@ def test_run_says_the_forecast_on_the_terminal(tmp_path, capsys):
     assert main(["run", "--preset", "digits", "--hidden", "8", "--method", "si", "--tasks", "2", "--iterations", "10",
                  "--out", str(tmp_path / "si"), "--json"]) == 0
     assert "no forecast of the blackout task for si: it is designed and scored for ewc only" in capsys.readouterr().err
+
+
+def test_plan_from_python_probes_and_plans():
+    import blackout
+
+    p = blackout.plan("digits", budget=6, hidden=8, iterations=20, knob="lr")
+    assert p.probe.tasks_run == 3 and p.probe.config["data"]["tasks"] == 3 and p.knob == "lr"
+    assert p.config.train.lr == p.value and p.config.data.tasks == 6 and p.config.method.lam == 15
+    assert p.growth > 0 and p.probe.diagnostic("stability")[0] == 0.0
+    assert p.curve[1] == pytest.approx(p.growth * p.value / 0.1)  # s scales with lr
