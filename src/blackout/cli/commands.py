@@ -132,9 +132,11 @@ def _train(cfg, args: argparse.Namespace) -> int:
 
 
 def args_plan(p: argparse.ArgumentParser) -> None:
+    from ..experiment.plan import KNOBS
+
     args_run(p)
     p.add_argument("--budget", type=positive_int, required=True, help="tasks the planned run must survive")
-    p.add_argument("--for", dest="knob", choices=("lam", "lr"), default="lam", help="the setting to plan (default: lam)")
+    p.add_argument("--for", dest="knob", choices=KNOBS, default="lam", help="the setting to plan (default: lam)")
     p.add_argument("--probe", type=positive_int, default=3, help="tasks of the probe run (default: 3)")
     p.add_argument("--apply", action="store_true",
                    help="then run the planned configuration (with --json: a second line, its result)")
