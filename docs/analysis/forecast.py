@@ -29,7 +29,7 @@ from blackout.experiment import forecast as fc
 
 DESIGN_STUDIES = ("seed-capacity-10", "stability-grid")
 DESIGN_SEEDS = range(5)
-UNSEEN = ("fashion-capacity", "fashion-8k", "depth", "arch")
+UNSEEN = ("fashion-capacity", "fashion-8k", "depth", "arch", "demo")
 OTHER = ("keep-learning", "keep-learning-long", "keep-learning-fashion")
 HORIZONS = ((3, 2, 0.2), (5, 1, 0.1))  # (tasks measured, within tasks, within share)
 S_GRID = (1.9, 2.0, 2.05, 2.1, 2.15, 2.2, 2.3, 2.4, 2.5)
@@ -105,6 +105,8 @@ def main() -> None:
     design = [r for n in DESIGN_STUDIES for r in ewc[n] if r.seed in DESIGN_SEEDS]
     held = {n: [r for r in ewc[n] if r.seed not in DESIGN_SEEDS] for n in DESIGN_STUDIES}
     held.update({n: ewc[n] for n in UNSEEN})
+    # the demo's width-64 runs repeat design runs of the stability grid (digits, width 64, lambda 15, lr 0.1)
+    held["demo"] = [r for r in ewc["demo"] if r.hidden != (64,)]
 
     def objective(sl):
         return sum(score(design, k, t, sh, s_at=sl[0], lag=sl[1], spread=0)[0] for k, t, sh in HORIZONS)
@@ -130,7 +132,8 @@ def main() -> None:
 
     row("design (seeds 0-4)", design)
     for n, runs in held.items():
-        row(f"held-back: {n}" + (" seeds 5-9" if n in DESIGN_STUDIES else ""), runs)
+        row(f"held-back: {n}" + (" seeds 5-9" if n in DESIGN_STUDIES else ", widths other than 64" if n == "demo"
+                                  else ""), runs)
     row("held-back: all", [r for v in held.values() for r in v])
 
     print("\nother gradient-applied penalties (keep-learning archives, width 50 and 100; no blackout within the budget "
