@@ -20,6 +20,7 @@ import numpy as np
 from blackout.api import config
 from blackout.experiment.plan import plan
 from blackout.experiment.train import run, run_group
+from blackout.study.spec import parse_axis
 
 GRID = (1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 15.0, 20.0, 30.0, 50.0)
 
@@ -35,20 +36,12 @@ def survived(r, T: int) -> bool:
     return r.verdict.task is None or r.verdict.task > T
 
 
-def ints(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = map(int, text.split("-"))
-        return list(range(lo, hi + 1))
-    return [int(v) for v in text.split(",")]
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", default="5-7")
-    p.add_argument("--widths", default="32,64")
-    p.add_argument("--budgets", default="10,20")
+    for flag, default in (("--seeds", "5-7"), ("--widths", "32,64"), ("--budgets", "10,20")):
+        p.add_argument(flag, default=default, help=f"as on the command line, e.g. {default}")
     a = p.parse_args()
-    seeds, widths, budgets = ints(a.seeds), ints(a.widths), ints(a.budgets)
+    seeds, widths, budgets = (list(parse_axis("seed", v, "--")) for v in (a.seeds, a.widths, a.budgets))
     top = max(budgets)
     print("| width | budget T | planned λ (per seed) | survived T | planned avg acc | oracle λ | oracle avg acc "
           "| ratio | tasks trained: plan / grid |")
