@@ -183,15 +183,15 @@ def test_stability_agreement_by_hand():
         run("nothing", [50], 5, None, 12, stability=[0.1] * 12),
     ]
     out = stability_agreement(results, threshold=2.0)
-    by = {r["run_id"]: r for r in out["runs"]}
-    assert (by["same"]["first_unstable"], by["same"]["blackout_task"], by["same"]["agree"]) == (5, 5, True)
-    assert (by["early"]["first_unstable"], by["early"]["agree"], by["early"]["lead"]) == (3, False, 4)
-    assert by["close"]["agree"] is True
-    assert by["calm"]["first_unstable"] is None and by["calm"]["agree"] is None
-    assert by["censored"]["first_unstable"] == 11 and by["censored"]["blackout_task"] is None
-    assert out["n_compared"] == 3 and out["share_within_one"] == pytest.approx(2 / 3)
-    assert (out["n_neither"], out["n_only_unstable"], out["n_only_blackout"]) == (1, 1, 1)
-    assert stability_agreement([])["share_within_one"] is None
+    by = {r.run_id: r for r in out.runs}
+    assert (by["same"].first_unstable, by["same"].blackout_task, by["same"].agree) == (5, 5, True)
+    assert (by["early"].first_unstable, by["early"].agree, by["early"].lead) == (3, False, 4)
+    assert by["close"].agree is True
+    assert by["calm"].first_unstable is None and by["calm"].agree is None
+    assert by["censored"].first_unstable == 11 and by["censored"].blackout_task is None
+    assert out.n_compared == 3 and out.share_within_one == pytest.approx(2 / 3)
+    assert (out.n_neither, out.n_only_unstable, out.n_only_blackout) == (1, 1, 1)
+    assert stability_agreement([]).share_within_one is None
 
 
 def test_analyze_groups_keeps_censored_and_is_json():
@@ -202,24 +202,24 @@ def test_analyze_groups_keeps_censored_and_is_json():
         for w, task in [(50, 4 + seed), (100, 6), (200, 11)]:
             results.append(run(f"si-{w}-{seed}", [w], seed, task, task, method="si", lam=1.0))
     out = analyze(results, axis="width", n_boot=50, seed=0)
-    text = json.dumps(out, allow_nan=False)
-    assert json.loads(text) == out
-    assert out["n_runs"] == 12 and out["n_censored"] == 2
-    labels = [g["label"] for g in out["groups"]]
-    assert labels == ["method=ewc lam=15", "method=si lam=1"]
-    ewc = out["groups"][0]
-    assert ewc["n"] == 6 and ewc["n_censored"] == 2
-    cens = [p for p in ewc["points"] if p["censored"]]
-    assert len(cens) == 2 and all(p["x"] == 200.0 and p["y"] == 13.0 for p in cens)
-    assert [s["x"] for s in ewc["summary"]] == [50.0, 100.0, 200.0]
-    assert ewc["summary"][2]["mean_is_lower_bound"] and ewc["summary"][2]["n_censored"] == 2
-    assert ewc["linear"]["method"] == "tobit" and ewc["linear"]["n_censored"] == 2
-    assert ewc["linear"]["ok"] and ewc["linear"]["slope"] > 0
-    assert ewc["better"] in ("linear", "power", "tie") and ewc["delta_aic"] is not None
-    si = out["groups"][1]
-    assert si["n_censored"] == 0 and si["linear"]["method"] == "ols"
-    assert out["stability"]["n_runs"] == 12 and out["stability"]["n_only_unstable"] == 2
-    assert analyze(results[:1], n_boot=10)["groups"][0]["label"] == "all runs"
+    d = out.to_dict()
+    assert json.loads(json.dumps(d, allow_nan=False)) == d
+    assert (d["n_runs"], d["n_censored"]) == (out.n_runs, out.n_censored) == (12, 2)
+    assert [g["label"] for g in d["groups"]] == [g.label for g in out.groups] == ["method=ewc lam=15", "method=si lam=1"]
+    ewc = out.groups[0]
+    assert ewc.n == 6 and ewc.n_censored == 2 and d["groups"][0]["n_censored"] == 2
+    cens = [p for p in ewc.points if p.censored]
+    assert len(cens) == 2 and all(p.x == 200.0 and p.y == 13.0 for p in cens)
+    assert [s.x for s in ewc.summary] == [50.0, 100.0, 200.0]
+    assert ewc.summary[2].mean_is_lower_bound and ewc.summary[2].n_censored == 2
+    assert ewc.linear.method == "tobit" and ewc.linear.raw["n_censored"] == 2
+    assert ewc.linear.ok and ewc.linear.b == d["groups"][0]["linear"]["slope"] > 0
+    assert ewc.better in ("linear", "power", "tie") and ewc.delta_aic is not None
+    si = out.groups[1]
+    assert si.n_censored == 0 and si.linear.method == "ols"
+    assert out.stability.n_runs == 12 and out.stability.n_only_unstable == 2
+    assert d["stability"]["n_only_unstable"] == 2 and d["forecast"]["horizons"][0]["k"] == 3
+    assert analyze(results[:1], n_boot=10).groups[0].label == "all runs"
     with pytest.raises(ValueError):
         analyze(results, axis="height")
 
@@ -227,5 +227,5 @@ def test_analyze_groups_keeps_censored_and_is_json():
 def test_group_labels_name_only_settings_the_method_uses():
     runs = [run(f"e{w}", [w], 0, 5, 5, method="ewc", lam=lam) for w in (25, 50, 100) for lam in (5.0, 15.0)]
     runs += [run(f"s{w}", [w], 0, None, 30, method="sgd", lam=15.0) for w in (25, 50, 100)]
-    labels = sorted(g["label"] for g in analyze(runs, n_boot=10)["groups"])
+    labels = sorted(g.label for g in analyze(runs, n_boot=10).groups)
     assert labels == ["method=ewc lam=15", "method=ewc lam=5", "method=sgd"]  # sgd has no strength

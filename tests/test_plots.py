@@ -4,6 +4,7 @@ PNG and SVG that keep their text and artist ids."""
 
 from __future__ import annotations
 
+import dataclasses
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from blackout.study import capacity, plots
+from blackout.study.analysis import Fit
 from blackout.study.plots import NothingToPlot
 from tests.factory import make_result
 
@@ -127,9 +129,9 @@ def test_capacity_draws_points_bounds_means_and_laws(analysis, tmp_path):
     fig = plots.figure_capacity(analysis)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"  # 25..400 spans more than 10x
-    for gi, g in enumerate(analysis["groups"]):
-        done = [(p["x"], p["y"]) for p in g["points"] if not p["censored"]]
-        cens = [(p["x"], p["y"]) for p in g["points"] if p["censored"]]
+    for gi, g in enumerate(analysis.groups):
+        done = [(p.x, p.y) for p in g.points if not p.censored]
+        cens = [(p.x, p.y) for p in g.points if p.censored]
         (pts,) = gids(fig, f"points-{gi}")
         (open_,) = gids(fig, f"censored-{gi}")
         assert isinstance(open_, PathCollection)
@@ -137,19 +139,19 @@ def test_capacity_draws_points_bounds_means_and_laws(analysis, tmp_path):
         assert sorted(map(tuple, open_.get_offsets().tolist())) == sorted(cens) == [(400, 9), (400, 9)]
         assert open_.get_facecolors().size == 0 or open_.get_facecolors()[0][3] == 0  # open marker
         (means,) = gids(fig, f"means-{gi}")
-        assert list(means.get_ydata()) == pytest.approx([s["mean"] for s in g["summary"]])
+        assert list(means.get_ydata()) == pytest.approx([s.mean for s in g.summary])
         (lin,) = gids(fig, f"linear-{gi}")
         x, y = lin.get_data()
-        assert y == pytest.approx(g["linear"]["slope"] * x + g["linear"]["intercept"])
+        assert y == pytest.approx(g.linear.b * x + g.linear.a)
         (pw,) = gids(fig, f"power-{gi}")
         x, y = pw.get_data()
-        assert y == pytest.approx(g["power"]["coef"] * x ** g["power"]["exponent"])
+        assert y == pytest.approx(g.power.a * x ** g.power.b)
         assert to_rgb(lin.get_color()) == to_rgb(pw.get_color()) == to_rgb(pts.get_facecolors()[0][:3])
     assert to_rgb(gids(fig, "linear-0")[0].get_color()) != to_rgb(gids(fig, "linear-1")[0].get_color())
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert [g["label"] for g in analysis["groups"]] == ["lam=5", "lam=15"]
+    assert [g.label for g in analysis.groups] == ["lam=5", "lam=15"]
     assert {"lam=5", "lam=15"} <= set(legend) and any("lower bound" in t for t in legend)
-    better = analysis["groups"][0]["better"]
+    better = analysis.groups[0].better
     assert any(t.startswith(better) and "[better]" in t for t in legend)
     stem = tmp_path / "capacity"
     ids = check_files(plots.capacity(analysis, stem), stem, "width", "blackout task", "lam=15")
@@ -157,15 +159,15 @@ def test_capacity_draws_points_bounds_means_and_laws(analysis, tmp_path):
 
 
 def test_capacity_leaves_out_what_is_missing(analysis):
-    broken = {**analysis, "groups": [dict(g) for g in analysis["groups"]]}
-    g = broken["groups"][0]
-    g["points"] = [{**p, "y": None} if i == 0 else p for i, p in enumerate(g["points"])]
-    g["linear"] = {"ok": False, "slope": None, "intercept": None, "reason": "too few points"}
+    g = analysis.groups[0]
+    g = dataclasses.replace(g, points=[dataclasses.replace(p, y=None) if i == 0 else p for i, p in enumerate(g.points)],
+                            linear=Fit.of("linear", {"ok": False, "slope": None, "intercept": None, "reason": "too few points"}))
+    broken = dataclasses.replace(analysis, groups=[g, *analysis.groups[1:]])
     fig = plots.figure_capacity(broken)
     assert len(gids(fig, "points-0")[0].get_offsets()) == 5  # 8 points, 2 censored, 1 without a value
     assert not gids(fig, "linear-0") and gids(fig, "power-0") and gids(fig, "linear-1")
     with pytest.raises(NothingToPlot, match="no data points"):
-        plots.figure_capacity({"axis": "width", "groups": []})
+        plots.figure_capacity(dataclasses.replace(analysis, groups=[]))
 
 
 # -- stability and sharpness ----------------------------------------------------------------

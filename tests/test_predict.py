@@ -19,8 +19,8 @@ def test_the_drift_rule_waits_for_silent_growth_or_a_steep_instability():
     assert drift_rule(steep) == 4  # task 3 trains past the steep limit
     a = predictor_agreement([plateau, steep])
     s = stability_agreement([plateau, steep])
-    assert (a["n_exact"], a["share_within_one"], a["share_right"], a["warn_lead"]) == (2, 1.0, 1.0, 1)
-    assert (s["runs"][0]["first_unstable"], s["share_within_one"], s["warn_lead"]) == (2, 0.5, 2.5)
+    assert (a.n_exact, a.share_within_one, a.share_right, a.warn_lead) == (2, 1.0, 1.0, 1)
+    assert (s.runs[0].first_unstable, s.share_within_one, s.warn_lead) == (2, 0.5, 2.5)
 
 
 def test_agreement_counts_leaves_out_and_compares_only_both():
@@ -28,7 +28,7 @@ def test_agreement_counts_leaves_out_and_compares_only_both():
     left = run(3, [2.5, 2.5, 2.5], [None, 1e20, 1e20], seed=2, applies=False)  # e.g. a proximal step
     early = run(None, [1.0, 2.5, 2.5], [None, 50.0, None], seed=3)  # warned, never blacked out in 3 tasks
     a = predictor_agreement([never, left, early])
-    assert (a["n_runs"], a["n_left_out"], a["n_compared"], a["n_neither"], a["n_only_unstable"]) == (2, 1, 0, 1, 1)
-    assert a["share_within_one"] is None and a["warn_lead"] is None and a["share_right"] == 0.5
+    assert (a.n_runs, a.n_left_out, a.n_compared, a.n_neither, a.n_only_unstable) == (2, 1, 0, 1, 1)
+    assert a.share_within_one is None and a.warn_lead is None and a.share_right == 0.5
     custom = agreement([never, early], rule=lambda r: 2)
-    assert custom["n_only_unstable"] == 2
+    assert custom.n_only_unstable == 2

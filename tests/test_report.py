@@ -6,6 +6,7 @@ console error, no script and no request leaving the page."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import threading
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 from blackout.study import capacity
+from blackout.study.analysis import Agreement, RuleRun
 from blackout.study.report import render_report, write_report
 from blackout.study.results import ResultSet
 from tests.factory import make_result
@@ -135,7 +137,7 @@ def test_sections_in_order_and_nothing_outside_the_file(full):
     assert [a for tag, a in page.tags if tag == "link"] == [{"rel": "icon", "href": "data:,"}]  # no favicon fetch
     assert not [a for _, a in page.tags if any(k.startswith("on") for k in a)]  # no event handlers
     srcs = [a["src"] for tag, a in page.tags if tag == "img"]
-    assert len(srcs) == 4 + 2 * 2  # capacity, stability, methods, plasticity; matrix and curves of two runs
+    assert len(srcs) == 5 + 2 * 2  # capacity, stability, forecast, methods, plasticity; matrix and curves of two runs
     for src in srcs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1], validate=True)[:8] == PNG_MAGIC
@@ -222,7 +224,7 @@ def test_runs_failed_configs_versions(full):
 
 def test_figures_folder_holds_what_the_page_shows(full):
     folder = full["path"].parent / "figures"
-    for name in ("capacity", "stability", "methods", "plasticity"):
+    for name in ("capacity", "stability", "forecast", "methods", "plasticity"):
         assert (folder / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
         assert (folder / f"{name}.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
     src = next(a["src"] for tag, a in full["page"].tags if tag == "img" and a["alt"] == "plasticity")
@@ -234,12 +236,13 @@ def test_figures_folder_holds_what_the_page_shows(full):
 def test_predictor_is_shown_beside_the_rule():
     runs = [sweep_run(25, 0, tasks=6, blackout=3), sweep_run(50, 0, tasks=6)]
     analysis = capacity.analyze(runs, "width", n_boot=5)
-    analysis["predictor"] = {"name": "sharpness <early> & warned", "share_within_one": 2 / 3, "n_compared": 3,
-                             "warn_lead": 1.5, "share_right": 0.8}
+    named = [RuleRun("a", 0, 4, 5, True, 1), RuleRun("b", 1, 4, 6, False, 2), RuleRun("c", 2, 4, 5, True, 1),
+             RuleRun("d", 3, None, None, None, None), RuleRun("e", 4, None, None, None, None)]
+    analysis = dataclasses.replace(analysis, predictor=Agreement("sharpness <early> & warned", named, 0, fires_before=1))
     page = Page(render_report(ResultSet(runs), analysis, title="p"))
     rule, predictor = page.tables["predictors"]
     assert rule[0] == "s ≥ 2 (plain rule)"
-    assert predictor == ["sharpness <early> & warned", "3", "67%", "1.5", "80%"]
+    assert predictor == ["sharpness <early> & warned", "3", "67%", "2.3", "80%"]  # 2 of 3 within one; 4 of 5 right
     assert "none" in page.sections["failed-runs"] and "failed" not in page.tables
 
 
@@ -341,7 +344,7 @@ def test_browser_shows_the_report(browser, full, tmp_path):
     page = seen["page"]
     try:
         assert seen["problems"] == []
-        assert len(seen["images"]) == 8 and all(i["natural"] > 300 for i in seen["images"])
+        assert len(seen["images"]) == 9 and all(i["natural"] > 300 for i in seen["images"])
         assert page.title() == TITLE
         assert page.locator("h1").inner_text() == TITLE
         for sid in SECTIONS:

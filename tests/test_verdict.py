@@ -51,11 +51,6 @@ def test_retained_needs_learning_above_chance_and_keeping_the_fraction():
     assert verdict.retained(R, 0.95, CH, 0.1) == [3]
 
 
-def test_first_unstable():
-    assert verdict.first_unstable([0.0, 0.9, 1.99, 2.0, 5.0]) == 4
-    assert verdict.first_unstable([0.0, None, 1.0]) is None
-
-
 @pytest.mark.parametrize("kw, message", [
     ({"margin": 0.95}, r"margin: expected chance \+ margin < 1 .*1/10"),
     ({"stream": "split", "classes_per_task": 2, "tasks": 3, "margin": 0.5}, r"margin: expected chance \+ margin < 1 .*1/2"),

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from blackout.config import RunConfig
+from blackout.experiment.forecast import LIMIT
 from blackout.experiment.step import make_optimizer, update
 from blackout.experiment.train import Experiment, batches, steps_per_task, threads
 from blackout.presets import run_preset
@@ -41,7 +42,7 @@ def unstable_weights(ex: Experiment, t: int) -> list[dict]:
     _, inputs = net.forward_cached(x)
     out = []
     for k, d in enumerate(diag):
-        hot = (d[0] * lr >= 2).nonzero().tolist()
+        hot = (d[0] * lr >= LIMIT).nonzero().tolist()
         layer, is_bias = k // 2, k % 2 == 1
         for idx in hot:
             unit = idx[0]

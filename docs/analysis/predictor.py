@@ -32,7 +32,7 @@ def rule(d: float, s: float, lag: int = 0):
 def score(results, r) -> tuple:
     """Runs named right (within one task, or no blackout and no warning), then exactly right."""
     a = agreement(results, r)
-    return a["share_right"] or 0.0, a["n_exact"] / max(1, a["n_runs"]), a
+    return a.share_right or 0.0, a.n_exact / max(1, a.n_runs), a
 
 
 def seeds(text: str) -> set[int]:
@@ -59,22 +59,22 @@ def main() -> None:
     for name, r in ((f"drift >= {best[0]:g} or s >= {best[1]:g}, +{best[2]}", rule(*best)), ("s >= 2 (plain)", plain)):
         for label, part in (("design " + a.design, design), ("validation " + a.validate, held)):
             x = agreement(part, r)
-            share = "–" if x["share_within_one"] is None else f"{x['n_agree']}/{x['n_compared']} ({x['share_within_one']:.0%})"
-            right = round(x["share_right"] * x["n_runs"])
-            lead = "–" if x["warn_lead"] is None else f"{x['warn_lead'] + (best[2] if r is not plain else 0):.2f}"
-            print(f"| {name} | {label} | {x['n_runs']} | {right}/{x['n_runs']} ({x['share_right']:.0%}) | {share} | "
-                  f"{x['n_exact']} | {lead} |")
+            share = "–" if x.share_within_one is None else f"{x.n_agree}/{x.n_compared} ({x.share_within_one:.0%})"
+            right = round(x.share_right * x.n_runs)
+            lead = "–" if x.warn_lead is None else f"{x.warn_lead + (best[2] if r is not plain else 0):.2f}"
+            print(f"| {name} | {label} | {x.n_runs} | {right}/{x.n_runs} ({x.share_right:.0%}) | {share} | "
+                  f"{x.n_exact} | {lead} |")
     print()
     for label, part in (("design", design), ("validation", held)):
         x = agreement(part, rule(*best))
-        misses = [(r["seed"], r["blackout_task"], r["first_unstable"]) for r in x["runs"]
-                  if r["agree"] is False or (r["first_unstable"] is None) != (r["blackout_task"] is None)]
+        misses = [(r.seed, r.blackout_task, r.first_unstable) for r in x.runs
+                  if r.agree is False or (r.first_unstable is None) != (r.blackout_task is None)]
         print(f"{label}: misses (seed, blackout, predicted): {misses}")
         scores = {dsl: score(part, rule(*dsl))[0] for dsl in grid}
         top = sorted(scores.items(), key=lambda kv: -kv[1])[:5]
         print(f"{label}: best rules on these seeds alone: {[(d, s, lag, round(v, 3)) for (d, s, lag), v in top]}")
     print(f"\nmean lead of the plain rule over all runs: "
-          f"{mean(r['lead'] for r in agreement(runs, plain)['runs'] if r['lead'] is not None):.2f} tasks")
+          f"{mean(r.lead for r in agreement(runs, plain).runs if r.lead is not None):.2f} tasks")
 
 
 if __name__ == "__main__":

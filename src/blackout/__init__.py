@@ -1,6 +1,6 @@
 """blackout: how many tasks a network learns one after another, why it stops, and what makes it learn more.
 
-The Python API (``run``, ``Study``, ``config``, ``register_method``, ``Method``, ``Result``) is
+The Python API (``run``, ``plan``, ``Study``, ``config``, ``register_method``, ``Method``, ``Result``) is
 imported on first use, so ``import blackout`` and the command line start without loading torch.
 """
 
@@ -12,7 +12,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+src"
 
 _API = {
-    "run": "api", "Study": "api", "config": "api", "register_method": "api",
+    "run": "api", "plan": "api", "Study": "api", "config": "api", "register_method": "api",
     "RunConfig": "config", "Result": "experiment.result", "ResultSet": "study.results",
     "Method": "experiment.methods.base", "Setting": "settings",
 }

@@ -57,6 +57,20 @@ def run(cfg: RunConfig | str | None = None, *, data_dir: str | Path | None = Non
     return train_run(identified(cfg, load_dataset(cfg.data.dataset, data_dir)), data_dir, on_task)
 
 
+def plan(cfg: RunConfig | str | None = None, *, budget: int, knob: str = "lam", probe: int = 3,
+         data_dir: str | Path | None = None, **settings: Any):
+    """The largest ``knob`` ("lam" or "lr") that the blackout forecast says survives ``budget`` tasks, from a
+    ``probe``-task run of the configuration (``cfg`` and ``settings`` as for ``run``); a ``Plan`` whose
+    ``config`` is the planned run (``run(p.config)`` trains it)."""
+    from .experiment.plan import plan as make_plan
+
+    if not isinstance(cfg, RunConfig):
+        cfg = config(cfg, **settings)
+    elif settings:
+        cfg = RunConfig.from_flat(settings, cfg)
+    return make_plan(cfg, budget, knob, probe, lambda c, on_task: run(c, data_dir=data_dir, on_task=on_task))
+
+
 def register_method(cls):
     """Make a ``Method`` subclass available by its ``name`` to ``run``, sweeps and reports (a decorator too)."""
     from .experiment.methods import register
@@ -185,7 +199,9 @@ class Study:
         """One row per finished run as a pandas DataFrame."""
         return self.results().frame()
 
-    def analyze(self, axis: str = "width", bootstrap: int = 1000) -> dict:
+    def analyze(self, axis: str = "width", bootstrap: int = 1000):
+        """The capacity law per group, the blackout rules and the forecast against the runs: an
+        ``Analysis`` read by attribute (``.groups``, ``.forecast``); ``.to_dict()`` is its JSON form."""
         from .study.capacity import analyze
 
         if bootstrap < 1:

@@ -18,6 +18,7 @@ from ..errors import BlackoutError, ConfigError
 
 COMMANDS = {
     "run": "train one network through a sequence of tasks",
+    "plan": "the largest lambda (or lr) the blackout forecast says survives a task budget",
     "sweep": "run a grid of settings into a study folder (resumable)",
     "analyze": "fit the capacity law of a study",
     "report": "write the study's self-contained HTML report",

@@ -12,7 +12,6 @@ from typing import Any
 from ..config import FIXED, method_settings, setting_of
 from ..numerics import NUMERICS_VERSION
 
-WARN_AT = 2.0
 REMEDIES = ("a smaller --lr or --lam, a decaying importance (--method online-ewc --gamma 0.9), the proximal "
             "step (--method ewc-prox or online-ewc-prox) or a capped curvature (--method ewc-capped); "
             "see docs/findings.md")
@@ -88,40 +87,47 @@ def build_config(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..api import run
-    from ..experiment.data.sources import identified, load_dataset
-    from ..experiment.outputs import check_out_dir, write_run_folder
-    from .render import render_run
-
     cfg = build_config(args)
     if args.check:
         print(cfg.canonical_json())
         return 0
+    return _train(cfg, args)
+
+
+def _train(cfg, args: argparse.Namespace) -> int:
+    """Train ``cfg`` with the terminal's progress, warnings and forecasts; write and print its result."""
+    from ..api import run
+    from ..experiment.data.sources import identified, load_dataset
+    from ..experiment.forecast import LIMIT, Watch
+    from ..experiment.outputs import check_out_dir, write_run_folder
+    from .render import render_run
+
     cfg = identified(cfg, load_dataset(cfg.data.dataset, args.data_dir))  # its run id names the data it reads
     out = check_out_dir(Path(args.out) if args.out else Path("runs") / cfg.run_id)  # before any training
     bar = _task_bar(cfg.data.tasks, args.json or args.quiet)
-    warned: set[str] = set()
+    watch = Watch(cfg.data.tasks)
 
     def on_task(t: int, info: dict) -> None:
-        from ..study.predict import DRIFT_LIMIT, LAG, S_LIMIT
-
         if bar:
             bar.update(1)
         say = bar.write if bar else lambda m: print(m, file=sys.stderr)
-        s, drift = info.get("next_stability"), info["diagnostics"].get("unstable_drift")
         if args.quiet or not info.get("stability_applies"):
             return
-        if "s" not in warned and s is not None and s >= WARN_AT:
-            warned.add("s")
-            say(f"blackout: warning: after task {t + 1} the stability number lr x lambda x max importance is {s:.2f}"
-                f" (>= {WARN_AT:g}): some weights' penalty is now unstable under this step size; such runs diverge"
-                f" once a task's inputs reach those weights. Remedies: {REMEDIES}.")
-        grown = drift is not None and drift >= DRIFT_LIMIT
-        if "drift" not in warned and (grown or (s is not None and s >= S_LIMIT)):
-            warned.add("drift")
-            why = (f"an unstable weight has grown to {drift:.3g} from its anchor" if grown
-                   else f"the stability number for task {t + 2} is {s:.2f}")
-            say(f"blackout: warning: {why}; blackout is expected around task {t + 2 + LAG}. Remedies: {REMEDIES}.")
+        d = info["diagnostics"]
+        for kind, v in watch.after(t + 1, d, info.get("next_stability")):
+            if kind == "unstable":
+                say(f"blackout: warning: after task {t + 1} the stability number lr x lambda x max importance is {v:.2f}"
+                    f" (>= {LIMIT:g}): some weights' penalty is now unstable under this step size; such runs diverge"
+                    f" once a task's inputs reach those weights. Remedies: {REMEDIES}.")
+            elif kind == "forecast":
+                say(f"blackout: forecast after task {t + 1}: {v.text()}.")
+            else:
+                why = (f"an unstable weight has grown to {d['unstable_drift']:.3g} from its anchor" if kind == "drift"
+                       else f"the stability number for task {t + 2} is {info['next_stability']:.2f}")
+                say(f"blackout: warning: {why}; blackout is expected around task {v}. Remedies: {REMEDIES}.")
+        if t == 1 and not info.get("forecasts"):
+            say(f"blackout: no forecast of the blackout task for {cfg.method.method}: it is designed and scored"
+                f" for ewc only (docs/findings.md).")
 
     result = run(cfg, data_dir=args.data_dir, on_task=on_task)
     if bar:
@@ -132,6 +138,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(render_run(result))
         print(f"\nresults: {out}/")
+    return 0
+
+
+def args_plan(p: argparse.ArgumentParser) -> None:
+    from ..experiment.plan import KNOBS
+
+    args_run(p)
+    p.add_argument("--budget", type=positive_int, required=True, help="tasks the planned run must survive")
+    p.add_argument("--for", dest="knob", choices=KNOBS, default="lam", help="the setting to plan (default: lam)")
+    p.add_argument("--probe", type=positive_int, default=3, help="tasks of the probe run (default: 3)")
+    p.add_argument("--apply", action="store_true",
+                   help="then run the planned configuration (with --json: a second line, its result)")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from ..api import plan
+    from ..experiment.outputs import check_out_dir
+
+    cfg = build_config(args)
+    if args.check:
+        print(cfg.canonical_json())
+        return 0
+    if args.apply and args.out:
+        check_out_dir(Path(args.out))  # before the probe
+    p = plan(cfg, budget=args.budget, knob=args.knob, probe=args.probe, data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps(p.to_dict()))
+    elif not args.quiet:
+        print(p.text())
+        if p.curve:
+            print("forecast stability number by task: " + " ".join(f"{t + 1}:{s:.2f}" for t, s in enumerate(p.curve)))
+    if args.apply and p.config is not None:
+        if not (args.json or args.quiet):
+            print(f"\napplying: {p.knob} {p.value:g} for {p.budget} tasks\n")
+        return _train(p.config, args)
     return 0
 
 
@@ -278,7 +319,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for note in rs.notes():
         print(f"note: {note}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
-        print(json.dumps(analysis))
+        print(json.dumps(analysis.to_dict()))
         return 0
     print(render_analysis(analysis))
     if args.methods:

@@ -39,7 +39,8 @@ from ..numerics import numerics_of
 DIAGNOSTICS = (
     "task", "train_loss", "penalty", "importance_mean", "importance_task_max", "importance_max", "stability",
     "unstable_weights", "unstable_drift", "unstable_active", "unstable_reach", "sharpness", "sharpness_task", "sharpness_penalty", "new_task_acc", "dead_units", "saturated_units",
-    "effective_rank", "weight_norm", "memory_floats", "memory_samples", "subspace_use", "seconds",
+    "effective_rank", "weight_norm", "memory_floats", "memory_samples", "subspace_use", "forecast", "forecast_lo",
+    "forecast_hi", "seconds",
 )
 DIAGNOSTIC_HELP = {
     "task": "task number (1-based)",
@@ -64,6 +65,9 @@ DIAGNOSTIC_HELP = {
     "memory_floats": "numbers the method keeps between tasks after this one (importances, anchors, bases, stored images)",
     "memory_samples": "training samples the method keeps (replay, A-GEM, joint); 0: no stored data",
     "subspace_use": "per layer, the fraction of its input space a projection method's basis spans",
+    "forecast": "blackout task forecast after this task (tasks + 1: none within the budget; EWC with SGD only)",
+    "forecast_lo": "the forecast's interval, first task",
+    "forecast_hi": "the forecast's interval, last task (empty: past the budget)",
     "seconds": "wall time of the task: training, consolidation and evaluation",
 }
 

@@ -15,6 +15,7 @@ from typing import cast
 
 import torch
 
+from .forecast import LIMIT
 from .methods.base import Method
 from .models import StackedMLP
 
@@ -23,7 +24,7 @@ def _hot(method: Method) -> list[torch.Tensor] | None:
     diag = method.hessian_diagonal()
     if diag is None:
         return None
-    return [(d * Method.per_member(method.lr, d)) >= 2 for d in diag]
+    return [(d * Method.per_member(method.lr, d)) >= LIMIT for d in diag]
 
 
 def unstable(method: Method, net) -> tuple[list, list]:

@@ -22,7 +22,7 @@ import torch
 
 from .. import __version__, numerics
 from ..config import RunConfig
-from . import metrics, plasticity, sharpness, stability, verdict
+from . import forecast, metrics, plasticity, sharpness, stability, verdict
 from .data.sources import identified, load_dataset
 from .data.streams import Streams
 from .gating import Gates
@@ -37,7 +37,8 @@ ACTIVE_PROBE = 4096  # training images of a task checked for inputs that reach a
 
 def run(cfg: RunConfig, data_dir: str | None = None, on_task: Callable[[int, dict], None] | None = None) -> Result:
     """Train one network through ``cfg.data.tasks`` tasks; ``on_task(t, info)`` reports each task
-    (``info``: "row" of the accuracy matrix, "diagnostics", "next_stability", "stability_applies")."""
+    (``info``: "row" of the accuracy matrix, "diagnostics", "next_stability", "stability_applies", and
+    "forecasts": whether the run forecasts its blackout task, ``forecast.FORECAST_METHODS``)."""
     return run_group([cfg], data_dir, on_task=None if on_task is None else lambda m, t, info: on_task(t, info))[0]
 
 
@@ -177,6 +178,8 @@ class Experiment:
         widths = list(cfg.model.hidden)
         self.gates = Gates(widths, self.tasks, cfg.model.gating, seeds) if cfg.model.gating else None
         self.batch_gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
+        self.applies = type(self.method).gradient_penalty and cfg.train.optimizer == "sgd"
+        self.forecasts = self.applies and cfg.method.method in forecast.FORECAST_METHODS
         T = self.tasks
         self.members = [Member(c, np.full((T, T), np.nan), np.array(self.streams.chance(m)), None)
                         for m, c in enumerate(configs)]
@@ -273,6 +276,7 @@ class Experiment:
         info = self.method.consolidate(self.net, self.streams.task(t), self.streams) if keep else []
         held = self.method.memory() if keep else []
         fisher_time = (time.perf_counter() - tac) / max(1, len(keep))
+        upcoming = self.method.stability() if keep and self.forecasts else []
         for i, m in enumerate(before):
             mem = self.members[m]
             mem.R[t, : accs.shape[1]] = accs[i]
@@ -287,6 +291,8 @@ class Experiment:
                 d.update(info[keep.index(i)], **held[keep.index(i)])
             else:
                 mem.diverged_at = t
+            if self.forecasts and finite[i] and t >= 1:
+                d.update(forecast.recorded(mem.diags + [d], upcoming[keep.index(i)], mem.cfg.data.tasks))
             d["seconds"] = (time.perf_counter() - tic) / len(before)
             mem.diags.append(d)
             mem.tasks_run = t + 1
@@ -295,12 +301,11 @@ class Experiment:
 
     def report(self, t: int, on_task: Callable[[int, int, dict], None]) -> None:
         """Each member's row and diagnostics, and the stability number the next task will train with."""
-        applies = type(self.method).gradient_penalty and self.configs[0].train.optimizer == "sgd"
-        upcoming = self.method.stability()
+        applies, upcoming = self.applies, self.method.stability()
         for i, m in enumerate(self.active):
             mem = self.members[m]
             on_task(m, t, {"row": mem.R[t], "diagnostics": mem.diags[-1], "next_stability": upcoming[i],
-                           "stability_applies": applies})
+                           "stability_applies": applies, "forecasts": self.forecasts})
 
     def _probe(self, t: int, part: str, n: int, with_labels: bool = False):
         """The first ``n`` samples of task t's ``part``, through every member's own transform."""
@@ -330,7 +335,7 @@ class Experiment:
     def results(self) -> list[Result]:
         out = []
         env = environment(threads=torch.get_num_threads(), device=str(self.device), group_size=len(self.configs))
-        applies = type(self.method).gradient_penalty and self.configs[0].train.optimizer == "sgd"
+        applies = self.applies
         for mem in self.members:
             cfg = mem.cfg
             R = mem.R[: mem.tasks_run]

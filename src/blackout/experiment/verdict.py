@@ -94,11 +94,3 @@ def retained(R: np.ndarray, frac: float, chance: np.ndarray, margin: float) -> l
     last, learned = R[n - 1, :n], np.diag(R[:n, :n])
     floor = np.asarray(chance, dtype=float)[:n] + margin
     return [j + 1 for j in range(n) if learned[j] > floor[j] and last[j] >= frac * learned[j]]
-
-
-def first_unstable(stability: list[float | None], threshold: float = 2.0) -> int | None:
-    """First task (1-based) trained while lr x lambda x max curvature >= ``threshold``."""
-    for t, s in enumerate(stability):
-        if s is not None and s >= threshold:
-            return t + 1
-    return None

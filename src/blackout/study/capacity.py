@@ -6,7 +6,7 @@ per group of runs that differ only in capacity and seed, it fits a line and a po
 blackout task against capacity (width, depth or parameter count), with runs that never blacked
 out kept as right-censored (``tobit``), and compares the laws by AIC.
 
-``analyze`` returns plain JSON (dicts, lists, floats, ints, strings, None; never NaN).
+``analyze`` returns an ``analysis.Analysis``, whose ``to_dict`` is its JSON form.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import math
 from typing import Any
 
 from ..experiment.result import Result, jsonable
-from .predict import predictor_agreement, stability_agreement
+from .analysis import Analysis, Fit, Group, Interval, Point
+from .predict import forecast_check, predictor_agreement, stability_agreement
 from .tobit import fit_linear, fit_power, summarize
 
 AXES = ("width", "depth", "params")
@@ -93,7 +94,7 @@ def _sort_key(v: Any) -> tuple:
     return (1, 0.0, fmt(v))
 
 
-def analyze(results: list[Result], axis: str = "width", n_boot: int = 1000, seed: int = 0) -> dict:
+def analyze(results: list[Result], axis: str = "width", n_boot: int = 1000, seed: int = 0) -> Analysis:
     """Fit the capacity law separately for each group of runs that differ only in capacity and seed.
 
     Each group carries a label of the settings that differ between groups (in config order,
@@ -102,7 +103,8 @@ def analyze(results: list[Result], axis: str = "width", n_boot: int = 1000, seed
     the lower AIC (``better``: "linear", "power", "tie" or None if a fit failed; ``delta_aic`` =
     |difference|, below 2 it is no real evidence either way). Sigma is floored at 1/sqrt(12)
     because blackout tasks are integers. Runs that never learned a task are left out: they did
-    not black out after learning. ``stability`` is ``predict.stability_agreement`` over all runs.
+    not black out after learning. ``stability`` is ``predict.stability_agreement`` over all runs,
+    ``predictor`` the drift rule's, ``forecast`` the forecast against the truth (``predict.forecast_check``).
     """
     if axis not in AXES:
         raise ValueError(f"axis: expected one of {', '.join(AXES)}, got {axis!r}")
@@ -141,15 +143,9 @@ def analyze(results: list[Result], axis: str = "width", n_boot: int = 1000, seed
                            "points": points, "summary": summarize(x, y, c), "linear": lin, "power": pw,
                            "better": better, "delta_aic": delta})
     out_groups.sort(key=lambda g: tuple(_sort_key(g["settings"].get(n)) for n in varying))
-    return jsonable({
-        "axis": axis,
-        "n_runs": len(results),
-        "data": sorted({r.data_label for r in results}),
-        "n_never_learned": len(results) - len(learned),
-        "n_censored": sum(g["n_censored"] for g in out_groups),
-        "varying": varying,
-        "sigma_min": TASK_SIGMA_MIN,
-        "groups": out_groups,
-        "stability": stability_agreement(results),
-        "predictor": predictor_agreement(results),
-    })
+    typed = [Group(g["label"], jsonable(g["settings"]), [Point(**p) for p in g["points"]],
+                   [Interval(**row) for row in jsonable(g["summary"])], Fit.of("linear", jsonable(g["linear"])),
+                   Fit.of("power", jsonable(g["power"])), g["better"], g["delta_aic"]) for g in out_groups]
+    return Analysis(axis, len(results), len(results) - len(learned), varying, TASK_SIGMA_MIN, typed,
+                    stability_agreement(results), predictor_agreement(results), forecast_check(results),
+                    data=sorted({r.data_label for r in results}))

@@ -31,16 +31,16 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, StrMethodFormatter
 
+from ..experiment.forecast import LIMIT as STABLE_LIMIT
 from ..experiment.result import Result, finite_or_none
 from ..files import head
+from .analysis import Analysis, Fit, ForecastCheck
 from .compare import network_label, setting_labels
 
 DPI = 120
 BLACKOUT_COLOUR = "crimson"
 ANNOTATE_MAX_CELLS = 150
 LEGEND_MAX_RUNS = 12
-#: gradient descent on a quadratic of curvature c is unstable once lr * c > 2
-STABLE_LIMIT = 2.0
 
 
 class NothingToPlot(ValueError):
@@ -235,33 +235,30 @@ def figure_task_curves(r: Result) -> Figure:
 # -- capacity -------------------------------------------------------------------------------
 
 
-def _law_label(kind: str, fit: dict, axis: str) -> str | None:
-    a, b, r2 = (finite_or_none(fit.get(k)) for k in (("slope", "intercept", "r2") if kind == "linear"
-                                                      else ("coef", "exponent", "r2")))
-    if a is None or b is None or not fit.get("ok", True):
+def _law_label(fit: Fit, axis: str) -> str | None:
+    a, b, r2 = (finite_or_none(v) for v in (fit.a, fit.b, fit.r2))
+    if a is None or b is None or not fit.ok:
         return None
-    if kind == "linear":
-        text = f"linear: y = {a:.3g}·{axis} {'+' if b >= 0 else '−'} {abs(b):.3g}"
+    if fit.kind == "linear":
+        text = f"linear: y = {b:.3g}·{axis} {'+' if a >= 0 else '−'} {abs(a):.3g}"
     else:
         text = f"power: y = {a:.3g}·{axis}^{b:.3g}"
     return text + (f" (R² = {r2:.3f})" if r2 is not None else "")
 
 
-def figure_capacity(analysis: dict) -> Figure:
+def figure_capacity(analysis: Analysis) -> Figure:
     """Blackout task against the capacity axis: the data, the group means and both fitted laws
     (``capacity.analyze`` output)."""
-    groups = (analysis or {}).get("groups") or []
-    axis = str((analysis or {}).get("axis") or "capacity")
-    xs_all = [x for g in groups for p in g.get("points") or [] if (x := finite_or_none(p.get("x"))) is not None]
+    groups, axis = analysis.groups, analysis.axis
+    xs_all = [x for g in groups for p in g.points if (x := finite_or_none(p.x)) is not None]
     if not xs_all:
         raise NothingToPlot("the analysis has no data points")
     log_x = min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 10
     fig, (ax,) = _new_figure(8.0, 5.0)
     any_censored = any_mean = False
     for gi, (g, colour) in enumerate(zip(groups, _colours(len(groups)))):
-        label = str(g.get("label") or f"group {gi + 1}")
-        pts: list[tuple[Any, ...]] = [(finite_or_none(p.get("x")), finite_or_none(p.get("y")), bool(p.get("censored")))
-               for p in g.get("points") or []]
+        label = g.label or f"group {gi + 1}"
+        pts = [(finite_or_none(p.x), finite_or_none(p.y), p.censored) for p in g.points]
         pts = [p for p in pts if p[0] is not None and p[1] is not None]
         done = [(x, y) for x, y, c in pts if not c]
         cens = [(x, y) for x, y, c in pts if c]
@@ -272,8 +269,7 @@ def figure_capacity(analysis: dict) -> Figure:
             any_censored = True
             ax.scatter(*zip(*cens), s=40, marker="^", facecolors="none", edgecolors=colour, linewidths=1.2,
                        gid=f"censored-{gi}", label=None if done else label, zorder=3)
-        summ: list[tuple[Any, ...]] = [tuple(finite_or_none(s.get(k)) for k in ("x", "mean", "ci_lo", "ci_hi"))
-                                       for s in g.get("summary") or []]
+        summ = [(s.x, finite_or_none(s.mean), s.ci_lo, s.ci_hi) for s in g.summary]
         summ = [s for s in summ if s[0] is not None and s[1] is not None]
         if summ:
             any_mean = True
@@ -289,14 +285,10 @@ def figure_capacity(analysis: dict) -> Figure:
         if not gx or min(gx) == max(gx):
             continue
         line_x = np.geomspace(min(gx), max(gx), 200) if log_x else np.linspace(min(gx), max(gx), 200)
-        better = g.get("better")
-        lin, powf = g.get("linear") or {}, g.get("power") or {}
-        if text := _law_label("linear", lin, axis):
-            ax.plot(line_x, lin["slope"] * line_x + lin["intercept"], color=colour, linewidth=1.5,
-                    label=text + (" [better]" if better == "linear" else ""), gid=f"linear-{gi}")
-        if (text := _law_label("power", powf, axis)) and min(gx) > 0:
-            ax.plot(line_x, powf["coef"] * line_x ** powf["exponent"], color=colour, linewidth=1.5, linestyle="--",
-                    label=text + (" [better]" if better == "power" else ""), gid=f"power-{gi}")
+        for law, style in ((g.linear, "-"), (g.power, "--")):
+            if (text := _law_label(law, axis)) and (law.kind == "linear" or min(gx) > 0):
+                ax.plot(line_x, law.at(line_x), color=colour, linewidth=1.5, linestyle=style,
+                        label=text + (" [better]" if g.better == law.kind else ""), gid=f"{law.kind}-{gi}")
     if log_x:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
@@ -359,7 +351,7 @@ def figure_stability(results: list[Result]) -> Figure:
                         linestyle="none", gid=f"blackout-{name}-{k}")
             elif b is not None:
                 ax.axvline(b, color=colours[k], linestyle=":", linewidth=1.2, gid=f"blackout-{name}-{k}")
-        ax.axhline(STABLE_LIMIT, color="black", linestyle="--", linewidth=1, label="limit 2", gid=f"limit-{name}")
+        ax.axhline(STABLE_LIMIT, color="black", linestyle="--", linewidth=1, label=f"limit {STABLE_LIMIT:g}", gid=f"limit-{name}")
         ax.set_yscale("log")
         # plain 0.5, 1, 2, 5 labels: readable, the limit is one of them, and no mathtext to lay out
         ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -443,9 +435,41 @@ def figure_plasticity(results: list[Result]) -> Figure:
     return fig
 
 
+# -- the forecast ------------------------------------------------------------------------------
+
+FORECAST_AFTER = (2, 3, 5, 8)
+
+
+def figure_forecast(check: ForecastCheck, after: tuple[int, ...] = FORECAST_AFTER) -> Figure:
+    """The blackout task forecast after task k (y) against the one observed (x), one colour per k; a
+    run without blackout and a forecast of none sit at the budget + 1. The band is max(2 tasks, 20%)."""
+    pts = {k: [(f.blackout_task or f.budget + 1, f.task[i] or f.budget + 1) for f in check.runs
+               if (i := f.made_after(k)) is not None and (f.blackout_task is None or f.blackout_task > k)]
+           for k in after}
+    pts = {k: v for k, v in pts.items() if v}
+    if not pts:
+        raise NothingToPlot("no run made a forecast of its blackout task (EWC with plain SGD, two tasks or more)")
+    fig, (ax,) = _new_figure(7.0, 5.0)
+    top = max(max(max(p) for p in v) for v in pts.values()) + 1
+    line = np.linspace(1, top, 100)
+    ax.fill_between(line, line - np.maximum(2, 0.2 * line), line + np.maximum(2, 0.2 * line), color="grey",
+                    alpha=0.15, linewidth=0, gid="band", label="within max(2 tasks, 20%)")
+    ax.plot(line, line, color="black", linewidth=1, linestyle="--", gid="diagonal", label="forecast = observed")
+    for (k, v), colour in zip(pts.items(), _colours(len(pts))):
+        ax.scatter(*zip(*v), s=18, color=colour, alpha=0.6, linewidths=0, gid=f"after-{k}",
+                   label=f"forecast after task {k} ({len(v)} runs)", zorder=3)
+    _legend_outside(ax)
+    ax.set_xlabel("observed blackout task (budget + 1: none)")
+    ax.set_ylabel("forecast blackout task (budget + 1: none)")
+    ax.set_title("Forecast against the blackout task, by the task it was made after")
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
 accuracy_matrix = _saver(figure_accuracy_matrix, "accuracy-matrix heatmap of one run")
 task_curves = _saver(figure_task_curves, "per-task accuracy curves of one run")
 capacity = _saver(figure_capacity, "capacity figure of an analysis")
+forecast = _saver(figure_forecast, "forecast against the blackout task, by the task it was made after")
 stability = _saver(figure_stability, "stability (and sharpness) figure of a set of runs")
 methods = _saver(figure_methods, "method comparison figure")
 plasticity = _saver(figure_plasticity, "plasticity figure (new-task accuracy, dead units)")

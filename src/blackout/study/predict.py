@@ -1,104 +1,98 @@
-"""Predicting the blackout task from what a run measures: two rules and their agreement with runs.
+"""The blackout rules and the forecast scored against runs: their agreement with the blackout task.
 
-The stability number s = lr x lambda x max_i A_i is recorded for the penalty in force while each
-task trains. Gradient descent on a quadratic of curvature c is unstable once lr c > 2, so the first
-task with s >= 2 is a warning, often some tasks ahead. It is not the blackout task: an unstable
-weight's distance from its anchor grows by |1 - s_i| every step, but once the unit it comes from
-has been shut off it takes no part in the loss, and the run goes on while the weight grows unseen
-(the plateau). The run diverges when that unit comes back on while the weight is huge, or when s is
-so far above 2 that nothing can be shut off in time. The ``drift`` rule reads both from what a run
-records: it expects the blackout one task after the first task that starts with an unstable weight
-already ``DRIFT_LIMIT`` from its anchor (``unstable_drift`` of the task before) or trains with
-s >= ``S_LIMIT``. Its three numbers were chosen on seeds 0-4 of the seed-capacity and
-stability-grid studies and are reported on seeds 5-9 (docs/analysis/predictor.py, docs/findings.md).
-
-Both rules only mean something for a quadratic penalty applied through its gradient with plain SGD
-(``Verdict.stability_applies``): runs of Adam, of proximal steps and of the L1 penalty are left out.
+The rules themselves (the plain rule s >= 2, the drift rule, the forecast) live at the run level in
+``experiment.forecast``, which the run's warnings use too; here they are applied to Results and
+counted. They only mean something for a quadratic penalty applied through its gradient with plain
+SGD (``Verdict.stability_applies``): runs of Adam, of proximal steps and of the L1 penalty are left out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from statistics import mean
-from typing import Any
 
+from ..experiment import forecast as fc
+from ..experiment.forecast import DRIFT_LIMIT, LAG, LIMIT, S_LIMIT
 from ..experiment.result import Result
-from ..experiment.verdict import first_unstable
+from .analysis import Agreement, ForecastCheck, Forecasted, Horizon, RuleRun
 
-THRESHOLD = 2.0
-DRIFT_LIMIT, S_LIMIT, LAG = 1e12, 2.15, 1  # chosen on the design seeds; see the module doc
+THRESHOLD = LIMIT
+#: where the forecast is scored: (tasks measured, right within that many tasks, or that share of the blackout task)
+HORIZONS = ((3, 2, 0.2), (5, 1, 0.1))
 
 Rule = Callable[[Result], "int | None"]
 
 
 def stability_rule(r: Result, threshold: float = THRESHOLD) -> int | None:
     """The first task trained with s >= ``threshold``."""
-    return first_unstable(r.diagnostic("stability"), threshold)
+    return fc.first_unstable(r.diagnostic("stability"), threshold)
 
 
 def drift_rule(r: Result, limit: float = DRIFT_LIMIT, s_limit: float = S_LIMIT, lag: int = LAG) -> int | None:
     """``lag`` tasks after the first task t that starts with an unstable weight ``limit`` from its anchor
     (the drift recorded at the end of task t - 1) or trains with s >= ``s_limit``; known at task t's start."""
-    stab, drift = r.diagnostic("stability"), r.diagnostic("unstable_drift")
-    for t, s in enumerate(stab):
-        before = drift[t - 1] if t > 0 else None
-        if (before is not None and before >= limit) or (s is not None and s >= s_limit):
-            return t + 1 + lag
-    return None
+    return fc.drift_rule(r.diagnostic("stability"), r.diagnostic("unstable_drift"), limit, s_limit, lag)
 
 
 RULES: dict[str, tuple[Rule, str]] = {
-    "stability": (stability_rule, "first task with s >= 2"),
+    "stability": (stability_rule, f"first task with s >= {LIMIT:g}"),
     "drift": (drift_rule, f"the task after one that starts with an unstable weight >= {DRIFT_LIMIT:g} from its "
                           f"anchor or trains with s >= {S_LIMIT:g}"),
 }
 
 
-def agreement(results: list[Result], rule: Rule = stability_rule) -> dict:
-    """Per run, the rule's task against the observed blackout task, and the summary.
+def agreement(results: list[Result], rule: Rule = stability_rule, name: str = "", **params) -> Agreement:
+    """Per run the rule applies to, the rule's task against the observed blackout task (``Agreement``).
 
-    ``share_within_one`` counts runs with both defined that differ by at most one task (None if no
-    such run); ``exact`` those where they are equal. ``share_right`` is over every run: a run is
-    named right when both are defined within one task, or neither is (no blackout, none predicted);
-    a blackout the rule missed and a warning for a run that never blacked out are both wrong.
-    ``lead`` is the blackout task minus the predicted one (how many tasks ahead it warned).
+    A run is named right when both are defined within one task, or neither is (no blackout, none
+    predicted); a blackout the rule missed and a warning for a run that never blacked out are both
+    wrong. ``lead`` is the blackout task minus the named one (how many tasks ahead it warned).
     """
-    runs: list[dict[str, Any]] = []
+    runs: list[RuleRun] = []
     for r in results:
         if not r.verdict.stability_applies:
             continue
-        first = rule(r)
-        bt = r.verdict.task
-        runs.append({"run_id": r.run_id, "seed": r.seed, "first_unstable": first, "blackout_task": bt,
-                     "agree": abs(first - bt) <= 1 if first is not None and bt is not None else None,
-                     "lead": bt - first if first is not None and bt is not None else None})
-    compared = [r for r in runs if r["agree"] is not None]
-    n_neither = sum(r["first_unstable"] is None and r["blackout_task"] is None for r in runs)
-    return {
-        "runs": runs,
-        "n_runs": len(runs),
-        "n_left_out": len(results) - len(runs),
-        "n_compared": len(compared),
-        "n_agree": sum(r["agree"] for r in compared),
-        "n_exact": sum(r["lead"] == 0 for r in compared),
-        "share_within_one": sum(r["agree"] for r in compared) / len(compared) if compared else None,
-        "warn_lead": mean(r["lead"] for r in compared) if compared else None,
-        "n_neither": n_neither,
-        "share_right": (sum(r["agree"] for r in compared) + n_neither) / len(runs) if runs else None,
-        "n_only_unstable": sum(r["first_unstable"] is not None and r["blackout_task"] is None for r in runs),
-        "n_only_blackout": sum(r["first_unstable"] is None and r["blackout_task"] is not None for r in runs),
-    }
+        first, bt = rule(r), r.verdict.task
+        both = first is not None and bt is not None
+        runs.append(RuleRun(r.run_id, r.seed, first, bt, abs(first - bt) <= 1 if both else None,
+                            bt - first if both else None))
+    return Agreement(name, runs, len(results) - len(runs), **params)
 
 
-def stability_agreement(results: list[Result], threshold: float = THRESHOLD) -> dict:
+def stability_agreement(results: list[Result], threshold: float = THRESHOLD) -> Agreement:
     """``agreement`` of the first task with s >= ``threshold`` (the plain rule)."""
-    return {"threshold": float(threshold), **agreement(results, lambda r: stability_rule(r, threshold))}
+    return agreement(results, lambda r: stability_rule(r, threshold), f"s >= {threshold:g}", threshold=float(threshold))
 
 
-def predictor_agreement(results: list[Result]) -> dict:
+def predictor_agreement(results: list[Result]) -> Agreement:
     """``agreement`` of the drift rule, with its name, for the analysis and the report. Its lead counts
-    from the task at whose start it fires, one task before the task it names."""
-    a = agreement(results, drift_rule)
-    if a["warn_lead"] is not None:
-        a["warn_lead"] += LAG
-    return {"name": RULES["drift"][1], "limit": DRIFT_LIMIT, "s_limit": S_LIMIT, **a}
+    from the task at whose start it fires, ``LAG`` tasks before the task it names."""
+    return agreement(results, drift_rule, RULES["drift"][1], limit=DRIFT_LIMIT, s_limit=S_LIMIT, fires_before=LAG)
+
+
+def forecasts_of(r: Result) -> Forecasted:
+    """The forecasts a run made after each task: recorded in its diagnostics, or, for a result made
+    before they were, computed now from its stability numbers and drifts by the same function."""
+    budget = int(r.config["data"]["tasks"])
+    if any(d.get("forecast") is not None for d in r.diagnostics):
+        made = [f for d in r.diagnostics if (f := fc.from_recorded(d, budget)) is not None]
+    else:
+        made = fc.forecasts(r.diagnostic("stability"), r.diagnostic("unstable_drift"), budget)[1:]  # from task 2 on
+    return Forecasted(r.run_id, r.seed, r.verdict.task, budget, [f.after for f in made], [f.task for f in made],
+                      [f.lo for f in made], [f.hi for f in made])
+
+
+def forecast_check(results: list[Result]) -> ForecastCheck:
+    """The forecast against the truth for every run it is made for, scored at ``HORIZONS``."""
+    runs = [forecasts_of(r) for r in results if forecasts_for(r)]
+    horizons = []
+    for k, tasks, share in HORIZONS:
+        gone = [f.blackout_task is not None and f.blackout_task <= k for f in runs]
+        made = [(f, i) for f, g in zip(runs, gone) if not g and (i := f.made_after(k)) is not None]
+        right = sum(fc.within(f.task[i], f.blackout_task, f.budget, tasks, share) for f, i in made)
+        horizons.append(Horizon(k, tasks, share, right, len(made), sum(gone)))
+    return ForecastCheck(runs, horizons, len(results) - len(runs))
+
+
+def forecasts_for(r: Result) -> bool:
+    """Whether the run forecasts its blackout task (a method the forecast holds for, with plain SGD)."""
+    return r.verdict.stability_applies and r.method in fc.FORECAST_METHODS

@@ -23,9 +23,11 @@ from typing import Any
 import jinja2
 
 from .. import __version__
+from ..experiment.forecast import FORECAST_LAG, FORECAST_S
 from ..experiment.result import Result, environment, finite_or_none
 from ..files import atomic_write, head, need_folder, replaceable
 from . import capacity, plots
+from .analysis import Analysis
 from .compare import checkpoints_for, method_table, network_label, setting_labels
 from .plots import NothingToPlot
 from .results import ResultSet
@@ -62,21 +64,20 @@ def _order(r: Result) -> tuple:
 # -- what to show ---------------------------------------------------------------------------
 
 
-def representative_runs(results: list[Result], analysis: dict | None) -> list[tuple[str, Result]]:
+def representative_runs(results: list[Result], analysis: Analysis | None) -> list[tuple[str, Result]]:
     """Runs whose own figures are shown: per capacity group, the lowest seed at the smallest and
     largest capacity; without groups (no run learned), per setting at the narrowest and widest net."""
     by_id = {r.run_id: r for r in results}
     chosen: dict[str, tuple[str, Result]] = {}
-    axis = (analysis or {}).get("axis") or "width"
-    for g in (analysis or {}).get("groups") or []:
-        pts = [p for p in g["points"] if p["run_id"] in by_id]
+    axis = analysis.axis if analysis else "width"
+    for g in analysis.groups if analysis else []:
+        pts = [p for p in g.points if p.run_id in by_id]
         if not pts:
             continue
         for end, pick in (("narrowest", min), ("widest", max)):
-            x = pick(p["x"] for p in pts)
-            at = min((p for p in pts if p["x"] == x), key=lambda p: p["seed"])
-            chosen.setdefault(at["run_id"], (f"{g['label']}: {end} {axis} ({x:g}), seed {at['seed']}",
-                                             by_id[at["run_id"]]))
+            x = pick(p.x for p in pts)
+            at = min((p for p in pts if p.x == x), key=lambda p: p.seed)
+            chosen.setdefault(at.run_id, (f"{g.label}: {end} {axis} ({x:g}), seed {at.seed}", by_id[at.run_id]))
     if not chosen:
         for label, runs in plots.settings_of(results):
             for end, pick in (("narrowest", min), ("widest", max)):
@@ -127,17 +128,6 @@ def _summary(rs: ResultSet) -> dict:
     }
 
 
-def _law(g: dict) -> dict:
-    lin, powf = g["linear"], g["power"]
-    lo_hi = lin.get("slope_ci") or None
-    return {"label": g["label"], "n": g["n"], "n_censored": g["n_censored"], "better": g["better"],
-            "delta_aic": g.get("delta_aic"), "linear": lin, "power": powf,
-            "linear_ok": lin.get("ok") and lin.get("slope") is not None,
-            "power_ok": powf.get("ok") and powf.get("exponent") is not None,
-            "slope_ci": lo_hi, "exponent_ci": powf.get("exponent_ci") or None,
-            "ci_has_zero": lo_hi is not None and lo_hi[0] <= 0 <= lo_hi[1]}
-
-
 def _methods(runs: list[Result]) -> dict:
     checkpoints = checkpoints_for(runs)
     rows = method_table(runs, checkpoints) if runs else []
@@ -145,12 +135,6 @@ def _methods(runs: list[Result]) -> dict:
         row["causes_text"] = ", ".join(f"{k} {v}" for k, v in sorted(row["causes"].items())) or "none"
         row["acc"] = [(row[f"acc@{k}"], row[f"acc@{k}_after_blackout"]) for k in checkpoints]
     return {"checkpoints": checkpoints, "rows": rows}
-
-
-def _stability(analysis: dict) -> dict:
-    check = analysis["stability"]
-    leads = [r["lead"] for r in check["runs"] if r.get("lead") is not None]
-    return {**check, "mean_lead": statistics.mean(leads) if leads else None, "predictor": analysis.get("predictor")}
 
 
 def _section(cfg: Any, name: str) -> dict:
@@ -194,11 +178,11 @@ def _versions(runs: list[Result]) -> list[tuple[str, str, str]]:
             for k in names]
 
 
-def _figures(runs: list[Result], analysis: dict, draw: _Figures) -> dict:
-    axis = analysis["axis"]
+def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
+    axis = analysis.axis
 
     def capacity_figure():
-        if len({p["x"] for g in analysis["groups"] for p in g["points"]}) < 2:
+        if len({p.x for g in analysis.groups for p in g.points}) < 2:
             raise NothingToPlot(f"it needs runs at two or more values of {axis}")
         return plots.figure_capacity(analysis)
 
@@ -212,6 +196,10 @@ def _figures(runs: list[Result], analysis: dict, draw: _Figures) -> dict:
                           "Stability number per task (log scale), and the sharpness of the penalised loss where it was "
                           "measured; above the dashed line at 2 gradient descent is no longer stable. Crosses mark "
                           "each run's blackout task."),
+        "forecast": draw("forecast", lambda: plots.figure_forecast(analysis.forecast), "forecast",
+                         "The blackout task each run forecast after task k (one colour per k) against the one observed; "
+                         "the shaded band is within max(2 tasks, 20%). Runs without blackout, and forecasts of none "
+                         "within the budget, sit at the budget + 1."),
         "methods": draw("methods", lambda: plots.figure_methods(runs), "methods",
                         "Average accuracy over the tasks seen so far, mean over the seeds that reached that task."),
         "plasticity": draw("plasticity", lambda: plots.figure_plasticity(runs), "plasticity",
@@ -230,15 +218,15 @@ def _figures(runs: list[Result], analysis: dict, draw: _Figures) -> dict:
 # -- the page -------------------------------------------------------------------------------
 
 
-def render_report(rs: ResultSet, analysis: dict, *, title: str, study: dict | None = None,
+def render_report(rs: ResultSet, analysis: Analysis, *, title: str, study: dict | None = None,
                   figures: Path | None = None) -> str:
-    """The page as a string, from a ``capacity.analyze`` output of ``rs.runs`` (with an optional
-    "predictor" entry: name, share_within_one, n_compared, warn_lead); figures saved into ``figures``."""
+    """The page as a string, from a ``capacity.analyze`` output of ``rs.runs``; figures saved into ``figures``."""
     runs = rs.runs
     return _ENV.get_template("report.html.j2").render(
         title=title, version=__version__, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        summary=_summary(rs), axis=analysis["axis"], n_never_learned=analysis["n_never_learned"],
-        laws=[_law(g) for g in analysis["groups"]], methods=_methods(runs), stability=_stability(analysis),
+        summary=_summary(rs), axis=analysis.axis, n_never_learned=analysis.n_never_learned, laws=analysis.groups,
+        methods=_methods(runs), stability=analysis.stability, predictor=analysis.predictor, forecast=analysis.forecast,
+        forecast_s=FORECAST_S, forecast_lag=FORECAST_LAG,
         figures=_figures(runs, analysis, _Figures(figures)), failed=_failed(rs), runs=_runs(runs),
         study=None if study is None else _json(study), versions=_versions(runs),
     )
