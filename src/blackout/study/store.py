@@ -200,7 +200,7 @@ class Store:
     # -- opening ----------------------------------------------------------------------------
     def _init_schema(self) -> None:
         """Create tables and meta; re-checked inside the lock since another process may race us."""
-        with self._write() as conn:
+        with self._write(wal=False) as conn:  # a new store's first commit: no WAL to set up first
             meta = _read_meta(conn, self.path)
             if meta is not None:
                 self._check_meta(meta, conn)
@@ -231,11 +231,11 @@ class Store:
             raise StoreError(f"{self.path}: belongs to study {meta['study']!r}, not {self.study!r}")
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, wal: bool = True) -> Iterator[sqlite3.Connection]:
         """A short write transaction; IMMEDIATE takes the write lock up front so that WAL
         never fails an upgrade from read to write with an immediate SQLITE_BUSY."""
         conn = self._connection()
-        if not self._wal:  # only a write changes the file: switching to WAL rewrites its header
+        if wal and not self._wal:  # only a write changes the file: switching to WAL rewrites its header
             conn.execute("PRAGMA journal_mode = WAL")
             self._wal = True
         conn.execute("BEGIN IMMEDIATE")
