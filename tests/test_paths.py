@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from blackout.experiment.outputs import check_out_dir, write_run_folder
-from blackout.study.store import Store
 from tests.commandline import blackout, refused, run_commands
-from tests.factory import make_result
+from tests.factory import make_result, make_study
 
 
 def sha(path: Path) -> str:
@@ -35,15 +34,7 @@ def listing(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    path = tmp_path_factory.mktemp("study") / "s"
-    runs = [make_result(seed=s, hidden=(16,)) for s in range(2)]
-    with Store(path / "results.sqlite", "s") as store:
-        store.add([(r.run_id, r.config) for r in runs])
-        for r in runs:
-            store.claim(r.run_id)
-            store.finish(r.run_id, r.to_dict(), 1.0)
-    (path / "sweep.json").write_text(json.dumps({"study": "s", "specs": []}))
-    return path
+    return make_study(tmp_path_factory.mktemp("study") / "s")
 
 
 SWEEP = ["--dataset", "digits", "--tasks", "1", "--iterations", "5", "--hidden", "8", "--jobs", "1"]

@@ -103,11 +103,12 @@ def is_export_csv(path: Path) -> bool:
 
 
 def is_export_parquet(path: Path) -> bool:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         return _is_export_columns(pq.read_schema(path).names)
-    except Exception:  # pyarrow's errors for a file that is not Parquet are several, and all mean "not ours"
+    except pa.ArrowException:  # not a Parquet file
         return False
 
 
@@ -171,8 +172,8 @@ class Store:
         try:
             conn = _connect_readonly(self.path, timeout) if readonly else \
                 sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
-        except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: cannot open store ({e})") from None
+        except sqlite3.DatabaseError as e:
+            raise _error(self.path, e) from None
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             meta = _read_meta(conn, self.path)
