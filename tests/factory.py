@@ -43,3 +43,26 @@ def make_result(acc: Any = None, *, tasks: int | None = None, blackout: int | No
                         retained if retained is not None else [], applies),
         timings={"total": 1.0}, environment={"python": "3"},
     )
+
+
+def make_study(path, *, failed: str | None = None):
+    """A study folder of two finished runs (seeds 0 and 1, one hidden layer of 16), made without training,
+    and a third run failed with the message ``failed`` when given."""
+    import json
+    from pathlib import Path
+
+    from blackout.study.store import Store
+
+    path = Path(path)
+    runs = [make_result(seed=s, hidden=(16,)) for s in range(2)]
+    bad = make_result(seed=9, hidden=(16,))
+    with Store(path / "results.sqlite", "s") as store:
+        store.add([(r.run_id, r.config) for r in runs] + ([(bad.run_id, bad.config)] if failed else []))
+        for r in runs:
+            store.claim(r.run_id)
+            store.finish(r.run_id, r.to_dict(), 1.0)
+        if failed:
+            store.claim(bad.run_id)
+            store.fail(bad.run_id, failed, 2.0)
+    (path / "sweep.json").write_text(json.dumps({"study": "s", "specs": []}))
+    return path

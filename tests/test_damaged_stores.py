@@ -21,7 +21,7 @@ from blackout.cli import main
 from blackout.experiment.result import Result
 from blackout.study.store import Store
 from tests.commandline import blackout, refused, run_commands
-from tests.factory import make_result
+from tests.factory import make_result, make_study
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -30,19 +30,7 @@ def digest(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """Two finished runs and one failed one, made without training."""
-    path = tmp_path_factory.mktemp("study") / "s"
-    runs = [make_result(seed=s, hidden=(16,)) for s in range(2)]
-    bad = make_result(seed=9, hidden=(16,))
-    with Store(path / "results.sqlite", "s") as store:
-        store.add([(r.run_id, r.config) for r in runs] + [(bad.run_id, bad.config)])
-        for r in runs:
-            store.claim(r.run_id)
-            store.finish(r.run_id, r.to_dict(), 1.0)
-        store.claim(bad.run_id)
-        store.fail(bad.run_id, "RuntimeError: out of memory", 2.0)
-    (path / "sweep.json").write_text(json.dumps({"study": "s", "specs": []}))
-    return path
+    return make_study(tmp_path_factory.mktemp("study") / "s", failed="RuntimeError: out of memory")
 
 
 READERS = (["analyze", "{s}"], ["report", "{s}", "--out", "{o}/r.html"], ["export", "{s}", "--out", "{o}/r.csv"],
@@ -69,9 +57,9 @@ def _foreign_layout(path: Path, runs_table: str) -> None:
 
 @pytest.mark.parametrize("runs_table,message", [
     ("CREATE TABLE runs (run_id TEXT, payload BLOB, status TEXT)", "table runs has columns run_id, payload, status"),
-    ("CREATE TABLE runs (run_id TEXT PRIMARY KEY, config TEXT, status TEXT, error TEXT, owner TEXT, attempts INTEGER, "
-     "created REAL, started REAL, finished REAL, seconds REAL, version TEXT, seed INTEGER, blackout_task INTEGER, "
-     "avg_acc REAL, result BLOB)", "table runs: column result is BLOB, expected TEXT"),
+    (("CREATE TABLE runs (run_id TEXT PRIMARY KEY, config TEXT, status TEXT, error TEXT, owner TEXT, attempts INTEGER, "
+      "created REAL, started REAL, finished REAL, seconds REAL, version TEXT, seed INTEGER, blackout_task INTEGER, "
+      "avg_acc REAL, result BLOB)"), "table runs: column result is BLOB, expected TEXT"),
 ])
 def test_a_store_with_another_table_layout_is_refused_untouched(tmp_path, runs_table, message):
     st = tmp_path / "st"

@@ -15,7 +15,7 @@ import pytest
 
 from blackout.cli import main
 from blackout.study.store import Store
-from tests.factory import make_result
+from tests.factory import make_study
 
 
 def _fails(capsys, argv: list[str], message: str) -> None:
@@ -34,18 +34,7 @@ def _digest(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """A finished study of two runs and one failed run, made without training (results by hand)."""
-    path = tmp_path_factory.mktemp("study") / "s"
-    runs = [make_result(seed=s, hidden=(16,)) for s in range(2)]
-    bad = make_result(seed=9, hidden=(16,))
-    with Store(path / "results.sqlite", "s") as store:
-        store.add([(r.run_id, r.config) for r in runs] + [(bad.run_id, bad.config)])
-        for r in runs:
-            store.claim(r.run_id)
-            store.finish(r.run_id, r.to_dict(), 1.0)
-        store.claim(bad.run_id)
-        store.fail(bad.run_id, "RuntimeError: out of memory <in a group of 3>", 2.0)
-    (path / "sweep.json").write_text(json.dumps({"study": "s", "specs": []}))
-    return path
+    return make_study(tmp_path_factory.mktemp("study") / "s", failed="RuntimeError: out of memory <in a group of 3>")
 
 
 # -- outputs never overwrite a store or lose a trained result ---------------------------------

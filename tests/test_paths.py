@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from blackout.experiment.outputs import check_out_dir, write_run_folder
-from blackout.study.store import Store
 from tests.commandline import blackout, refused, run_commands
-from tests.factory import make_result
+from tests.factory import make_result, make_study
 
 
 def sha(path: Path) -> str:
@@ -35,15 +34,7 @@ def listing(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    path = tmp_path_factory.mktemp("study") / "s"
-    runs = [make_result(seed=s, hidden=(16,)) for s in range(2)]
-    with Store(path / "results.sqlite", "s") as store:
-        store.add([(r.run_id, r.config) for r in runs])
-        for r in runs:
-            store.claim(r.run_id)
-            store.finish(r.run_id, r.to_dict(), 1.0)
-    (path / "sweep.json").write_text(json.dumps({"study": "s", "specs": []}))
-    return path
+    return make_study(tmp_path_factory.mktemp("study") / "s")
 
 
 SWEEP = ["--dataset", "digits", "--tasks", "1", "--iterations", "5", "--hidden", "8", "--jobs", "1"]
@@ -87,11 +78,17 @@ def test_an_empty_path_is_refused_and_nothing_is_written_here(tmp_path, study):
     assert os.listdir(tmp_path) == []
 
 
-def test_a_report_whose_figures_folder_is_a_file_is_refused(study, tmp_path):
+def test_a_report_keeps_off_a_figures_folder_that_is_a_file_and_figures_it_did_not_save(study, tmp_path):
     blocked = tmp_path / "r-figures"
     blocked.write_text("mine\n")
-    refused(*run_commands(["report", study, "--out", tmp_path / "r.html"]), f"{blocked}: is a file, expected a folder")
-    assert blocked.read_text() == "mine\n" and not (tmp_path / "r.html").exists()
+    (tmp_path / "q-figures").mkdir()
+    theirs = tmp_path / "q-figures" / "capacity.png"
+    theirs.write_bytes(b"\x89PNG\r\n\x1a\n someone else's plot")
+    done = run_commands(["report", study, "--out", tmp_path / "r.html"], ["report", study, "--out", tmp_path / "q.html"])
+    refused(done[0], f"{blocked}: is a file, expected a folder")
+    refused(done[1], f"{theirs}: exists and was not written by blackout; refusing to replace it")
+    assert blocked.read_text() == "mine\n" and theirs.read_bytes() == b"\x89PNG\r\n\x1a\n someone else's plot"
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "q.html").exists()
 
 
 def test_fifos_are_refused_without_being_opened(study, tmp_path):
@@ -198,5 +195,10 @@ def test_exports_and_reports_replace_only_their_own_kind(study, tmp_path):
     own.append(["report", study, "--out", tmp_path / "own.html"])
     done = run_commands(*own, *own)
     assert [code for code, _ in done] == [0] * 8, done
+    # a link is never replaced, even one to a file of blackout's own
+    (tmp_path / "link.csv").symlink_to(tmp_path / "own.csv")
+    refused(*run_commands(["export", study, "--out", tmp_path / "link.csv"]),
+            f"--out {tmp_path / 'link.csv'}: is a symbolic link, expected a regular file; refusing to replace it")
+    assert (tmp_path / "link.csv").is_symlink()
     assert '<meta name="generator" content="blackout' in (tmp_path / "own.html").read_text()
     assert not list(tmp_path.glob(".*.tmp"))

@@ -288,10 +288,16 @@ def test_missing_store_without_create_is_refused(tmp_path):
     assert not path.exists() and not path.parent.exists()
 
 
-def test_store_uses_wal(store):
+def test_store_uses_wal_while_written_and_rests_without_companions(store):
+    store.add([(rid(0), config(0))])
     raw = sqlite3.connect(store.path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert dict(raw.execute("SELECT key, value FROM meta"))["schema"] == str(SCHEMA_VERSION)
+    raw.close()
+    store.close()  # the last writer: the store goes back to rest, readable without -wal or -shm
+    assert sorted(p.name for p in store.path.parent.iterdir()) == ["results.sqlite"]
+    raw = sqlite3.connect(store.path)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     raw.close()
 
 

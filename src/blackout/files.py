@@ -16,8 +16,8 @@ from __future__ import annotations
 import gzip
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .errors import ConfigError
 
@@ -112,10 +112,12 @@ def first_line(path: Path) -> str:
     """The first line of a text file, gzipped or not (up to ``HEAD`` characters): how a table or an
     archive is recognised without reading all of it."""
     with open(path, "rb") as raw:
-        magic = raw.read(2)
+        gzipped = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
-        f = gzip.open(raw) if magic == b"\x1f\x8b" else raw
-        return f.readline(HEAD).decode("utf-8")
+        if not gzipped:
+            return raw.readline(HEAD).decode("utf-8")
+        with gzip.open(raw) as f:
+            return f.readline(HEAD).decode("utf-8")
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:

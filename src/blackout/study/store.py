@@ -104,11 +104,12 @@ def is_export_csv(path: Path) -> bool:
 
 
 def is_export_parquet(path: Path) -> bool:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         return _is_export_columns(pq.read_schema(path).names)
-    except Exception:  # pyarrow's errors for a file that is not Parquet are several, and all mean "not ours"
+    except pa.ArrowException:  # not a Parquet file
         return False
 
 
@@ -172,8 +173,8 @@ class Store:
         try:
             conn = _connect_readonly(self.path, timeout) if readonly else \
                 sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
-        except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: cannot open store ({e})") from None
+        except sqlite3.DatabaseError as e:
+            raise _error(self.path, e) from None
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             meta = _read_meta(conn, self.path)
@@ -201,7 +202,7 @@ class Store:
     # -- opening ----------------------------------------------------------------------------
     def _init_schema(self) -> None:
         """Create tables and meta; re-checked inside the lock since another process may race us."""
-        with self._write() as conn:
+        with self._write(wal=False) as conn:  # a new store's first commit: no WAL to set up first
             meta = _read_meta(conn, self.path)
             if meta is not None:
                 self._check_meta(meta, conn)
@@ -232,11 +233,11 @@ class Store:
             raise StoreError(f"{self.path}: belongs to study {meta['study']!r}, not {self.study!r}")
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, wal: bool = True) -> Iterator[sqlite3.Connection]:
         """A short write transaction; IMMEDIATE takes the write lock up front so that WAL
         never fails an upgrade from read to write with an immediate SQLITE_BUSY."""
         conn = self._connection()
-        if not self._wal:  # only a write changes the file: switching to WAL rewrites its header
+        if wal and not self._wal:  # only a write changes the file: switching to WAL rewrites its header
             conn.execute("PRAGMA journal_mode = WAL")
             self._wal = True
         conn.execute("BEGIN IMMEDIATE")
