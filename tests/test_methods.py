@@ -310,9 +310,11 @@ def test_lwf_distillation_and_its_stream_check():
     p = np.exp(old.numpy() / T) / np.exp(old.numpy() / T).sum()
     logq = new.numpy() / T - np.log(np.exp(new.numpy() / T).sum())
     assert distillation(old, new, T).item() == pytest.approx(-(p * logq).sum() * T * T, rel=1e-6)
-    for bad in ({}, {"stream": "split"}, {"stream": "permuted", "multi_head": True}):
+    for bad in ({}, {"stream": "split"}, {"stream": "split", "scenario": "domain"}):
         with pytest.raises(ConfigError, match=r"^method: lwf needs a multi-head split stream"):
             small(method="lwf", **bad)
+    with pytest.raises(ConfigError, match=r"^scenario: a permuted stream is domain-incremental"):
+        small(method="lwf", stream="permuted", multi_head=True)  # a head per task is not offered there
     assert main(["run", "--method", "lwf", "--stream", "split"]) == 2
 
 
