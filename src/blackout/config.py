@@ -21,7 +21,6 @@ from typing import Any
 
 from . import __version__
 from .errors import ConfigError
-from .experiment.methods import registry
 from .settings import Setting
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
@@ -121,6 +120,13 @@ FIXED: dict[str, tuple[str, Setting]] = {
     for f in fields(cls)
 }
 METHOD_FIELD = Setting("ewc", "continual-learning method (see `blackout methods`)")
+
+
+def registry() -> dict[str, type]:
+    """The method registry, imported on first use: reading stored results needs no torch."""
+    from .experiment.methods import registry as methods
+
+    return methods()
 
 
 def method_settings() -> dict[str, tuple[Setting, list[str]]]:
