@@ -285,6 +285,10 @@ def bench_step(ctx: Ctx) -> None:
         r = t["ewc"] / t["bare"]
         line(f"step {width}x{batch} ewc/bare", r, "x", "<= 1.15x", r <= 1.15,
              f"{1e6 * t['ewc']:.1f} vs {1e6 * t['bare']:.1f} us; lam {STEP_LAM:g}, stability {stability:.3f}")
+    wide = [t["bare"] / t["floor"] for w, b, t, _ in rows if w >= 50]
+    if wide:
+        line("step bare/floor, widths >= 50", max(wide), "x", "<= 1.5x", max(wide) <= 1.5,
+             f"the largest of {len(wide)} shapes at W >= 50 (each above)")
     for width in (25, 100):
         profile_step(width, 100, 100 if ctx.quick else 400, next(t["bare"] for w, b, t, _ in rows if (w, b) == (width, 100)))
 
@@ -392,7 +396,7 @@ def bench_data(ctx: Ctx) -> None:
     width, n_test, n_train = r["config"]["model"]["hidden"][0], r["data"]["n_test"], r["data"]["n_train"]
     evaluated = sum(v is not None for row in r["acc"] for v in row) * n_test
     bound = evaluated * 2 * width * (784 + 10) / (r["tasks_run"] * n_train * product_flops(width, 1))
-    line("data evaluation / training", 100 * share, "%", "<= 10%", share <= 0.10,
+    line("data evaluation / training", 100 * share, "%", f"<= {100 * bound:.0f}% (arith.)", share <= bound,
          f"P1 run: eval {tm['eval']:.2f} s, train {tm['train']:.2f} s; {evaluated:,} test images evaluated after "
          f"tasks vs {r['tasks_run'] * n_train:,} trained: at equal GEMM rates eval >= {100 * bound:.0f}% of train")
 
@@ -472,8 +476,8 @@ def bench_read(ctx: Ctx) -> None:
             wall, cpu = med(p.wall for p in res["new"]), med(p.cpu for p in res["new"])
             vs = ""
             if "old" in res:
-                old = med(p.wall for p in res["old"])
-                vs = f"; before: {old:.2f} s ({old / wall:.1f}x)"
+                old, old_cpu = med(p.wall for p in res["old"]), med(p.cpu for p in res["old"])
+                vs = f"; before: {old:.2f} s, CPU {old_cpu:.2f} s ({old / wall:.1f}x wall, {old_cpu / cpu:.1f}x CPU)"
             line(f"read {cmd} {runs} runs", wall, "s", f"< {target:g} s", wall < target, f"CPU {cpu:.2f} s{vs}")
         got = {cmd: run_proc([PY, "-c", READ_CHILD, *argv]).out.rsplit("IMPORTED", 1)[1].split()
                for cmd, argv in argvs.items()}
@@ -723,12 +727,27 @@ def bench_memory(ctx: Ctx) -> None:
          f"{out[0]} permuted MNIST-split tasks, EWC, 784-100-10, 20 steps per task")
 
 
+# -- the GPU --------------------------------------------------------------------------------------
+
+def bench_gpu(ctx: Ctx) -> None:
+    """What can be said here of the GPU check: that it exists, and whether this machine could run it."""
+    tests = (ROOT / "tests" / "test_gpu.py").read_text() if (ROOT / "tests" / "test_gpu.py").exists() else ""
+    n_tests = tests.count("\ndef test_")
+    script = (HERE / "gpu.py").exists()
+    line("gpu script and tests", "present" if script and n_tests else "missing", "", "present",
+         bool(script and n_tests), f"benchmarks/gpu.py; {n_tests} tests in tests/test_gpu.py (marked gpu)")
+    cuda = torch.cuda.is_available()
+    line("gpu seed-capacity / methods-blackout", "no GPU" if not cuda else "run gpu.py", "", "< 30 s / < 3 min", False,
+         "no CUDA device on this machine: run `PYTHONPATH=src python benchmarks/gpu.py --data-dir MNIST` on one"
+         if not cuda else "a GPU is present: `PYTHONPATH=src python benchmarks/gpu.py --data-dir MNIST` times it")
+
+
 # -- the suite ------------------------------------------------------------------------------------
 
 BENCHES: dict[str, Callable[[Ctx], None]] = {
     "step": bench_step, "startup": bench_startup, "data": bench_data, "read": bench_read, "ensemble": bench_ensemble, "p1": bench_p1,
     "seed-capacity": bench_seed_capacity, "methods-blackout": bench_methods_blackout,
-    "fisher": bench_fisher, "penalty": bench_penalty, "memory": bench_memory,
+    "fisher": bench_fisher, "penalty": bench_penalty, "memory": bench_memory, "gpu": bench_gpu,
 }
 
 
