@@ -80,7 +80,7 @@ def time_sweep(name: str, args: argparse.Namespace, tmp: Path, start: float) -> 
     if p.returncode not in (0, 1):  # 1: some runs failed, still timed
         print(f"{name:<30} ERROR    exit {p.returncode}\n{p.stderr[-3000:]}", flush=True)
         return False
-    tail = (p.stdout.strip().splitlines() or [""])[-1]
+    tail = next((ln for ln in reversed(p.stdout.strip().splitlines()) if not ln.startswith("next:")), "")
     ok = wall < TARGETS[name]
     size = " (quick: " + " ".join(QUICK) + ", not comparable)" if args.quick else ""
     print(f"{name:<30} {wall:8.1f} s  target < {TARGETS[name]:g} s {'PASS' if ok else 'SHORT'}  "
