@@ -50,6 +50,7 @@ class Ctx:
     quick: bool
     repeats: int | None
     tmp: Path
+    against: str | None = None  # another source tree (its src/) to time the same commands with
     floors: dict[tuple[int, int], float] = field(default_factory=dict)  # (width, batch) -> seconds per step
 
     def reps(self, full: int, quick: int) -> int:
@@ -284,6 +285,10 @@ def bench_step(ctx: Ctx) -> None:
         r = t["ewc"] / t["bare"]
         line(f"step {width}x{batch} ewc/bare", r, "x", "<= 1.15x", r <= 1.15,
              f"{1e6 * t['ewc']:.1f} vs {1e6 * t['bare']:.1f} us; lam {STEP_LAM:g}, stability {stability:.3f}")
+    wide = [t["bare"] / t["floor"] for w, b, t, _ in rows if w >= 50]
+    if wide:
+        line("step bare/floor, widths >= 50", max(wide), "x", "<= 1.5x", max(wide) <= 1.5,
+             f"the largest of {len(wide)} shapes at W >= 50 (each above)")
     for width in (25, 100):
         profile_step(width, 100, 100 if ctx.quick else 400, next(t["bare"] for w, b, t, _ in rows if (w, b) == (width, 100)))
 
@@ -391,9 +396,97 @@ def bench_data(ctx: Ctx) -> None:
     width, n_test, n_train = r["config"]["model"]["hidden"][0], r["data"]["n_test"], r["data"]["n_train"]
     evaluated = sum(v is not None for row in r["acc"] for v in row) * n_test
     bound = evaluated * 2 * width * (784 + 10) / (r["tasks_run"] * n_train * product_flops(width, 1))
-    line("data evaluation / training", 100 * share, "%", "<= 10%", share <= 0.10,
+    line("data evaluation / training", 100 * share, "%", f"<= {100 * bound:.0f}% (arith.)", share <= bound,
          f"P1 run: eval {tm['eval']:.2f} s, train {tm['train']:.2f} s; {evaluated:,} test images evaluated after "
          f"tasks vs {r['tasks_run'] * n_train:,} trained: at equal GEMM rates eval >= {100 * bound:.0f}% of train")
+
+
+# -- reading results ------------------------------------------------------------------------------
+
+ARCHIVE = ROOT / "docs" / "studies" / "seed-capacity-10.jsonl.gz"
+READ_CHILD = """
+import sys
+from blackout.cli import main
+code = main(sys.argv[1:])
+print("\\nIMPORTED", " ".join(m for m in ("torch", "ray") if m in sys.modules))
+sys.exit(code)
+"""
+READ_PHASES = """
+import sys, time
+t0 = time.perf_counter()
+from blackout.api import Study
+from blackout.study.capacity import analyze
+from blackout.study.report import write_report
+t1 = time.perf_counter()
+rs = Study(sys.argv[1]).results()
+t2 = time.perf_counter()
+analyze(rs.runs)
+t3 = time.perf_counter()
+write_report(sys.argv[2], rs, title="t", figures=None)
+t4 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+"""
+
+
+def read_inputs(tmp: Path, copies: int) -> tuple[Path, Path]:
+    """The 50-run archive repeated ``copies`` times with new seeds and run ids, as an archive and as a
+    study folder (``export`` reads a study)."""
+    import gzip
+    import hashlib
+
+    from blackout.study.results import ResultSet
+    from blackout.study.store import Store
+
+    runs = ResultSet.load(ARCHIVE).runs
+    dicts = []
+    for k in range(copies):
+        for r in runs:
+            d = r.to_dict()
+            if k:
+                d["seed"] = d["config"]["train"]["seed"] = d["seed"] + 1000 * k
+                d["run_id"] = hashlib.sha256(f"{d['run_id']}-{k}".encode()).hexdigest()[:16]
+            dicts.append(d)
+    archive = tmp / f"read-{len(dicts)}.jsonl.gz"
+    archive.write_bytes(gzip.compress("".join(json.dumps(d) + "\n" for d in dicts).encode(), mtime=0))
+    study = tmp / f"read-{len(dicts)}"
+    with Store(study / "results.sqlite", study.name, create=True) as store:
+        store.add((d["run_id"], d["config"]) for d in dicts)
+        for d in dicts:
+            store.claim(d["run_id"])
+            store.finish(d["run_id"], d, 1.0)
+    return archive, study
+
+
+def bench_read(ctx: Ctx) -> None:
+    n = ctx.reps(5, 3)
+    print(f"read: analyze / report of a results archive and export of the same runs as a study (csv), each a whole "
+          f"process at the default 1000 bootstrap resamples, median of {n}"
+          + (f"; the 50-run commands alternated with the code in {ctx.against}" if ctx.against else ""))
+    for copies, target in ((1, 2.0), (20, 10.0)):
+        archive, study = read_inputs(ctx.tmp, copies)
+        runs = 50 * copies
+        argvs = {"analyze": ["analyze", str(archive)],
+                 "report": ["report", str(archive), "--out", str(ctx.tmp / f"read-{runs}.html")],
+                 "export": ["export", str(study), "--format", "csv", "--out", str(ctx.tmp / f"read-{runs}.csv")]}
+        for cmd, argv in argvs.items():
+            sides = {"new": lambda i, argv=argv: [PY, "-m", "blackout", *argv]}
+            if ctx.against and copies == 1:
+                sides["old"] = lambda i, argv=argv: ["env", f"PYTHONPATH={ctx.against}", PY, "-m", "blackout", *argv]
+            res = alternate(sides, n)
+            wall, cpu = med(p.wall for p in res["new"]), med(p.cpu for p in res["new"])
+            vs = ""
+            if "old" in res:
+                old, old_cpu = med(p.wall for p in res["old"]), med(p.cpu for p in res["old"])
+                vs = f"; before: {old:.2f} s, CPU {old_cpu:.2f} s ({old / wall:.1f}x wall, {old_cpu / cpu:.1f}x CPU)"
+            line(f"read {cmd} {runs} runs", wall, "s", f"< {target:g} s", wall < target, f"CPU {cpu:.2f} s{vs}")
+        got = {cmd: run_proc([PY, "-c", READ_CHILD, *argv]).out.rsplit("IMPORTED", 1)[1].split()
+               for cmd, argv in argvs.items()}
+        bad = sorted({m for mods in got.values() for m in mods})
+        line(f"read {runs} runs imports", ",".join(bad) or "none", "", "no torch", "torch" not in bad,
+             "analyze, report and export each in a fresh process")
+        phases = [float(v) for v in run_proc([PY, "-c", READ_PHASES, str(archive), str(ctx.tmp / "phases.html")]).out.split()]
+        note(f"where a report's time goes, one process (s): imports {phases[0]:.2f}, reading {phases[1]:.2f}, "
+             f"analysis (fits, 2 x 1000 bootstrap fits a group) {phases[2]:.2f}, page and figures {phases[3]:.2f}")
 
 
 # -- batched ensembles ----------------------------------------------------------------------------
@@ -634,12 +727,27 @@ def bench_memory(ctx: Ctx) -> None:
          f"{out[0]} permuted MNIST-split tasks, EWC, 784-100-10, 20 steps per task")
 
 
+# -- the GPU --------------------------------------------------------------------------------------
+
+def bench_gpu(ctx: Ctx) -> None:
+    """What can be said here of the GPU check: that it exists, and whether this machine could run it."""
+    tests = (ROOT / "tests" / "test_gpu.py").read_text() if (ROOT / "tests" / "test_gpu.py").exists() else ""
+    n_tests = tests.count("\ndef test_")
+    script = (HERE / "gpu.py").exists()
+    line("gpu script and tests", "present" if script and n_tests else "missing", "", "present",
+         bool(script and n_tests), f"benchmarks/gpu.py; {n_tests} tests in tests/test_gpu.py (marked gpu)")
+    cuda = torch.cuda.is_available()
+    line("gpu seed-capacity / methods-blackout", "no GPU" if not cuda else "run gpu.py", "", "< 30 s / < 3 min", False,
+         "no CUDA device on this machine: run `PYTHONPATH=src python benchmarks/gpu.py --data-dir MNIST` on one"
+         if not cuda else "a GPU is present: `PYTHONPATH=src python benchmarks/gpu.py --data-dir MNIST` times it")
+
+
 # -- the suite ------------------------------------------------------------------------------------
 
 BENCHES: dict[str, Callable[[Ctx], None]] = {
-    "step": bench_step, "startup": bench_startup, "data": bench_data, "ensemble": bench_ensemble, "p1": bench_p1,
+    "step": bench_step, "startup": bench_startup, "data": bench_data, "read": bench_read, "ensemble": bench_ensemble, "p1": bench_p1,
     "seed-capacity": bench_seed_capacity, "methods-blackout": bench_methods_blackout,
-    "fisher": bench_fisher, "penalty": bench_penalty, "memory": bench_memory,
+    "fisher": bench_fisher, "penalty": bench_penalty, "memory": bench_memory, "gpu": bench_gpu,
 }
 
 
@@ -664,13 +772,15 @@ def main() -> int:
     p.add_argument("--mnist", type=Path, help=f"MNIST IDX files (default {MNIST})")
     p.add_argument("--fashion", type=Path, help=f"Fashion-MNIST IDX files (default {FASHION})")
     p.add_argument("--repeats", type=int, help="rounds / processes per measurement (default: per benchmark)")
+    p.add_argument("--against", metavar="SRC", help="read: also time the same commands with this source tree "
+                   "(e.g. an older checkout's src), alternated")
     args = p.parse_args()
     MNIST, FASHION = args.mnist or MNIST, args.fashion or FASHION
     torch.set_num_threads(1)  # a run trains with cfg.train.threads, 1 by default
     print(machine(args.quick), flush=True)
     failed = []
     with tempfile.TemporaryDirectory(prefix="blackout-bench-") as tmp:
-        ctx = Ctx(args.quick, args.repeats, Path(tmp))
+        ctx = Ctx(args.quick, args.repeats, Path(tmp), args.against)
         for name in args.only or list(BENCHES):
             try:
                 if name == "methods-blackout":

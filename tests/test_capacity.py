@@ -229,3 +229,40 @@ def test_group_labels_name_only_settings_the_method_uses():
     runs += [run(f"s{w}", [w], 0, None, 30, method="sgd", lam=15.0) for w in (25, 50, 100)]
     labels = sorted(g.label for g in analyze(runs, n_boot=10).groups)
     assert labels == ["method=ewc lam=15", "method=ewc lam=5", "method=sgd"]  # sgd has no strength
+
+
+def test_bootstrap_fits_all_resamples_at_once_as_one_at_a_time_would():
+    """Every resample's slope from the batched Newton fit is the maximum of an independent Tobit
+    likelihood (scipy.stats), maximised one resample at a time by scipy's Nelder-Mead."""
+    from scipy import optimize
+
+    from blackout.study.tobit import _lines, _testable
+
+    rng = np.random.default_rng(5)
+    x = WIDTHS
+    y = 2.0 + 0.1 * x + rng.normal(0, 1.5, x.size)
+    cens = y > 30
+    y = np.where(cens, 31.0, y)
+    i = rng.integers(0, x.size, (12, x.size))
+    keep = _testable(x[i], cens[i])
+    assert keep.sum() >= 10 and all(cens[row].any() for row in i[keep])
+    batched = _lines(x[i][keep], y[i][keep], cens[i][keep], 0.0)
+    for k, row in enumerate(i[keep]):
+        xb, yb, cb = x[row], y[row], cens[row]
+        b0, a0 = np.polyfit(xb, yb, 1)
+        best = optimize.minimize(lambda p: -tobit_loglik(p[0], p[1], math.exp(p[2]), xb, yb, cb), [a0, b0, 0.5],
+                                 method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000})
+        assert batched["converged"][k]
+        assert batched["b"][k] == pytest.approx(best.x[1], rel=1e-5)
+        assert batched["a"][k] == pytest.approx(best.x[0], rel=1e-5, abs=1e-5)
+        assert tobit_loglik(batched["a"][k], batched["b"][k], batched["sigma"][k], xb, yb, cb) >= -best.fun - 1e-9
+
+
+def test_bootstrap_skips_resamples_that_cannot_test_a_law():
+    from blackout.study.tobit import _degenerate, _testable
+
+    rng = np.random.default_rng(0)
+    x = np.array([50.0, 50.0, 100.0, 200.0, 400.0])
+    cens = np.array([False, False, False, True, True])
+    i = rng.integers(0, 5, (200, 5))
+    assert _testable(x[i], cens[i]).tolist() == [not _degenerate(x[r], cens[r]) for r in i]

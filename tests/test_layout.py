@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src" / "blackout"
 
 
@@ -102,3 +104,41 @@ def test_the_command_line_starts_without_torch_or_the_study_libraries():
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+READ = """
+import sys
+from blackout.cli import main
+code = main(sys.argv[1:])
+print("\\nIMPORTED", ",".join(m for m in ("torch", "ray") if m in sys.modules))
+sys.exit(code)
+"""
+
+
+def _reads_without_torch(argv: list[str]) -> None:
+    p = subprocess.run([sys.executable, "-c", READ, *argv], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.rsplit("IMPORTED", 1)[1].strip() == "", argv[0]
+
+
+ARCHIVE = SRC.parents[1] / "docs" / "studies" / "seed-capacity-10.jsonl.gz"
+
+
+def test_reading_results_does_not_import_torch(tmp_path):
+    """analyze and export read stored results: a fresh process of each imports no torch."""
+    from blackout.study.results import ResultSet
+    from blackout.study.store import Store
+
+    runs = ResultSet.load(ARCHIVE).runs[:6]
+    with Store(tmp_path / "study" / "results.sqlite", "read", create=True) as store:
+        store.add((r.run_id, r.config) for r in runs)
+        for r in runs:
+            store.claim(r.run_id)
+            store.finish(r.run_id, r.to_dict(), 1.0)
+    _reads_without_torch(["analyze", str(ARCHIVE), "--bootstrap", "50"])
+    _reads_without_torch(["export", str(tmp_path / "study"), "--out", str(tmp_path / "x.csv")])
+
+
+@pytest.mark.slow
+def test_a_report_does_not_import_torch(tmp_path):
+    _reads_without_torch(["report", str(ARCHIVE), "--out", str(tmp_path / "r.html")])

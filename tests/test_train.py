@@ -99,3 +99,24 @@ def test_seed_blog_setup_on_real_mnist(mnist_dir):
     assert r.n_params == 784 * 50 + 50 + 50 * 10 + 10
     assert r.data["n_train"] == 8000 and "8,000 train / 2,000 test" in r.data["note"]
     assert r.acc[0, 0] > 0.85 and r.acc[1, 1] > 0.8
+
+
+def test_a_permuted_task_is_evaluated_by_permuting_weights_within_rounding():
+    """Evaluating a permuted task permutes the first layer's weights, not the images: the same
+    products summed in another order, so logits agree within rounding and, on trained networks,
+    the counts of correct answers agree (at most one borderline image per task may flip)."""
+    ex = Experiment([small(tasks=3, seed=s, eval_all=True) for s in (0, 1)])
+    for t in range(2):
+        ex.train_task(t)
+    n = ex.streams.n_rows(0, "test")
+    counts = np.rint(ex.evaluate_tasks(range(3)) * n)
+    for m, stream in enumerate(ex.streams.members):
+        for j, task in enumerate(stream.tasks):
+            assert task.perm is not None and not torch.equal(task.perm, torch.arange(64))
+            x, y = stream.batch(task, "test")  # each image gathered through the permutation
+            raw, _ = stream.batch(task, "test", transform=False)
+            gathered = ex.net.member(m)(x[None])[0]
+            permuted = ex.net.member(m, task.perm)(raw[None])[0]
+            assert torch.allclose(permuted, gathered, rtol=1e-5, atol=1e-5)
+            assert not torch.allclose(ex.net.member(m)(raw[None])[0], gathered, atol=1e-2)
+            assert abs(counts[m, j] - int((gathered.argmax(-1) == y).sum())) <= 1

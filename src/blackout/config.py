@@ -22,7 +22,6 @@ from typing import Any
 
 from . import numerics
 from .errors import ConfigError
-from .experiment.methods import registry
 from .experiment.verdict import MIN_TEST_IMAGES
 from .files import need_file
 from .settings import Setting
@@ -191,6 +190,13 @@ INERT: dict[str, Any] = {
     "channels": lambda c: c.model.arch != "cnn",
     "iterations": lambda c: c.train.epochs > 0,
 }
+
+
+def registry() -> dict[str, type]:
+    """The method registry, imported on first use: reading stored results needs no torch."""
+    from .experiment.methods import registry as methods
+
+    return methods()
 
 
 def method_settings() -> dict[str, tuple[Setting, list[str]]]:

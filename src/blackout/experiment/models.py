@@ -121,12 +121,24 @@ class StackedMLP(nn.Module):
                     h = h * self.gates[i].unsqueeze(1)
         return h
 
-    def member(self, m: int):
-        """Member m alone, as a function of its inputs (1, B, ...): slices of the stacked weights."""
+    def member(self, m: int, perm: torch.Tensor | None = None):
+        """Member m alone, as a function of its inputs (1, B, ...): slices of the stacked weights.
+
+        With ``perm`` it computes the member on inputs whose pixels are permuted (``x[..., perm]``)
+        from the unpermuted inputs, by permuting the first layer's weight rows instead (in x W1^T,
+        pixel perm[j] meets W1's column j): in features x width numbers moved instead of every
+        image's pixels. Each output sums the same products in another order, so it equals the
+        gather's within rounding.
+        """
+        weights = [w[m : m + 1] for w in self._wt]
+        if perm is not None:
+            weights[0] = weights[0].index_select(1, torch.empty_like(perm).scatter_(
+                0, perm, torch.arange(len(perm), device=perm.device)))
+
         def forward(x: torch.Tensor) -> torch.Tensor:
             h = x.flatten(2)
-            for i, (w, b) in enumerate(zip(self._wt, self._b3)):
-                h = torch.baddbmm(b[m : m + 1], h, w[m : m + 1])
+            for i, (w, b) in enumerate(zip(weights, self._b3)):
+                h = torch.baddbmm(b[m : m + 1], h, w)
                 if i < self.hidden_layers:
                     h = _act(self.activation, h)
                     if self.gates is not None:

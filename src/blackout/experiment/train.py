@@ -237,11 +237,15 @@ class Experiment:
             n = self.streams.n_rows(j, "test")
             head = self.streams.task(j).head_range
             correct = torch.zeros(len(self.active), device=self.device)
+            # a permuted task permutes an MLP's first-layer weights instead of every test image
+            by_weights = isinstance(self.net, StackedMLP) and self.streams.task(j).perm is not None
+            members = [self.net.member(m, st.tasks[j].perm) if by_weights else self.net.member(m)
+                       for m, st in enumerate(self.streams.members)]
             for s in range(0, n, EVAL_CHUNK):
-                rows = torch.arange(s, min(n, s + EVAL_CHUNK))
+                rows = slice(s, min(n, s + EVAL_CHUNK))
                 for m, st in enumerate(self.streams.members):  # one member at a time: no stacked copy of the test set
-                    x, y = st.batch(st.tasks[j], "test", rows)
-                    logits = self.net.member(m)(x[None])[0]
+                    x, y = st.batch(st.tasks[j], "test", rows, transform=not by_weights)
+                    logits = members[m](x[None])[0]
                     if head is not None:
                         logits = logits[..., head[0] : head[1]]
                     correct[m] += (logits.argmax(-1) == y).sum()

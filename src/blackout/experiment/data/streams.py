@@ -131,10 +131,18 @@ class Stream:
     def inputs(self, part: str) -> torch.Tensor:
         return self.data.x_train if part == "train" else self.data.x_test
 
-    def batch(self, task: Task, part: str, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Transformed inputs and targets of ``rows`` (positions within the task's split; None: all)."""
+    def batch(self, task: Task, part: str, rows: torch.Tensor | slice | None = None,
+              transform: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transformed inputs and targets of ``rows`` (positions within the task's split; None: all;
+        a slice of a whole-dataset split: views, no copy); untransformed if not ``transform``."""
         s = self.split(task, part)
         x = self.inputs(part)
+        if not transform:
+            task = Task(task.index)
+        if isinstance(rows, slice):
+            if s.idx is None:
+                return task.transform(x[rows]), s.y[rows]
+            rows = torch.arange(len(s.y))[rows]
         if rows is not None:
             rows = rows.to(x.device)
         if rows is None:
