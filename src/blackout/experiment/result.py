@@ -36,6 +36,9 @@ import numpy as np
 
 from ..numerics import numerics_of
 
+#: how the note of a test-only split begins (``data.sources`` writes it; ``Result.split`` reads it without torch)
+TEST_ONLY_NOTE = "only the"
+
 DIAGNOSTICS = (
     "task", "train_loss", "penalty", "importance_mean", "importance_task_max", "importance_max", "stability",
     "unstable_weights", "unstable_drift", "unstable_active", "unstable_reach", "sharpness", "sharpness_task", "sharpness_penalty", "new_task_acc", "dead_units", "saturated_units",
@@ -145,8 +148,6 @@ class Result:
     def split(self) -> str:
         """Which images trained and scored the run: "standard split 60,000/10,000", "test-only split
         8,000/2,000" (MNIST's test images alone), with the limits a run put on them."""
-        from .data.sources import TEST_ONLY_NOTE
-
         n_train, n_test = self.data.get("n_train"), self.data.get("n_test")
         if not isinstance(n_train, int) or not isinstance(n_test, int):
             return "split not recorded"

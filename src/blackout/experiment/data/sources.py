@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ...errors import DataError
+from ..result import TEST_ONLY_NOTE
 
 NAMES = ("digits", "mnist", "fashion-mnist")
 N_CLASSES = 10
@@ -72,7 +73,6 @@ CHECKSUMS: dict[str, dict[str, str]] = {
 }
 
 DOWNLOAD_TIMEOUT = 30.0
-TEST_ONLY_NOTE = "only the"
 TEST_ONLY_SEED = 0
 TEST_ONLY_FRACTION = 0.2
 DIGITS_TEST_FRACTION = 0.2
