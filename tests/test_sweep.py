@@ -121,6 +121,8 @@ def _rows(db, status):
     if not db.exists():
         return {}
     with sqlite3.connect(db) as c:
+        if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
+            return {}  # the sweep is still creating its store
         return dict(c.execute("SELECT run_id, finished FROM runs WHERE status = ?", (status,)).fetchall())
 
 

@@ -108,7 +108,7 @@ class LocalPool:
 
     def submit(self, configs: list[dict], data_dir: str | None) -> Future:
         while self._idle and self._idle[-1].poll() is not None:  # died while idle: nothing of ours lost
-            self._idle.pop()
+            _close_pipes(self._idle.pop())
         proc = self._idle.pop() if self._idle else subprocess.Popen(self._argv, stdin=subprocess.PIPE,
                                                                      stdout=subprocess.PIPE)
         fut: Future = Future()
@@ -137,6 +137,8 @@ class LocalPool:
         proc = self._busy.pop(done)
         if proc.poll() is None:
             self._idle.append(proc)
+        else:  # it died: the next unit gets a new worker
+            _close_pipes(proc)
         return done.result()
 
     def __exit__(self, *exc: object) -> None:
@@ -153,6 +155,14 @@ class LocalPool:
         for proc in workers:
             proc.stdout.close()
         self._idle, self._busy, self._readers = [], {}, []
+
+
+def _close_pipes(proc: subprocess.Popen) -> None:
+    for pipe in (proc.stdin, proc.stdout):
+        try:
+            pipe.close()
+        except OSError:  # unsent input to a dead worker
+            pass
 
 
 def died(proc: subprocess.Popen) -> str:
@@ -203,11 +213,11 @@ class RayPool:
     def __init__(self, address: str, jobs: int | None = None):
         if jobs is not None and jobs < 1:
             raise ConfigError(f"--jobs: expected at least 1, got {jobs}")
-        _check_reachable(address)
         try:
             import ray
         except ModuleNotFoundError:
             raise ConfigError('ray: not installed; pip install "blackout[ray]"') from None
+        _check_reachable(address, ray)
         self.ray, self.address = ray, address
         self.jobs = jobs
 
@@ -232,14 +242,17 @@ class RayPool:
         self.ray.shutdown()
 
 
-def _check_reachable(address: str) -> None:
+def _check_reachable(address: str, ray) -> None:
     """Refuse a host:port where nothing accepts a connection within ``RAY_CONNECT_TIMEOUT`` ("auto": Ray
     looks for its local cluster itself and says when there is none)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")
     if not host or not port.isdigit():
         return
+    if host in ("localhost", "127.0.0.1", "::1"):  # as Ray does: it connects to this node's address instead
+        host = ray.util.get_node_ip_address()
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT).close()
+        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT).close()
     except (OSError, OverflowError) as e:
         why = getattr(e, "strerror", None) or str(e)
         raise ConfigError(f"--ray {address}: cannot connect ({why}, waited at most {RAY_CONNECT_TIMEOUT:g} s); "
