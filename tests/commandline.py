@@ -20,6 +20,7 @@ def _env() -> dict[str, str]:
     paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
+
 _DRIVER = """
 import contextlib, io, json, sys, traceback
 from blackout.cli import main
@@ -39,8 +40,15 @@ print(json.dumps(done))
 
 def run_commands(*argvs: list, cwd: Path | None = None, timeout: float = 300) -> list[tuple[int | None, str]]:
     """(exit code, stderr) of each command line; the code is None where an exception escaped."""
-    p = subprocess.run([sys.executable, "-c", _DRIVER], input=json.dumps([[str(a) for a in argv] for argv in argvs]),
-                       capture_output=True, text=True, timeout=timeout, cwd=cwd, env=_env())
+    p = subprocess.run(
+        [sys.executable, "-c", _DRIVER],
+        input=json.dumps([[str(a) for a in argv] for argv in argvs]),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=_env(),
+    )
     assert p.returncode == 0, p.stderr
     return [tuple(x) for x in json.loads(p.stdout.strip().splitlines()[-1])]
 
@@ -55,5 +63,11 @@ def refused(result: tuple[int | None, str], message: str) -> None:
 
 def blackout(*argv, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """One command line as a user types it: ``python -m blackout ...``."""
-    return subprocess.run([sys.executable, "-m", "blackout", *map(str, argv)], capture_output=True, text=True,
-                          timeout=300, cwd=cwd, env=_env())
+    return subprocess.run(
+        [sys.executable, "-m", "blackout", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=_env(),
+    )

@@ -31,8 +31,15 @@ def mnist_dir() -> Path:
 
 def small(**kw) -> RunConfig:
     """A digits run of a few seconds; method settings the method does not have are dropped, as in a sweep."""
-    base = {"dataset": "digits", "stream": "permuted", "tasks": 3, "hidden": (32,), "iterations": 150,
-            "batch_size": 64, "method": "ewc"}
+    base = {
+        "dataset": "digits",
+        "stream": "permuted",
+        "tasks": 3,
+        "hidden": (32,),
+        "iterations": 150,
+        "batch_size": 64,
+        "method": "ewc",
+    }
     base.update(kw)
     return RunConfig.from_flat(base, strict=False)
 

@@ -13,10 +13,20 @@ from blackout.experiment.result import Result, Verdict
 from blackout.numerics import NUMERICS_VERSION
 
 
-def make_result(acc: Any = None, *, tasks: int | None = None, blackout: int | None = None, cause: str | None = None,
-                stability: list[float | None] | None = None, diagnostics: list[dict] | None = None,
-                learned: bool = True, retained: list[int] | None = None, n_params: int = 0,
-                stability_applies: bool | None = None, **settings: Any) -> Result:
+def make_result(
+    acc: Any = None,
+    *,
+    tasks: int | None = None,
+    blackout: int | None = None,
+    cause: str | None = None,
+    stability: list[float | None] | None = None,
+    diagnostics: list[dict] | None = None,
+    learned: bool = True,
+    retained: list[int] | None = None,
+    n_params: int = 0,
+    stability_applies: bool | None = None,
+    **settings: Any,
+) -> Result:
     """A Result whose config comes from ``settings`` (flat names, validated as a run's would be).
 
     ``acc``: rows of accuracies (None or NaN = not evaluated), padded to ``tasks`` columns;
@@ -30,18 +40,40 @@ def make_result(acc: Any = None, *, tasks: int | None = None, blackout: int | No
     for i, row in enumerate(rows):
         for j, v in enumerate(row):
             R[i, j] = np.nan if v is None else v
-    diags = diagnostics if diagnostics is not None else [
-        {"task": i + 1, "train_loss": 0.5, "stability": None if stability is None else stability[i],
-         "new_task_acc": float(R[i, i]) if i < R.shape[1] else None} for i in range(len(rows))]
-    applies = (cfg.method.method in ("ewc", "online-ewc", "l2", "si", "mas") and cfg.train.optimizer == "sgd") \
-        if stability_applies is None else stability_applies
+    diags = (
+        diagnostics
+        if diagnostics is not None
+        else [
+            {
+                "task": i + 1,
+                "train_loss": 0.5,
+                "stability": None if stability is None else stability[i],
+                "new_task_acc": float(R[i, i]) if i < R.shape[1] else None,
+            }
+            for i in range(len(rows))
+        ]
+    )
+    applies = (
+        (cfg.method.method in ("ewc", "online-ewc", "l2", "si", "mas") and cfg.train.optimizer == "sgd")
+        if stability_applies is None
+        else stability_applies
+    )
     return Result(
-        run_id=cfg.run_id, version=__version__, numerics=NUMERICS_VERSION, seed=cfg.seed, config=cfg.to_dict(), n_params=n_params,
+        run_id=cfg.run_id,
+        version=__version__,
+        numerics=NUMERICS_VERSION,
+        seed=cfg.seed,
+        config=cfg.to_dict(),
+        n_params=n_params,
         data={"source": "test", "note": "", "n_train": 100, "n_test": 20, "chance": [0.1] * cfg.data.tasks},
-        acc=R, diagnostics=diags, metrics=metrics.summary(R),
-        verdict=Verdict(blackout, cause if blackout else None, learned,
-                        retained if retained is not None else [], applies),
-        timings={"total": 1.0}, environment={"python": "3"},
+        acc=R,
+        diagnostics=diags,
+        metrics=metrics.summary(R),
+        verdict=Verdict(
+            blackout, cause if blackout else None, learned, retained if retained is not None else [], applies
+        ),
+        timings={"total": 1.0},
+        environment={"python": "3"},
     )
 
 

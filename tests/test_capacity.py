@@ -15,10 +15,18 @@ WIDTHS = np.repeat([25.0, 50.0, 100.0, 200.0, 300.0, 400.0], 5)  # 5 seeds per w
 
 def run(run_id, hidden, seed, task, tasks_run, method="ewc", lam=15.0, stability=(), n_params=None):
     settings = {"lam": lam} if method != "sgd" else {}
-    r = make_result([[0.9] * (i + 1) for i in range(tasks_run)], tasks=30, blackout=task,
-                    cause="collapsed", hidden=tuple(hidden), seed=seed, method=method,
-                    n_params=n_params if n_params is not None else 64 * hidden[0] + 10 * hidden[-1],
-                    stability=list(stability) + [None] * (tasks_run - len(stability)), **settings)
+    r = make_result(
+        [[0.9] * (i + 1) for i in range(tasks_run)],
+        tasks=30,
+        blackout=task,
+        cause="collapsed",
+        hidden=tuple(hidden),
+        seed=seed,
+        method=method,
+        n_params=n_params if n_params is not None else 64 * hidden[0] + 10 * hidden[-1],
+        stability=list(stability) + [None] * (tasks_run - len(stability)),
+        **settings,
+    )
     r.run_id = run_id
     return r
 
@@ -26,7 +34,9 @@ def run(run_id, hidden, seed, task, tasks_run, method="ewc", lam=15.0, stability
 def tobit_loglik(a, b, sigma, x, y, cens):
     """Independent Tobit log-likelihood written with scipy.stats."""
     mu = a + b * x
-    return float(np.sum(stats.norm.logpdf(y[~cens], mu[~cens], sigma)) + np.sum(stats.norm.logsf(y[cens], mu[cens], sigma)))
+    return float(
+        np.sum(stats.norm.logpdf(y[~cens], mu[~cens], sigma)) + np.sum(stats.norm.logsf(y[cens], mu[cens], sigma))
+    )
 
 
 def test_capacity_of_reads_each_axis():
@@ -69,7 +79,9 @@ def test_uncensored_fit_is_ols():
     resid = y - (intercept + slope * x)
     assert fit["r2"] == pytest.approx(1 - np.sum(resid**2) / np.sum((y - y.mean()) ** 2), abs=1e-9)
     assert fit["sigma"] == pytest.approx(math.sqrt(np.mean(resid**2)), rel=1e-9)
-    assert fit["aic"] == pytest.approx(6 - 2 * tobit_loglik(intercept, slope, fit["sigma"], x, y, np.zeros(x.size, bool)), rel=1e-9)
+    assert fit["aic"] == pytest.approx(
+        6 - 2 * tobit_loglik(intercept, slope, fit["sigma"], x, y, np.zeros(x.size, bool)), rel=1e-9
+    )
 
 
 def test_planted_linear_law_and_censoring():
@@ -99,7 +111,10 @@ def test_planted_linear_law_and_censoring():
         assert tobit_loglik(tob["intercept"] + da, tob["slope"] + db, tob["sigma"] + ds, x, clipped, cens) < best
 
     # seeded bootstrap is reproducible
-    assert fit_linear(x, clipped, cens, n_boot=50, seed=3)["slope_ci"] == fit_linear(x, clipped, cens, n_boot=50, seed=3)["slope_ci"]
+    assert (
+        fit_linear(x, clipped, cens, n_boot=50, seed=3)["slope_ci"]
+        == fit_linear(x, clipped, cens, n_boot=50, seed=3)["slope_ci"]
+    )
 
 
 def test_planted_power_law():
@@ -128,8 +143,10 @@ def test_seed_study_numbers_cannot_test_a_law():
     """The seed's two sizes (50 -> 5, 100 -> 10) fit any two-parameter law exactly: no law is claimed."""
     x = [50, 50, 100, 100]
     y = [5, 5, 10, 10]
-    for fit in (fit_linear(x, y, None, n_boot=20, sigma_min=1 / math.sqrt(12)),
-                fit_power(x, y, None, n_boot=20, sigma_min=1 / math.sqrt(12))):
+    for fit in (
+        fit_linear(x, y, None, n_boot=20, sigma_min=1 / math.sqrt(12)),
+        fit_power(x, y, None, n_boot=20, sigma_min=1 / math.sqrt(12)),
+    ):
         assert not fit["ok"] and fit["reason"] == "need at least 3 distinct x values, got 2"
     # a third size makes both testable, and on exactly proportional data they fit equally well
     x3, y3 = x + [200, 200], y + [20, 20]
@@ -205,7 +222,9 @@ def test_analyze_groups_keeps_censored_and_is_json():
     d = out.to_dict()
     assert json.loads(json.dumps(d, allow_nan=False)) == d
     assert (d["n_runs"], d["n_censored"]) == (out.n_runs, out.n_censored) == (12, 2)
-    assert [g["label"] for g in d["groups"]] == [g.label for g in out.groups] == ["method=ewc lam=15", "method=si lam=1"]
+    assert (
+        [g["label"] for g in d["groups"]] == [g.label for g in out.groups] == ["method=ewc lam=15", "method=si lam=1"]
+    )
     ewc = out.groups[0]
     assert ewc.n == 6 and ewc.n_censored == 2 and d["groups"][0]["n_censored"] == 2
     cens = [p for p in ewc.points if p.censored]
@@ -250,8 +269,12 @@ def test_bootstrap_fits_all_resamples_at_once_as_one_at_a_time_would():
     for k, row in enumerate(i[keep]):
         xb, yb, cb = x[row], y[row], cens[row]
         b0, a0 = np.polyfit(xb, yb, 1)
-        best = optimize.minimize(lambda p: -tobit_loglik(p[0], p[1], math.exp(p[2]), xb, yb, cb), [a0, b0, 0.5],
-                                 method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000})
+        best = optimize.minimize(
+            lambda p: -tobit_loglik(p[0], p[1], math.exp(p[2]), xb, yb, cb),
+            [a0, b0, 0.5],
+            method="Nelder-Mead",
+            options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000},
+        )
         assert batched["converged"][k]
         assert batched["b"][k] == pytest.approx(best.x[1], rel=1e-5)
         assert batched["a"][k] == pytest.approx(best.x[0], rel=1e-5, abs=1e-5)

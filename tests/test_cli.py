@@ -10,7 +10,9 @@ from blackout.cli import main
 
 
 def blackout(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "blackout.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "blackout.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_run_prints_matrix_metrics_stability_and_verdict(tmp_path):
@@ -31,7 +33,9 @@ def test_run_prints_matrix_metrics_stability_and_verdict(tmp_path):
 
 def test_json_output_and_config_file_with_flag_override(tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[data]\ntasks = 2\n[model]\nhidden = [16]\n[method]\nmethod = "l2"\nlam = 0.5\n[train]\niterations = 100\n')
+    cfg.write_text(
+        '[data]\ntasks = 2\n[model]\nhidden = [16]\n[method]\nmethod = "l2"\nlam = 0.5\n[train]\niterations = 100\n'
+    )
     p = blackout("run", "--config", str(cfg), "--lam", "0.25", "--json", "--out", str(tmp_path / "r"))
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
@@ -39,19 +43,22 @@ def test_json_output_and_config_file_with_flag_override(tmp_path):
     assert d["config"]["model"]["hidden"] == [16] and d["tasks_run"] == 2
 
 
-@pytest.mark.parametrize("args,message", [
-    (["run", "--method", "ewk"], "method: expected one of"),
-    (["run", "--lr", "0"], "lr: expected a learning rate > 0, got 0"),
-    (["run", "--hidden", "0"], "hidden: expected one or more widths >= 1"),
-    (["run", "--tasks", "0"], "tasks: expected at least 1, got 0"),
-    (["run", "--lam", "-1"], "lam: expected lambda >= 0, got -1"),
-    (["run", "--dataset", "cifar"], "dataset: expected one of digits, mnist, fashion-mnist, got 'cifar'"),
-    (["run", "--stream", "spiral"], "stream: expected one of permuted, split, rotated"),
-    (["run", "--config", "/nonexistent/x.toml"], "/nonexistent/x.toml: no such config file"),
-    (["run", "--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "/nonexistent/mnist"),
-    (["run", "--bogus-flag"], "unrecognized arguments: --bogus-flag"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["run", "--method", "ewk"], "method: expected one of"),
+        (["run", "--lr", "0"], "lr: expected a learning rate > 0, got 0"),
+        (["run", "--hidden", "0"], "hidden: expected one or more widths >= 1"),
+        (["run", "--tasks", "0"], "tasks: expected at least 1, got 0"),
+        (["run", "--lam", "-1"], "lam: expected lambda >= 0, got -1"),
+        (["run", "--dataset", "cifar"], "dataset: expected one of digits, mnist, fashion-mnist, got 'cifar'"),
+        (["run", "--stream", "spiral"], "stream: expected one of permuted, split, rotated"),
+        (["run", "--config", "/nonexistent/x.toml"], "/nonexistent/x.toml: no such config file"),
+        (["run", "--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "/nonexistent/mnist"),
+        (["run", "--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_code_2(args, message):
     p = blackout(*args)
     assert p.returncode == 2
@@ -80,7 +87,7 @@ def test_file_and_flags_are_validated_together(tmp_path, capsys):
     assert main(["run", "--config", str(cfg), "--check"]) == 2
     assert "lwf needs a multi-head split stream" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
-    bad.write_text("[train]\nlr = \"fast\"\n")
+    bad.write_text('[train]\nlr = "fast"\n')
     assert main(["run", "--config", str(bad)]) == 2
     assert "bad.toml: lr: expected a number, got 'fast'" in capsys.readouterr().err
 

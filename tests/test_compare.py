@@ -11,8 +11,10 @@ def result(method, seed, acc, blackout=None, cause=None, width=50, **m):
 
 
 def test_ranking_counts_censored_runs_at_their_bound_and_flags_dead_accuracy():
-    ewc = [result("ewc", 0, [[0.9], [0.8, 0.9], [0.1, 0.1, 0.1]], 3, "diverged"),
-           result("ewc", 1, [[0.9], [0.1, 0.1]], 2, "diverged")]
+    ewc = [
+        result("ewc", 0, [[0.9], [0.8, 0.9], [0.1, 0.1, 0.1]], 3, "diverged"),
+        result("ewc", 1, [[0.9], [0.1, 0.1]], 2, "diverged"),
+    ]
     sgd = [result("sgd", 0, [[0.9], [0.5, 0.9], [0.3, 0.5, 0.9]], retained=[3])]
     rows = method_table(ewc + sgd, checkpoints=(2, 3))
     assert [r["setting"] for r in rows] == ["sgd", "ewc λ=15"]
@@ -28,11 +30,21 @@ def test_ranking_counts_censored_runs_at_their_bound_and_flags_dead_accuracy():
 
 
 def test_labels_name_the_strength_and_the_settings_that_vary_within_a_method():
-    runs = [result("sgd", 0, [[1.0]]), result("online-ewc", 0, [[1.0]], lam=5.0, gamma=0.9),
-            result("online-ewc", 1, [[1.0]], lam=5.0, gamma=0.5), result("ewc-l1", 0, [[1.0]], prox=True),
-            result("replay", 0, [[1.0]], memory=200), result("replay", 0, [[1.0]], memory=1000)]
+    runs = [
+        result("sgd", 0, [[1.0]]),
+        result("online-ewc", 0, [[1.0]], lam=5.0, gamma=0.9),
+        result("online-ewc", 1, [[1.0]], lam=5.0, gamma=0.5),
+        result("ewc-l1", 0, [[1.0]], prox=True),
+        result("replay", 0, [[1.0]], memory=200),
+        result("replay", 0, [[1.0]], memory=1000),
+    ]
     labels = setting_labels(runs)
     assert [labels[r.run_id] for r in runs] == [
-        "sgd", "online-ewc λ=5 gamma=0.9", "online-ewc λ=5 gamma=0.5", "ewc-l1 λ=1", "replay memory=200",
-        "replay memory=1000"]
+        "sgd",
+        "online-ewc λ=5 gamma=0.9",
+        "online-ewc λ=5 gamma=0.5",
+        "ewc-l1 λ=1",
+        "replay memory=200",
+        "replay memory=1000",
+    ]
     assert network_label(result("sgd", 0, [[1.0]], width=64, gating=0.8)) == "64 xdg 0.8"

@@ -14,27 +14,30 @@ def test_flat_settings_land_in_their_sections():
     assert c.data.tasks == 7
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("lr", 0, "lr: expected a learning rate > 0, got 0"),
-    ("hidden", "0", r"hidden: expected one or more widths >= 1, got \[0\]"),
-    ("tasks", 0, "tasks: expected at least 1, got 0"),
-    ("lam", -1, "lam: expected lambda >= 0, got -1"),
-    ("method", "ewk", "method: expected one of .*ewc.*, got 'ewk'"),
-    ("dataset", "cifar", "dataset: expected one of digits, mnist, fashion-mnist, got 'cifar'"),
-    ("stream", "shuffled", "stream: expected one of permuted, split, rotated"),
-    ("lr", "fast", "lr: expected a number, got 'fast'"),
-    ("tasks", 2.5, "tasks: expected an integer, got 2.5"),
-    ("hidden", "a,b", "hidden: expected a comma-separated list of integers"),
-    ("fisher_labels", "true", "fisher_labels: expected one of sampled, empirical, expected"),
-    ("tasks", "1_0", "tasks: expected an integer, got '1_0'"),
-    ("tasks", "١٠", "tasks: expected an integer"),
-    ("lr", "inf", "lr: expected a number, got 'inf'"),
-    ("lr", "nan", "lr: expected a number, got 'nan'"),
-    ("lr", float("inf"), "lr: expected a finite number"),
-    ("tasks", True, "tasks: expected an integer, got True"),
-    ("tasks", 100000, r"tasks: 100,000 tasks need an accuracy matrix of about .* GiB, more than this machine's"),
-    ("hidden", "1000000000", r"hidden: a network of .* parameters needs about .* GiB"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("lr", 0, "lr: expected a learning rate > 0, got 0"),
+        ("hidden", "0", r"hidden: expected one or more widths >= 1, got \[0\]"),
+        ("tasks", 0, "tasks: expected at least 1, got 0"),
+        ("lam", -1, "lam: expected lambda >= 0, got -1"),
+        ("method", "ewk", "method: expected one of .*ewc.*, got 'ewk'"),
+        ("dataset", "cifar", "dataset: expected one of digits, mnist, fashion-mnist, got 'cifar'"),
+        ("stream", "shuffled", "stream: expected one of permuted, split, rotated"),
+        ("lr", "fast", "lr: expected a number, got 'fast'"),
+        ("tasks", 2.5, "tasks: expected an integer, got 2.5"),
+        ("hidden", "a,b", "hidden: expected a comma-separated list of integers"),
+        ("fisher_labels", "true", "fisher_labels: expected one of sampled, empirical, expected"),
+        ("tasks", "1_0", "tasks: expected an integer, got '1_0'"),
+        ("tasks", "١٠", "tasks: expected an integer"),
+        ("lr", "inf", "lr: expected a number, got 'inf'"),
+        ("lr", "nan", "lr: expected a number, got 'nan'"),
+        ("lr", float("inf"), "lr: expected a finite number"),
+        ("tasks", True, "tasks: expected an integer, got True"),
+        ("tasks", 100000, r"tasks: 100,000 tasks need an accuracy matrix of about .* GiB, more than this machine's"),
+        ("hidden", "1000000000", r"hidden: a network of .* parameters needs about .* GiB"),
+    ],
+)
 def test_bad_values_name_the_field_and_the_expectation(key, value, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig.from_flat({key: value})
@@ -43,11 +46,18 @@ def test_bad_values_name_the_field_and_the_expectation(key, value, message):
 def test_method_settings_belong_to_their_method():
     c = RunConfig.from_flat({"method": "online-ewc", "gamma": 0.9, "lam": 5})
     assert c.method.gamma == 0.9 and c.method.lam == 5.0
-    assert c.to_dict()["method"] == {"method": "online-ewc", "lam": 5.0, "gamma": 0.9, "fisher_samples": 200,
-                                     "fisher_labels": "sampled"}
+    assert c.to_dict()["method"] == {
+        "method": "online-ewc",
+        "lam": 5.0,
+        "gamma": 0.9,
+        "fisher_samples": 200,
+        "fisher_labels": "sampled",
+    }
     with pytest.raises(ConfigError, match=r"gamma: expected 0 < gamma <= 1, got 1.5"):
         RunConfig.from_flat({"method": "online-ewc", "gamma": 1.5})
-    with pytest.raises(ConfigError, match=r"gamma: not a setting of method 'ewc' \(its settings: ewc_form, fisher_labels"):
+    with pytest.raises(
+        ConfigError, match=r"gamma: not a setting of method 'ewc' \(its settings: ewc_form, fisher_labels"
+    ):
         RunConfig.from_flat({"method": "ewc", "gamma": 0.9})
     with pytest.raises(ConfigError, match=r"lam: not a setting of method 'sgd' \(it has no settings\)"):
         RunConfig.from_flat({"method": "sgd", "lam": 5})
@@ -66,7 +76,10 @@ def test_run_id_is_a_hash_of_the_canonical_config():
     a = RunConfig.from_flat({"lam": 15, "hidden": "50"})
     b = RunConfig.from_flat({"hidden": [50], "lam": 15.0})
     # an unused setting of another method never enters the identity
-    assert RunConfig.from_flat({"method": "sgd"}).run_id == RunConfig.from_flat({"method": "sgd"}, RunConfig.from_flat({"lam": 5})).run_id
+    assert (
+        RunConfig.from_flat({"method": "sgd"}).run_id
+        == RunConfig.from_flat({"method": "sgd"}, RunConfig.from_flat({"lam": 5})).run_id
+    )
     assert a.run_id == b.run_id and len(a.run_id) == 16
     assert RunConfig.from_flat({"lam": 15, "hidden": "50", "seed": 1}).run_id != a.run_id
     # JSON round trip gives the same identity
@@ -114,15 +127,23 @@ def test_device_auto_resolves_to_the_best_present_and_an_absent_device_is_refuse
 
 # -- every number bounded by what the libraries accept and the machine can hold -------------------
 
-@pytest.mark.parametrize("key,value,message", [
-    ("seed", 2**64, r"seed: expected a seed from 0 to 4294967295 .*, got 18446744073709551616"),
-    ("seed", 2**32, r"seed: expected a seed from 0 to 4294967295"),
-    ("epochs", 1e308, r"epochs: expected 0 <= epochs <= 100000 .*, got 1e\+308"),
-    ("iterations", 10**30, r"iterations: expected at most 100,000,000 steps per task, got 10+$"),
-    ("threads", 10**5, r"threads: expected 1 to 256 threads, got 100000"),
-    ("threads", 257, r"threads: expected 1 to 256 threads, got 257"),
-    ("maturity", 2**63, r"maturity: expected 0 <= maturity < 2\^63 \(compared with 64-bit ages\), got 9223372036854775808"),
-])
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("seed", 2**64, r"seed: expected a seed from 0 to 4294967295 .*, got 18446744073709551616"),
+        ("seed", 2**32, r"seed: expected a seed from 0 to 4294967295"),
+        ("epochs", 1e308, r"epochs: expected 0 <= epochs <= 100000 .*, got 1e\+308"),
+        ("iterations", 10**30, r"iterations: expected at most 100,000,000 steps per task, got 10+$"),
+        ("threads", 10**5, r"threads: expected 1 to 256 threads, got 100000"),
+        ("threads", 257, r"threads: expected 1 to 256 threads, got 257"),
+        (
+            "maturity",
+            2**63,
+            r"maturity: expected 0 <= maturity < 2\^63 \(compared with 64-bit ages\), got 9223372036854775808",
+        ),
+    ],
+)
 def test_numbers_past_what_a_run_can_use_are_refused(key, value, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig.from_flat({key: value, **({"method": "cbp"} if key == "maturity" else {})})
@@ -137,18 +158,25 @@ def test_sharpness_steps_are_bounded_by_the_network_and_counted_in_its_memory(mo
     from blackout import config
 
     # digits 64-16-10: 1,210 parameters, so Lanczos has at most 1,210 directions to find
-    with pytest.raises(ConfigError, match=r"sharpness: expected at most 1,210 Lanczos steps \(the network's "
-                                          r"parameters\), got 100000"):
+    with pytest.raises(
+        ConfigError,
+        match=r"sharpness: expected at most 1,210 Lanczos steps \(the network's "
+        r"parameters\), got 100000",
+    ):
         RunConfig.from_flat({"hidden": "16", "sharpness": 100000})
     assert RunConfig.from_flat({"hidden": "16", "sharpness": 1210}).train.sharpness == 1210
     # its k x k tridiagonal eigenproblem is held densely: 10,000 steps need about 3.0 GiB
     monkeypatch.setattr(config, "_physical_memory", lambda: 2**30)
-    with pytest.raises(ConfigError, match=r"sharpness: 10,000 Lanczos steps need about 3.0 GiB, more than this "
-                                          r"machine's 1.0 GiB"):
+    with pytest.raises(
+        ConfigError,
+        match=r"sharpness: 10,000 Lanczos steps need about 3.0 GiB, more than this "
+        r"machine's 1.0 GiB",
+    ):
         RunConfig.from_flat({"hidden": "1000", "sharpness": 10000})
 
 
 # -- deeply nested TOML ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("text", ["tasks = " + "[" * 5000 + "]" * 5000, "tasks = " + "{a = " * 5000 + "1" + "}" * 5000])
 def test_deeply_nested_toml_is_one_error_naming_the_file(tmp_path, text):
@@ -160,12 +188,25 @@ def test_deeply_nested_toml_is_one_error_naming_the_file(tmp_path, text):
 
 # -- one setting given once -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("doc,message", [
-    ({"batch_size": 10, "train": {"batch_size": 20}}, r"x.toml: batch_size is given twice \(as batch_size and as train.batch_size\)"),
-    ({"batch-size": 10, "batch_size": 20}, r"x.toml: batch_size is given twice \(as batch-size and as batch_size\)"),
-    ({"train": {"batch-size": 10, "batch_size": 20}}, r"x.toml: batch_size is given twice \(as train.batch-size and as train.batch_size\)"),
-    ({"method": {"lam": 1}, "lam": 2}, r"x.toml: lam is given twice \(as method.lam and as lam\)"),
-])
+
+@pytest.mark.parametrize(
+    "doc,message",
+    [
+        (
+            {"batch_size": 10, "train": {"batch_size": 20}},
+            r"x.toml: batch_size is given twice \(as batch_size and as train.batch_size\)",
+        ),
+        (
+            {"batch-size": 10, "batch_size": 20},
+            r"x.toml: batch_size is given twice \(as batch-size and as batch_size\)",
+        ),
+        (
+            {"train": {"batch-size": 10, "batch_size": 20}},
+            r"x.toml: batch_size is given twice \(as train.batch-size and as train.batch_size\)",
+        ),
+        ({"method": {"lam": 1}, "lam": 2}, r"x.toml: lam is given twice \(as method.lam and as lam\)"),
+    ],
+)
 def test_a_setting_given_twice_is_refused_naming_both(doc, message):
     from blackout.config import flat_settings
 
@@ -184,10 +225,14 @@ def test_toml_integers_with_underscores_are_toml_numbers_and_flag_strings_are_re
 
 # -- settings under which a verdict means nothing -------------------------------------------------
 
+
 @pytest.mark.parametrize("limit", [1, 3, 9])
 def test_a_test_limit_too_small_for_a_verdict_is_refused(limit):
-    with pytest.raises(ConfigError, match=rf"test_limit: expected 0 \(all\) or at least 10 test images per task "
-                                          rf"\(fewer cannot tell learning from chance\), got {limit}$"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"test_limit: expected 0 \(all\) or at least 10 test images per task "
+        rf"\(fewer cannot tell learning from chance\), got {limit}$",
+    ):
         RunConfig.from_flat({"test_limit": limit})
     assert RunConfig.from_flat({"test_limit": 10}).data.test_limit == 10
 
@@ -200,7 +245,10 @@ def test_scenario_is_explicit_in_the_canonical_config_and_multi_head_reads_as_ta
     assert RunConfig.from_flat(split).to_dict()["data"]["scenario"] == "class"  # a split stream's own
     assert RunConfig.from_flat({}).to_dict()["data"]["scenario"] == "domain"  # permuted: one 10-way head
     old = RunConfig.from_flat({**split, "multi_head": True})  # configs and archives written before the setting
-    assert old.to_dict()["data"]["scenario"] == "task" and old.run_id == RunConfig.from_flat({**split, "scenario": "task"}).run_id
+    assert (
+        old.to_dict()["data"]["scenario"] == "task"
+        and old.run_id == RunConfig.from_flat({**split, "scenario": "task"}).run_id
+    )
     assert RunConfig.from_flat({**split, "multi_head": False}).run_id == RunConfig.from_flat(split).run_id
     stored = RunConfig.from_dict(old.to_dict())
     assert stored.run_id == old.run_id and "multi_head" not in stored.to_dict()["data"]
@@ -208,37 +256,51 @@ def test_scenario_is_explicit_in_the_canonical_config_and_multi_head_reads_as_ta
     assert RunConfig.from_flat({"stream": "permuted"}, RunConfig.from_flat(split)).data.resolved_scenario == "domain"
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"scenario": "task"}, "scenario: a permuted stream is domain-incremental (one 10-way head for every task); "
-                           "task and class scenarios need stream split, got task"),
-    ({"stream": "rotated", "multi_head": True}, "scenario: a rotated stream is domain-incremental"),
-    ({"stream": "split", "tasks": 5, "multi_head": True, "scenario": "domain"},
-     "multi_head: true contradicts scenario 'domain' (multi_head true means scenario task); give only scenario"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (
+            {"scenario": "task"},
+            "scenario: a permuted stream is domain-incremental (one 10-way head for every task); "
+            "task and class scenarios need stream split, got task",
+        ),
+        ({"stream": "rotated", "multi_head": True}, "scenario: a rotated stream is domain-incremental"),
+        (
+            {"stream": "split", "tasks": 5, "multi_head": True, "scenario": "domain"},
+            "multi_head: true contradicts scenario 'domain' (multi_head true means scenario task); give only scenario",
+        ),
+    ],
+)
 def test_a_scenario_a_stream_does_not_offer_is_refused_in_one_line(values, message):
     with pytest.raises(ConfigError, match="^" + re.escape(message)):
         RunConfig.from_flat(values)
 
 
-@pytest.mark.parametrize("inert, base", [
-    ({"keep_first": True}, {"stream": "split", "tasks": 5}),
-    ({"keep_first": True}, {"stream": "rotated"}),
-    ({"channels": (8, 8)}, {"arch": "mlp"}),
-    ({"angle_step": 30.0}, {"stream": "permuted"}),
-    ({"classes_per_task": 3}, {"stream": "rotated"}),
-    ({"class_order": "natural"}, {"stream": "permuted"}),
-])
+@pytest.mark.parametrize(
+    "inert, base",
+    [
+        ({"keep_first": True}, {"stream": "split", "tasks": 5}),
+        ({"keep_first": True}, {"stream": "rotated"}),
+        ({"channels": (8, 8)}, {"arch": "mlp"}),
+        ({"angle_step": 30.0}, {"stream": "permuted"}),
+        ({"classes_per_task": 3}, {"stream": "rotated"}),
+        ({"class_order": "natural"}, {"stream": "permuted"}),
+    ],
+)
 def test_a_setting_without_effect_does_not_change_the_run_id(inert, base):
     """The same numbers under two ids would count one result twice in a sweep."""
     assert RunConfig.from_flat({**base, **inert}).run_id == RunConfig.from_flat(base).run_id
 
 
-@pytest.mark.parametrize("live, base", [
-    ({"keep_first": True}, {"stream": "permuted"}),
-    ({"channels": (8, 8)}, {"arch": "cnn"}),
-    ({"angle_step": 30.0}, {"stream": "rotated"}),
-    ({"classes_per_task": 3}, {"stream": "split", "tasks": 3}),
-    ({"class_order": "natural"}, {"stream": "split", "tasks": 3}),
-])
+@pytest.mark.parametrize(
+    "live, base",
+    [
+        ({"keep_first": True}, {"stream": "permuted"}),
+        ({"channels": (8, 8)}, {"arch": "cnn"}),
+        ({"angle_step": 30.0}, {"stream": "rotated"}),
+        ({"classes_per_task": 3}, {"stream": "split", "tasks": 3}),
+        ({"class_order": "natural"}, {"stream": "split", "tasks": 3}),
+    ],
+)
 def test_the_same_settings_where_they_act_do_change_it(live, base):
     assert RunConfig.from_flat({**base, **live}).run_id != RunConfig.from_flat(base).run_id

@@ -33,9 +33,13 @@ def study(tmp_path_factory):
     return make_study(tmp_path_factory.mktemp("study") / "s", failed="RuntimeError: out of memory")
 
 
-READERS = (["analyze", "{s}"], ["report", "{s}", "--out", "{o}/r.html"], ["export", "{s}", "--out", "{o}/r.csv"],
-           ["export", "{s}", "--format", "parquet", "--out", "{o}/r.parquet"],
-           ["export", "{s}", "--format", "jsonl", "--out", "{o}/r.jsonl.gz"])
+READERS = (
+    ["analyze", "{s}"],
+    ["report", "{s}", "--out", "{o}/r.html"],
+    ["export", "{s}", "--out", "{o}/r.csv"],
+    ["export", "{s}", "--format", "parquet", "--out", "{o}/r.parquet"],
+    ["export", "{s}", "--format", "jsonl", "--out", "{o}/r.jsonl.gz"],
+)
 SWEEP = ["sweep", "{s}", "--dataset", "digits", "--tasks", "1", "--iterations", "5", "--hidden", "8", "--jobs", "1"]
 
 
@@ -44,6 +48,7 @@ def _argv(argv: list[str], s: Path, o: Path) -> list[str]:
 
 
 # -- foreign layouts and damaged pages ---------------------------------------------------------------
+
 
 def _foreign_layout(path: Path, runs_table: str) -> None:
     path.mkdir()
@@ -55,12 +60,23 @@ def _foreign_layout(path: Path, runs_table: str) -> None:
     c.close()
 
 
-@pytest.mark.parametrize("runs_table,message", [
-    ("CREATE TABLE runs (run_id TEXT, payload BLOB, status TEXT)", "table runs has columns run_id, payload, status"),
-    (("CREATE TABLE runs (run_id TEXT PRIMARY KEY, config TEXT, status TEXT, error TEXT, owner TEXT, attempts INTEGER, "
-      "created REAL, started REAL, finished REAL, seconds REAL, version TEXT, seed INTEGER, blackout_task INTEGER, "
-      "avg_acc REAL, result BLOB)"), "table runs: column result is BLOB, expected TEXT"),
-])
+@pytest.mark.parametrize(
+    "runs_table,message",
+    [
+        (
+            "CREATE TABLE runs (run_id TEXT, payload BLOB, status TEXT)",
+            "table runs has columns run_id, payload, status",
+        ),
+        (
+            (
+                "CREATE TABLE runs (run_id TEXT PRIMARY KEY, config TEXT, status TEXT, error TEXT, owner TEXT, attempts INTEGER, "
+                "created REAL, started REAL, finished REAL, seconds REAL, version TEXT, seed INTEGER, blackout_task INTEGER, "
+                "avg_acc REAL, result BLOB)"
+            ),
+            "table runs: column result is BLOB, expected TEXT",
+        ),
+    ],
+)
 def test_a_store_with_another_table_layout_is_refused_untouched(tmp_path, runs_table, message):
     st = tmp_path / "st"
     _foreign_layout(st, runs_table)
@@ -76,7 +92,7 @@ def test_a_store_with_overwritten_pages_is_one_line_naming_it(study, tmp_path, w
     shutil.copytree(study, st)
     raw = bytearray((st / "results.sqlite").read_bytes())
     at = int(len(raw) * where) // 4096 * 4096
-    raw[at:at + 4096] = bytes(range(256)) * 16
+    raw[at : at + 4096] = bytes(range(256)) * 16
     (st / "results.sqlite").write_bytes(bytes(raw))
     before = digest(st)
     for result in run_commands(*(_argv(argv, st, tmp_path) for argv in (*READERS, SWEEP))):
@@ -85,6 +101,7 @@ def test_a_store_with_overwritten_pages_is_one_line_naming_it(study, tmp_path, w
 
 
 # -- one validation of a stored result, whichever reader -----------------------------------------------
+
 
 def _set(d: dict, dotted: str, value) -> dict:
     d = copy.deepcopy(d)

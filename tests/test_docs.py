@@ -18,8 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def site(tmp_path_factory) -> Path:
     pytest.importorskip("mkdocs", reason="mkdocs is not installed (the test extra installs it)")
     out = tmp_path_factory.mktemp("site")
-    p = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     return out
 
@@ -32,7 +37,10 @@ def test_the_site_has_every_page_and_the_readme_is_its_guide(site):
     methods = (site / "methods/index.html").read_text()
     assert "online-ewc-prox" in methods and "Kirkpatrick et al." in methods
     api = (site / "api/index.html").read_text()
-    assert all(f'id="{name}"' in api for name in ("blackout.api.run", "blackout.api.Study", "blackout.numerics.NUMERICS_VERSION"))
+    assert all(
+        f'id="{name}"' in api
+        for name in ("blackout.api.run", "blackout.api.Study", "blackout.numerics.NUMERICS_VERSION")
+    )
     assert not (site / "studies").exists() and not (site / "analysis").exists()  # kept in the repository only
 
 

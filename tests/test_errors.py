@@ -39,17 +39,24 @@ def study(tmp_path_factory):
 
 # -- outputs never overwrite a store or lose a trained result ---------------------------------
 
+
 @pytest.mark.parametrize("command,suffix", [("export", ""), ("report", ""), ("export", "-wal"), ("report", "-shm")])
 def test_no_output_may_be_the_store(study, capsys, command, suffix):
     before = _digest(study)
-    _fails(capsys, [command, str(study), "--out", str(study / f"results.sqlite{suffix}")], "is the study's results store")
+    _fails(
+        capsys, [command, str(study), "--out", str(study / f"results.sqlite{suffix}")], "is the study's results store"
+    )
     assert _digest(study) == before
 
 
 def test_an_existing_file_of_another_kind_is_never_replaced(study, tmp_path, capsys):
     notes = tmp_path / "notes.csv"
     notes.write_text("my notes, not a table\n")
-    _fails(capsys, ["export", str(study), "--out", str(notes)], "exists and was not written by blackout; refusing to replace it")
+    _fails(
+        capsys,
+        ["export", str(study), "--out", str(notes)],
+        "exists and was not written by blackout; refusing to replace it",
+    )
     assert notes.read_text() == "my notes, not a table\n"
     page = tmp_path / "page.html"
     page.write_bytes(b"\x89PNG not html")
@@ -69,7 +76,9 @@ def test_run_checks_its_results_folder_before_training(tmp_path, capsys, monkeyp
     f.write_text("x")
     _fails(capsys, ["run", "--tasks", "1", "--out", str(f)], "is a file, expected a folder")
     (tmp_path / "d" / "result.json").mkdir(parents=True)
-    _fails(capsys, ["run", "--tasks", "1", "--out", str(tmp_path / "d")], "result.json: is a folder, expected a file path")
+    _fails(
+        capsys, ["run", "--tasks", "1", "--out", str(tmp_path / "d")], "result.json: is a folder, expected a file path"
+    )
 
 
 def test_run_creates_missing_parent_folders(tmp_path):
@@ -80,22 +89,29 @@ def test_run_creates_missing_parent_folders(tmp_path):
 
 # -- validation before any run -----------------------------------------------------------------
 
-@pytest.mark.parametrize("argv,message", [
-    (["run", "--check", "--stream", "split", "--tasks", "6"], "tasks: a split stream needs tasks x classes_per_task <= 10"),
-    (["run", "--check", "--tasks", "100000"], "tasks: 100,000 tasks need an accuracy matrix of about"),
-    (["run", "--check", "--hidden", "1000000000"], "hidden: a network of"),
-    (["run", "--check", "--tasks", "1_0"], "tasks: expected an integer, got '1_0'"),
-    (["run", "--check", "--lr", "٠٫١"], "lr: expected a number"),
-    (["run", "--check", "--margin", "0.95"], "margin: expected chance + margin < 1"),
-    (["run", "--check", "--method", "sgd", "--lam", "3"], "lam: not a setting of method 'sgd'"),
-    (["sweep", "x", "--check", "--seeds", "0-1,5-2"], "seed: range '5-2' runs backwards"),
-    (["sweep", "x", "--check", "--seeds", ""], "seed: expected at least one value"),
-    (["sweep", "x", "--check", "--stream", "split", "--tasks", "5,6"], "tasks: a split stream needs"),
-    (["sweep", "x", "--jobs", "-1"], "--jobs: expected an integer >= 1, got '-1'"),
-    (["sweep", "x", "--jobs", "0"], "--jobs: expected an integer >= 1, got '0'"),
-    (["analyze", "x", "--bootstrap", "0"], "--bootstrap: expected an integer >= 1, got '0'"),
-    (["analyze", "x", "--bootstrap", "-5"], "--bootstrap: expected an integer >= 1"),
-])
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["run", "--check", "--stream", "split", "--tasks", "6"],
+            "tasks: a split stream needs tasks x classes_per_task <= 10",
+        ),
+        (["run", "--check", "--tasks", "100000"], "tasks: 100,000 tasks need an accuracy matrix of about"),
+        (["run", "--check", "--hidden", "1000000000"], "hidden: a network of"),
+        (["run", "--check", "--tasks", "1_0"], "tasks: expected an integer, got '1_0'"),
+        (["run", "--check", "--lr", "٠٫١"], "lr: expected a number"),
+        (["run", "--check", "--margin", "0.95"], "margin: expected chance + margin < 1"),
+        (["run", "--check", "--method", "sgd", "--lam", "3"], "lam: not a setting of method 'sgd'"),
+        (["sweep", "x", "--check", "--seeds", "0-1,5-2"], "seed: range '5-2' runs backwards"),
+        (["sweep", "x", "--check", "--seeds", ""], "seed: expected at least one value"),
+        (["sweep", "x", "--check", "--stream", "split", "--tasks", "5,6"], "tasks: a split stream needs"),
+        (["sweep", "x", "--jobs", "-1"], "--jobs: expected an integer >= 1, got '-1'"),
+        (["sweep", "x", "--jobs", "0"], "--jobs: expected an integer >= 1, got '0'"),
+        (["analyze", "x", "--bootstrap", "0"], "--bootstrap: expected an integer >= 1, got '0'"),
+        (["analyze", "x", "--bootstrap", "-5"], "--bootstrap: expected an integer >= 1"),
+    ],
+)
 def test_bad_values_are_refused_before_anything_runs(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
     _fails(capsys, argv, message)
@@ -110,6 +126,7 @@ def test_check_validates_what_a_run_validates(capsys):
 
 
 # -- a study is one study ---------------------------------------------------------------------------
+
 
 def test_sweep_file_study_must_be_a_name(tmp_path, capsys):
     spec = tmp_path / "s.toml"
@@ -135,6 +152,7 @@ def test_a_different_grid_is_refused_unless_extended_and_the_history_is_kept(tmp
 
 # -- damaged files are errors, and reading never writes ----------------------------------------------
 
+
 def test_a_store_without_a_runs_table_is_refused_untouched(tmp_path, capsys):
     st = tmp_path / "st"
     st.mkdir()
@@ -150,11 +168,17 @@ def test_a_store_without_a_runs_table_is_refused_untouched(tmp_path, capsys):
         assert c.execute("PRAGMA journal_mode").fetchone()[0] != "wal"
 
 
-@pytest.mark.parametrize("damage,message", [
-    ("not json", "damaged stored result"),
-    (json.dumps({"run_id": 5}), "run_id: expected a str, got 5"),
-    (json.dumps({"run_id": "x", "version": "1", "config": {}, "acc": [], "blackout": {}}), "config.data: expected an object"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        ("not json", "damaged stored result"),
+        (json.dumps({"run_id": 5}), "run_id: expected a str, got 5"),
+        (
+            json.dumps({"run_id": "x", "version": "1", "config": {}, "acc": [], "blackout": {}}),
+            "config.data: expected an object",
+        ),
+    ],
+)
 def test_damaged_stored_results_are_one_line_errors(study, tmp_path, capsys, damage, message):
     copy = tmp_path / "copy"
     shutil.copytree(study, copy)
@@ -164,9 +188,16 @@ def test_damaged_stored_results_are_one_line_errors(study, tmp_path, capsys, dam
     _fails(capsys, ["analyze", str(copy)], message)
 
 
-@pytest.mark.parametrize("argv", [["analyze", "{s}"], ["analyze", "{s}", "--json", "--methods"],
-                                  ["report", "{s}", "--out", "{o}/r.html"], ["export", "{s}", "--out", "{o}/r.csv"],
-                                  ["export", "{s}", "--format", "parquet", "--out", "{o}/r.parquet"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["analyze", "{s}"],
+        ["analyze", "{s}", "--json", "--methods"],
+        ["report", "{s}", "--out", "{o}/r.html"],
+        ["export", "{s}", "--out", "{o}/r.csv"],
+        ["export", "{s}", "--format", "parquet", "--out", "{o}/r.parquet"],
+    ],
+)
 def test_reading_commands_never_change_the_store(study, tmp_path, argv):
     before = _digest(study)
     assert main([a.format(s=study, o=tmp_path) for a in argv]) == 0
@@ -181,9 +212,11 @@ def test_a_read_only_study_can_be_read(study, tmp_path):
     out.mkdir()
     for p in (ro, *ro.iterdir()):
         p.chmod(0o555 if p.is_dir() else 0o444)
-    argv = [[sys.executable, "-m", "blackout", "analyze", str(ro)],
-            [sys.executable, "-m", "blackout", "export", str(ro), "--out", str(out / "r.csv")],
-            [sys.executable, "-m", "blackout", "report", str(ro), "--out", str(out / "r.html")]]
+    argv = [
+        [sys.executable, "-m", "blackout", "analyze", str(ro)],
+        [sys.executable, "-m", "blackout", "export", str(ro), "--out", str(out / "r.csv")],
+        [sys.executable, "-m", "blackout", "report", str(ro), "--out", str(out / "r.html")],
+    ]
     prefix = []
     if os.geteuid() == 0:  # root writes anywhere: read as an unprivileged user instead
         setpriv = shutil.which("setpriv")
@@ -221,17 +254,25 @@ def test_a_results_archive_reads_like_its_study(study, tmp_path, capsys):
     assert main(["analyze", str(archive), "--json"]) == 0
     assert capsys.readouterr().out == a
     assert main(["report", str(archive)]) == 0 and (tmp_path / "s.html").exists()
-    _fails(capsys, ["sweep", str(archive), "--dataset", "digits"], "a results archive can be analysed and reported, not swept")
+    _fails(
+        capsys,
+        ["sweep", str(archive), "--dataset", "digits"],
+        "a results archive can be analysed and reported, not swept",
+    )
     (tmp_path / "bad.jsonl").write_text('{"run_id": 3}\n')
     _fails(capsys, ["analyze", str(tmp_path / "bad.jsonl")], "bad.jsonl:1: not a blackout result")
 
 
 # -- numbers past what the machine can run, wrong data, meaningless verdicts ------------------------
 
+
 def test_jobs_past_what_the_machine_can_run_are_refused_before_anything_is_written(tmp_path, capsys):
     limit = 4 * (os.cpu_count() or 1)
-    _fails(capsys, ["sweep", str(tmp_path / "s"), "--tasks", "2", "--jobs", str(10**11)],
-           f"--jobs: expected 1 to {limit} worker processes (4 x this machine's {os.cpu_count()} cores), got 100000000000")
+    _fails(
+        capsys,
+        ["sweep", str(tmp_path / "s"), "--tasks", "2", "--jobs", str(10**11)],
+        f"--jobs: expected 1 to {limit} worker processes (4 x this machine's {os.cpu_count()} cores), got 100000000000",
+    )
     assert not (tmp_path / "s").exists()
 
 
@@ -239,14 +280,18 @@ def _idx_gz(arr) -> bytes:
     import gzip
     import struct
 
-    return gzip.compress(struct.pack(">I", 0x0800 | arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes())
+    return gzip.compress(
+        struct.pack(">I", 0x0800 | arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+    )
 
 
 def _mnist_folder(path: Path, n: int, seed: int = 0) -> Path:
     import numpy as np
 
     path.mkdir(parents=True)
-    (path / "t10k-images-idx3-ubyte.gz").write_bytes(_idx_gz(np.random.default_rng(seed).integers(0, 256, (n, 28, 28), np.uint8)))
+    (path / "t10k-images-idx3-ubyte.gz").write_bytes(
+        _idx_gz(np.random.default_rng(seed).integers(0, 256, (n, 28, 28), np.uint8))
+    )
     (path / "t10k-labels-idx1-ubyte.gz").write_bytes(_idx_gz((np.arange(n) % 10).astype(np.uint8)))
     return path
 
@@ -255,15 +300,21 @@ def _blackout(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
     import blackout
 
     src = str(Path(blackout.__file__).resolve().parents[1])  # this checkout's code, from any working directory
-    env = {**os.environ, "BLACKOUT_DATA_CACHE": str(cwd / "cache"),
-           "PYTHONPATH": os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    return subprocess.run([sys.executable, "-m", "blackout", *argv], capture_output=True, text=True, timeout=180,
-                          cwd=cwd, env=env)
+    env = {
+        **os.environ,
+        "BLACKOUT_DATA_CACHE": str(cwd / "cache"),
+        "PYTHONPATH": os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "blackout", *argv], capture_output=True, text=True, timeout=180, cwd=cwd, env=env
+    )
 
 
 def test_a_five_image_data_folder_gets_no_verdict(tmp_path):
     folder = _mnist_folder(tmp_path / "five", 5)
-    out = _blackout("run", "--dataset", "mnist", "--data-dir", str(folder), "--tasks", "2", "--iterations", "1", cwd=tmp_path)
+    out = _blackout(
+        "run", "--dataset", "mnist", "--data-dir", str(folder), "--tasks", "2", "--iterations", "1", cwd=tmp_path
+    )
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert "task 1: 1 test image; a verdict needs at least 10 per task" in out.stderr
     assert out.stdout == "" and not any(tmp_path.rglob("result.json"))  # no verdict, no result
@@ -277,8 +328,26 @@ def test_the_same_settings_on_other_data_get_another_run_id(tmp_path, monkeypatc
     shutil.copytree(a, tmp_path / "a2")
     ids = {}
     for name in ("a", "b", "a2"):
-        code = main(["run", "--dataset", "mnist", "--data-dir", str(tmp_path / name), "--tasks", "1", "--iterations", "2",
-                     "--hidden", "4", "--sharpness", "0", "--quiet", "--out", str(tmp_path / f"out-{name}")])
+        code = main(
+            [
+                "run",
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                str(tmp_path / name),
+                "--tasks",
+                "1",
+                "--iterations",
+                "2",
+                "--hidden",
+                "4",
+                "--sharpness",
+                "0",
+                "--quiet",
+                "--out",
+                str(tmp_path / f"out-{name}"),
+            ]
+        )
         assert code == 0, capsys.readouterr().err
         result = json.loads((tmp_path / f"out-{name}" / "result.json").read_text())
         assert result["config"]["data"]["data_id"].startswith("28x28 80+20 ")
@@ -289,11 +358,27 @@ def test_the_same_settings_on_other_data_get_another_run_id(tmp_path, monkeypatc
 def test_a_study_swept_on_one_data_set_is_not_extended_silently_with_another(tmp_path, monkeypatch, capsys):
     """The same grid on other images is other runs: the second sweep is refused as another grid."""
     monkeypatch.setenv("BLACKOUT_DATA_CACHE", str(tmp_path / "cache"))
-    grid = ["--dataset", "mnist", "--tasks", "1", "--iterations", "2", "--hidden", "4", "--sharpness", "0", "--jobs", "1"]
+    grid = [
+        "--dataset",
+        "mnist",
+        "--tasks",
+        "1",
+        "--iterations",
+        "2",
+        "--hidden",
+        "4",
+        "--sharpness",
+        "0",
+        "--jobs",
+        "1",
+    ]
     study = tmp_path / "s"
     assert main(["sweep", str(study), "--data-dir", str(_mnist_folder(tmp_path / "a", 100, seed=0)), *grid]) == 0
     capsys.readouterr()
-    _fails(capsys, ["sweep", str(study), "--data-dir", str(_mnist_folder(tmp_path / "b", 100, seed=1)), *grid],
-           "this study already holds 1 runs of another grid")
+    _fails(
+        capsys,
+        ["sweep", str(study), "--data-dir", str(_mnist_folder(tmp_path / "b", 100, seed=1)), *grid],
+        "this study already holds 1 runs of another grid",
+    )
     [row] = Store(study / "results.sqlite", "s").rows()
     assert row["config"]["data"]["data_id"].startswith("28x28 80+20 ")

@@ -12,8 +12,15 @@ from tests.conftest import member_module
 def _modules():
     torch.manual_seed(0)
     return {
-        "cnn": nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3, stride=2, padding=1),
-                             nn.Sigmoid(), nn.Flatten(), nn.Linear(6 * 2 * 2, 5)),
+        "cnn": nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(4, 6, 3, stride=2, padding=1),
+            nn.Sigmoid(),
+            nn.Flatten(),
+            nn.Linear(6 * 2 * 2, 5),
+        ),
         # LayerNorm has parameters but no closed form here: exercises the torch.func fallback
         "layernorm": nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.LayerNorm(12), nn.ReLU(), nn.Linear(12, 5)),
     }
@@ -26,11 +33,13 @@ def _labels_as_fisher_draws_them(logits, mode, y, seeds, head=None):
     if mode == "expected":
         return [None] * len(seeds)
     if mode == "max":  # the most likely class, by argmax over the (head's) logits
-        z = logits if head is None else logits[..., head[0]:head[1]]
+        z = logits if head is None else logits[..., head[0] : head[1]]
         return [z[m].argmax(-1) for m in range(len(seeds))]
-    z = logits if head is None else logits[..., head[0]:head[1]]
-    return [torch.multinomial(z[m].softmax(-1) + 1e-12, 1, generator=torch.Generator().manual_seed(s)).squeeze(1)
-            for m, s in enumerate(seeds)]
+    z = logits if head is None else logits[..., head[0] : head[1]]
+    return [
+        torch.multinomial(z[m].softmax(-1) + 1e-12, 1, generator=torch.Generator().manual_seed(s)).squeeze(1)
+        for m, s in enumerate(seeds)
+    ]
 
 
 @pytest.mark.parametrize("mode", ["sampled", "empirical", "expected", "max"])
@@ -74,7 +83,7 @@ def test_absolute_gradient_statistic_equals_per_sample_loop():
             stats = [s[0] for s in net.grad_stats(x, d[None], "abs")]
         ref = [torch.zeros_like(p) for p in model.parameters()]
         for n in range(17):
-            gs = torch.autograd.grad(model(x[0, n:n + 1]).pow(2).sum(), list(model.parameters()))
+            gs = torch.autograd.grad(model(x[0, n : n + 1]).pow(2).sum(), list(model.parameters()))
             for r, gg in zip(ref, gs):
                 r += gg.abs()
         for a, b in zip(stats, ref):

@@ -50,7 +50,10 @@ def test_the_drift_rule_overrides_the_line_once_it_fires():
 
 
 def test_recorded_forecasts_round_trip_and_none_is_budget_plus_one():
-    rows = [{"task": 1, "stability": 0.0, "unstable_drift": None}, {"task": 2, "stability": 0.1, "unstable_drift": None}]
+    rows = [
+        {"task": 1, "stability": 0.0, "unstable_drift": None},
+        {"task": 2, "stability": 0.1, "unstable_drift": None},
+    ]
     d = fc.recorded(rows, 0.2, budget=10)  # g = 0.1: far past the budget
     assert d == {"forecast": 11, "forecast_lo": 11, "forecast_hi": None}
     assert fc.from_recorded({"task": 2, **d}, 10).task is None
@@ -70,9 +73,11 @@ def result(stability, drift, blackout, tasks=12):
 
 def test_the_run_warnings_and_analyze_read_one_rule():
     """What `blackout run` says after each task (Watch) names the tasks that analyze's rules name."""
-    cases = [result([0.0, 0.8, 1.6, 2.03, 2.04, 2.05, 2.05], [None, None, None, 10.0, 1e6, 1e13, 1e20], 7),
-             result([0.0, 1.0, 1.9, 2.3, 4.0], [None, None, None, 5.0, None], 5),
-             result([0.0, 0.1, 0.2, 0.3], [None] * 4, None)]
+    cases = [
+        result([0.0, 0.8, 1.6, 2.03, 2.04, 2.05, 2.05], [None, None, None, 10.0, 1e6, 1e13, 1e20], 7),
+        result([0.0, 1.0, 1.9, 2.3, 4.0], [None, None, None, 5.0, None], 5),
+        result([0.0, 0.1, 0.2, 0.3], [None] * 4, None),
+    ]
     for r in cases:
         watch, said = fc.Watch(r.config["data"]["tasks"]), {}
         s, rows = r.diagnostic("stability"), r.diagnostics
@@ -86,10 +91,12 @@ def test_the_run_warnings_and_analyze_read_one_rule():
 
 def test_forecast_check_scores_each_horizon_against_the_truth():
     linear = [0.0] + [0.25 * t for t in range(1, 10)]  # g = 0.25: 1 + 2.4 / 0.25 = 10.6 -> 11, + 1 = 12
-    runs = [result(linear, [None] * 10, 12, tasks=20),  # right
-            result(linear, [None] * 10, 7, tasks=20),  # 12 against 7: wrong after 3 and after 5
-            result([0.0, 1.0, 2.5], [None] * 3, 3, tasks=20),  # blacked out by task 3: nothing to forecast
-            make_result([[0.9], [0.9, 0.9], [0.9] * 3, [0.9] * 4], tasks=20, method="sgd")]  # not forecast
+    runs = [
+        result(linear, [None] * 10, 12, tasks=20),  # right
+        result(linear, [None] * 10, 7, tasks=20),  # 12 against 7: wrong after 3 and after 5
+        result([0.0, 1.0, 2.5], [None] * 3, 3, tasks=20),  # blacked out by task 3: nothing to forecast
+        make_result([[0.9], [0.9, 0.9], [0.9] * 3, [0.9] * 4], tasks=20, method="sgd"),
+    ]  # not forecast
     check = forecast_check(runs)
     h3, h5 = check.horizons
     assert (h3.k, h3.n, h3.n_right, h3.n_gone, check.n_left_out) == (3, 2, 1, 1, 1)
@@ -147,8 +154,9 @@ def test_plan_gives_the_largest_value_whose_forecast_interval_clears_the_budget(
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "blackout.cli", *args], check=False, capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "blackout.cli", *args], check=False, capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_plan_on_the_command_line_and_apply(tmp_path):
@@ -158,21 +166,46 @@ def test_plan_on_the_command_line_and_apply(tmp_path):
     assert out["knob"] == "lam" and 0 < out["value"] and out["config"]["method"]["lam"] == out["value"]
     assert out["config"]["data"]["tasks"] == 8 and out["probe_tasks"] == 3 and len(out["curve"]) == 8
     assert out["forecast"]["lo"] is None or out["forecast"]["lo"] > 8
-    p = cli("plan", "--preset", "digits", "--hidden", "16", "--iterations", "60", "--budget", "5", "--apply", "--quiet",
-            "--out", str(tmp_path / "planned"))
+    p = cli(
+        "plan",
+        "--preset",
+        "digits",
+        "--hidden",
+        "16",
+        "--iterations",
+        "60",
+        "--budget",
+        "5",
+        "--apply",
+        "--quiet",
+        "--out",
+        str(tmp_path / "planned"),
+    )
     assert p.returncode == 0, p.stderr
     res = json.loads((tmp_path / "planned" / "result.json").read_text())
     lam = res["config"]["method"]["lam"]
     assert res["config"]["data"]["tasks"] == 5 and lam > 0 and float(f"{lam:.3g}") == lam
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--budget", "3"), "--budget: expected more tasks than the probe's 3, got 3"),
-    (("--budget", "8", "--method", "si"), "method: the forecast is designed for ewc with the sgd optimizer, got si"),
-    (("--budget", "8", "--probe", "1"), "--probe: expected at least 2 tasks"),
-    (("--budget", "8", "--for", "gamma"), "argument --for: invalid choice: 'gamma'"),
-    (("--budget", "0",), "argument --budget: expected an integer >= 1, got '0'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--budget", "3"), "--budget: expected more tasks than the probe's 3, got 3"),
+        (
+            ("--budget", "8", "--method", "si"),
+            "method: the forecast is designed for ewc with the sgd optimizer, got si",
+        ),
+        (("--budget", "8", "--probe", "1"), "--probe: expected at least 2 tasks"),
+        (("--budget", "8", "--for", "gamma"), "argument --for: invalid choice: 'gamma'"),
+        (
+            (
+                "--budget",
+                "0",
+            ),
+            "argument --budget: expected an integer >= 1, got '0'",
+        ),
+    ],
+)
 def test_bad_plan_input_is_one_line_and_exit_2(args, message, capsys):
     assert main(["plan", "--preset", "digits", *args]) == 2
     out, err = capsys.readouterr()
@@ -182,23 +215,58 @@ def test_bad_plan_input_is_one_line_and_exit_2(args, message, capsys):
 def test_bad_plan_input_from_a_fresh_process():
     p = cli("plan", "--preset", "digits", "--budget", "8", "--method", "sgd")
     assert p.returncode == 2 and p.stdout == ""
-    assert p.stderr == "blackout: error: method: the forecast is designed for ewc with the sgd optimizer, got sgd with sgd\n"
+    assert (
+        p.stderr
+        == "blackout: error: method: the forecast is designed for ewc with the sgd optimizer, got sgd with sgd\n"
+    )
 
 
 def test_run_says_the_forecast_on_the_terminal(tmp_path, capsys):
-    p = cli("run", "--preset", "digits", "--hidden", "32", "--lam", "15", "--tasks", "5", "--iterations", "60",
-            "--out", str(tmp_path / "r"))
+    p = cli(
+        "run",
+        "--preset",
+        "digits",
+        "--hidden",
+        "32",
+        "--lam",
+        "15",
+        "--tasks",
+        "5",
+        "--iterations",
+        "60",
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert p.returncode == 0, p.stderr
     said = [line for line in p.stderr.splitlines() if line.startswith("blackout: forecast after task")]
     assert said and said[0].startswith("blackout: forecast after task 3: ")
-    table = p.stdout[p.stdout.index(" task      loss"):].splitlines()
+    table = p.stdout[p.stdout.index(" task      loss") :].splitlines()
     assert table[0].endswith("dead units  forecast") and table[1].endswith("  ")  # none made after task 1
     rows = (tmp_path / "r" / "diagnostics.csv").read_text().splitlines()
     third = dict(zip(rows[0].split(","), rows[3].split(",")))
     f = third["forecast"]
     assert (f"blackout expected at task {f} " in said[0]) or ("no blackout expected" in said[0] and int(f) == 6)
-    assert main(["run", "--preset", "digits", "--hidden", "8", "--method", "si", "--tasks", "2", "--iterations", "10",
-                 "--out", str(tmp_path / "si"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--preset",
+                "digits",
+                "--hidden",
+                "8",
+                "--method",
+                "si",
+                "--tasks",
+                "2",
+                "--iterations",
+                "10",
+                "--out",
+                str(tmp_path / "si"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert "no forecast of the blackout task for si: it is designed and scored for ewc only" in capsys.readouterr().err
 
 

@@ -22,23 +22,103 @@ from blackout.experiment.methods import registry
 from blackout.presets import RUN_PRESETS, STUDY_PRESETS
 from blackout.settings import Setting
 
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
-SETTINGS: dict[str, Setting] = {**{n: s for n, (_, s) in FIXED.items()}, **{n: s for n, (s, _) in method_settings().items()}}
+SETTINGS: dict[str, Setting] = {
+    **{n: s for n, (_, s) in FIXED.items()},
+    **{n: s for n, (s, _) in method_settings().items()},
+}
 OWNERS: dict[str, list[str]] = {n: owners for n, (_, owners) in method_settings().items()}
 METHODS = sorted(registry())
 NAMES = sorted(SETTINGS) + ["method"]
 
 NASTY = [
-    "", " ", "-", "--", ",", ";", ",,", ";;", "0", "-0", "+1", "-1", "1_0", "١٠", "٠٫١", "１", "²", "Ⅻ",
-    "nan", "NaN", "inf", "-inf", "1e999", "-1e999", "1e-999", "1e308", "0x10", "0o7", "1.", ".", ".5", "1e",
-    "5-2", "0-4", "1-1", "0-" + "9" * 30, "0-" + "9" * 5000, "1,2,3", "1;2;3", "8,16;", "8,16;32", "1,,2",
-    "true", "false", "yes", "off", "TRUE", "maybe", "sgd,ewc", "ewc;sgd", "digits,mnist",
-    str(10**30), str(-10**30), "1" * 4300, "1" * 5000, "9" * 400 + ".5", "a" * 5000,
-    "x\ny", "\n", "\r\n", "\t", "\u2028", "\x85", "\x7f", "\x1b[31m", "é", "日本", "🙂", "\ufeff1", "\u00a01",
-    "\udcff", "auto", "%s", "{}", "{0}", "\\", "'", '"', "[1]", "{a=1}",
+    "",
+    " ",
+    "-",
+    "--",
+    ",",
+    ";",
+    ",,",
+    ";;",
+    "0",
+    "-0",
+    "+1",
+    "-1",
+    "1_0",
+    "١٠",
+    "٠٫١",
+    "１",
+    "²",
+    "Ⅻ",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e999",
+    "-1e999",
+    "1e-999",
+    "1e308",
+    "0x10",
+    "0o7",
+    "1.",
+    ".",
+    ".5",
+    "1e",
+    "5-2",
+    "0-4",
+    "1-1",
+    "0-" + "9" * 30,
+    "0-" + "9" * 5000,
+    "1,2,3",
+    "1;2;3",
+    "8,16;",
+    "8,16;32",
+    "1,,2",
+    "true",
+    "false",
+    "yes",
+    "off",
+    "TRUE",
+    "maybe",
+    "sgd,ewc",
+    "ewc;sgd",
+    "digits,mnist",
+    str(10**30),
+    str(-(10**30)),
+    "1" * 4300,
+    "1" * 5000,
+    "9" * 400 + ".5",
+    "a" * 5000,
+    "x\ny",
+    "\n",
+    "\r\n",
+    "\t",
+    "\u2028",
+    "\x85",
+    "\x7f",
+    "\x1b[31m",
+    "é",
+    "日本",
+    "🙂",
+    "\ufeff1",
+    "\u00a01",
+    "\udcff",
+    "auto",
+    "%s",
+    "{}",
+    "{0}",
+    "\\",
+    "'",
+    '"',
+    "[1]",
+    "{a=1}",
 ]
 
 BREAKS = ["x\ny", "\n", "ewc\n", "sgd\r", "a\r\nb", "\u2028", "\x85", "\x0b"]  # each would split a message
@@ -65,6 +145,7 @@ def assert_contract(argv: list[str]) -> int:
 
 # -- values -----------------------------------------------------------------------------------------
 
+
 def text_value() -> st.SearchStrategy[str]:
     """Hostile command-line text (argv cannot hold NUL)."""
     return st.one_of(
@@ -72,7 +153,7 @@ def text_value() -> st.SearchStrategy[str]:
         st.sampled_from(BREAKS),
         st.text(st.characters(blacklist_characters="\x00"), max_size=20),
         st.text(string.digits + ",;-.eE+_ ", max_size=5),
-        st.integers(-10**30, 10**30).map(str),
+        st.integers(-(10**30), 10**30).map(str),
         st.floats(allow_nan=True, allow_infinity=True).map(repr),
     )
 
@@ -170,13 +251,17 @@ def sweep_flags(draw) -> list[str]:
     if draw(st.booleans()):
         argv += flag("seeds", draw(st.one_of(axis_text("seed"), text_value())), draw(st.booleans()))
     if draw(st.booleans()):
-        jobs = st.integers(1, 4).map(str) if draw(st.integers(0, 3)) else st.one_of(
-            st.integers(-3, 0).map(str), text_value(), st.just("9" * 5000))
+        jobs = (
+            st.integers(1, 4).map(str)
+            if draw(st.integers(0, 3))
+            else st.one_of(st.integers(-3, 0).map(str), text_value(), st.just("9" * 5000))
+        )
         argv += flag("jobs", draw(jobs), draw(st.booleans()))
     return argv
 
 
 # -- TOML -------------------------------------------------------------------------------------------
+
 
 def toml_string(s: str) -> str:
     """A TOML basic string of any text, so generated documents are valid unless meant not to be."""
@@ -222,12 +307,19 @@ def toml_doc(doc: dict, arrays: dict[str, list[dict]] | None = None) -> str:
 
 
 scalars = st.one_of(
-    st.booleans(), st.integers(-2**70, 2**70), st.just(10**400), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(st.characters(blacklist_categories=["Cs"]), max_size=12), st.sampled_from(NASTY), st.sampled_from(BREAKS),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.just(10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(st.characters(blacklist_categories=["Cs"]), max_size=12),
+    st.sampled_from(NASTY),
+    st.sampled_from(BREAKS),
 )
-junk = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                      st.dictionaries(st.text(max_size=5), inner, max_size=2)),
-                    max_leaves=6)
+junk = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=2)),
+    max_leaves=6,
+)
 
 
 @st.composite
@@ -276,8 +368,14 @@ def grid_table(draw) -> dict:
     table = {}
     for k in keys:
         value = toml_setting_value(k)
-        table[k] = draw(st.one_of(st.lists(value, min_size=1, max_size=3), st.lists(value, max_size=3), value,
-                                  axis_text("seed") if k == "seed" else value))
+        table[k] = draw(
+            st.one_of(
+                st.lists(value, min_size=1, max_size=3),
+                st.lists(value, max_size=3),
+                value,
+                axis_text("seed") if k == "seed" else value,
+            )
+        )
     return table
 
 
@@ -289,18 +387,29 @@ def sweep_toml(draw) -> bytes:
     odd = draw(st.integers(0, 3)) == 1
     name = st.text(string.ascii_letters + "-_", min_size=1, max_size=10)
     if draw(st.booleans()):
-        doc["study"] = draw(st.one_of(st.text(max_size=10), scalars, st.dictionaries(st.text(max_size=3), scalars, max_size=2))
-                            if odd and draw(st.booleans()) else name)
+        doc["study"] = draw(
+            st.one_of(st.text(max_size=10), scalars, st.dictionaries(st.text(max_size=3), scalars, max_size=2))
+            if odd and draw(st.booleans())
+            else name
+        )
     if draw(st.booleans()):
-        doc["preset"] = draw(st.one_of(st.sampled_from(sorted(STUDY_PRESETS)), st.text(max_size=8), scalars)
-                             if odd and draw(st.booleans()) else st.sampled_from(sorted(RUN_PRESETS)))
+        doc["preset"] = draw(
+            st.one_of(st.sampled_from(sorted(STUDY_PRESETS)), st.text(max_size=8), scalars)
+            if odd and draw(st.booleans())
+            else st.sampled_from(sorted(RUN_PRESETS))
+        )
     if draw(st.booleans()):
-        doc["base"] = draw(scalars if odd and draw(st.booleans()) else
-                           st.one_of(settings_table(), settings_table().map(lambda t: {"data": t})))
+        doc["base"] = draw(
+            scalars
+            if odd and draw(st.booleans())
+            else st.one_of(settings_table(), settings_table().map(lambda t: {"data": t}))
+        )
     if odd and draw(st.booleans()):
         doc[draw(st.sampled_from(["extra", "Grid", "x\ny"]))] = draw(scalars)
     arrays = None
-    shape = draw(st.sampled_from(["string", "numbers", "empty"] if odd and draw(st.booleans()) else ["none", "table", "tables"]))
+    shape = draw(
+        st.sampled_from(["string", "numbers", "empty"] if odd and draw(st.booleans()) else ["none", "table", "tables"])
+    )
     if shape == "table":
         doc["grid"] = draw(grid_table())
     elif shape == "tables":
@@ -322,14 +431,21 @@ def mangled(draw, doc: st.SearchStrategy[bytes]) -> bytes:
         return draw(doc)[: draw(st.integers(0, 200))]
     if kind == 6:
         text, bad = draw(doc), draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00", b"\xef\xbb\xbf"]))
-        return text[: len(text) // 2] + bad + text[len(text) // 2:]
+        return text[: len(text) // 2] + bad + text[len(text) // 2 :]
     if kind == 8:
-        return draw(st.one_of(st.binary(max_size=60), st.sampled_from(
-            [b"", b"[", b"[[grid]", b"a = ", b'a = "', b"= 1", b"[data]\n[data]\n", b"x = 1" + b"1" * 5000])))
+        return draw(
+            st.one_of(
+                st.binary(max_size=60),
+                st.sampled_from(
+                    [b"", b"[", b"[[grid]", b"a = ", b'a = "', b"= 1", b"[data]\n[data]\n", b"x = 1" + b"1" * 5000]
+                ),
+            )
+        )
     return draw(doc)
 
 
 # -- the properties --------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
@@ -416,7 +532,7 @@ NASTIEST = [
     (["run", "--check", "--config", "{dir}/c.toml"], "tasks = 1e300"),
     (["run", "--check", "--config", "{dir}/c.toml"], '[data]\n"x\\ny" = 1'),
     (["sweep", "s", "--check", "--spec", "{dir}/c.toml"], '[grid]\nmethod = ["sgd\\nx", "ewc"]'),
-    (["sweep", "s", "--check", "--spec", "{dir}/c.toml"], '[grid]\nlam = [1' + "0" * 400 + "]"),
+    (["sweep", "s", "--check", "--spec", "{dir}/c.toml"], "[grid]\nlam = [1" + "0" * 400 + "]"),
     (["sweep", "s", "--check", "--spec", "{dir}/c.toml"], '[grid]\nseed = "0-' + "9" * 40 + '"'),
 ]
 
@@ -453,10 +569,17 @@ def test_nesting_grown_until_the_reader_gives_up_is_always_one_line(workdir, sha
     for depth in (4**k for k in range(7)):
         path = workdir / "deep.toml"
         path.write_text(text(depth))
-        for argv in (["run", "--check", "--config", str(path)], ["sweep", str(workdir / "study"), "--check", "--spec", str(path)]):
+        for argv in (
+            ["run", "--check", "--config", str(path)],
+            ["sweep", str(workdir / "study"), "--check", "--spec", str(path)],
+        ):
             code, _, err = call(argv)
             assert code == 2 or code == 0 and depth == 1, (shape, depth, argv, err[-300:])
-            assert code == 0 or err.startswith("blackout: error:") and len(err.splitlines()) == 1, (shape, depth, err[-300:])
+            assert code == 0 or err.startswith("blackout: error:") and len(err.splitlines()) == 1, (
+                shape,
+                depth,
+                err[-300:],
+            )
             assert len(err) < 1000, (shape, depth, len(err))
             too_deep.append("nested too deeply for the TOML reader" in err)
     assert any(too_deep) == recursive

@@ -28,8 +28,13 @@ EDGE = dict(tasks=8, hidden=(24,), iterations=120, lr=0.2, lam=40.0)
 
 @pytest.fixture(scope="module")
 def configs():
-    return [small(**EDGE, seed=0), small(**EDGE, seed=1), small(**{**EDGE, "lam": 5.0}, seed=2),
-            small(**{**EDGE, "lr": 0.1}, seed=3), small(**EDGE, seed=4)]
+    return [
+        small(**EDGE, seed=0),
+        small(**EDGE, seed=1),
+        small(**{**EDGE, "lam": 5.0}, seed=2),
+        small(**{**EDGE, "lr": 0.1}, seed=3),
+        small(**EDGE, seed=4),
+    ]
 
 
 def test_a_run_gives_the_same_numbers_alone_and_in_groups_of_three_and_five(configs):
@@ -68,15 +73,22 @@ def test_only_compatible_runs_share_a_model():
     assert group_key(small(method="online-ewc", gamma=0.9)) == group_key(small(method="online-ewc", gamma=0.5))
     assert group_key(small(method="ewc", fisher_samples=10)) != group_key(base)  # a sample count shapes the work
     assert alone_reason(small(arch="cnn", channels=(4,))) == "arch cnn trains alone"
-    assert alone_reason(small(method="lwf", stream="split", multi_head=True)) == "method lwf does not batch" or \
-        alone_reason(small(method="lwf", stream="split", multi_head=True)).startswith("split")
+    assert alone_reason(
+        small(method="lwf", stream="split", multi_head=True)
+    ) == "method lwf does not batch" or alone_reason(small(method="lwf", stream="split", multi_head=True)).startswith(
+        "split"
+    )
     assert alone_reason(small(stream="split")).startswith("split streams")
     with pytest.raises(ValueError, match="one common, non-None group_key"):
         run_group([small(), small(hidden=(16,))])
 
 
 def test_units_group_by_key_keep_every_job_busy_and_put_the_largest_first():
-    configs = [small(seed=s) for s in range(5)] + [small(seed=s, hidden=(200,)) for s in range(2)] + [small(arch="cnn", channels=(4,))]
+    configs = (
+        [small(seed=s) for s in range(5)]
+        + [small(seed=s, hidden=(200,)) for s in range(2)]
+        + [small(arch="cnn", channels=(4,))]
+    )
     plan, alone = units(configs, jobs=2)
     sizes = [len(u) for u in plan]
     # at least two units per job: the costliest group (2 wide runs) halved; the 5 narrow runs stay one stack

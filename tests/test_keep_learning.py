@@ -29,7 +29,9 @@ def test_l2_init_pulls_toward_the_initial_weights_from_the_first_step():
         update(net, m, opt, x, y, streams.task(0))
     ref = torch.optim.SGD(model.parameters(), lr=0.1)
     for x, y in batches:
-        loss = F.cross_entropy(model(x[0]), y[0]) + 0.05 * sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), theta0))
+        loss = F.cross_entropy(model(x[0]), y[0]) + 0.05 * sum(
+            ((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), theta0)
+        )
         ref.zero_grad()
         loss.backward()
         ref.step()
@@ -77,13 +79,13 @@ def test_cbp_utility_and_replacement_by_hand():
         if age > 2 and replaced_at is None:  # 6 mature units x 0.2 = 1.2: one unit replaced now
             assert int(changed.sum()) == 1
             i = int(changed.nonzero())
-            corrected = util / (1 - 0.9 ** age)
+            corrected = util / (1 - 0.9**age)
             assert corrected[i] == corrected.min()  # a least useful unit (ties: any of them)
             assert torch.all(net.weights[1][0][:, i] == 0) and net.biases[0][0, i] == 0
             assert net.weights[0][0][i].abs().max() <= 1 / np.sqrt(64)
             # the output loses the unit's own contribution and gains its mean one
             out_after = net(x)[0].detach()
-            want = out_before - h[:, i : i + 1] * w_out[:, i] + mean[i] / (1 - 0.9 ** age) * w_out[:, i]
+            want = out_before - h[:, i : i + 1] * w_out[:, i] + mean[i] / (1 - 0.9**age) * w_out[:, i]
             torch.testing.assert_close(out_after, want, rtol=1e-5, atol=1e-5)
             replaced_at, util[i], mean[i] = step, 0.0, 0.0
         else:
@@ -152,7 +154,9 @@ def test_plasticity_measures_against_numpy():
     p = s / s.sum()
     p = p[p > 0]
     assert got["effective_rank"] == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-6)
-    assert got["weight_norm"] == pytest.approx([float(np.linalg.norm(w[0].detach().numpy())) for w in net.weights], rel=1e-6)
+    assert got["weight_norm"] == pytest.approx(
+        [float(np.linalg.norm(w[0].detach().numpy())) for w in net.weights], rel=1e-6
+    )
     tanh = StackedMLP((8, 6, 3), "tanh", seeds=[0])
     with torch.no_grad():
         tanh.weights[0][0, 0] = 0.0  # one unit held at its upper bound for every input
@@ -171,8 +175,29 @@ def test_the_keep_learning_preset_runs_every_setting_and_resumes_after_an_interr
     import time
 
     study = tmp_path / "kl"
-    cmd = [sys.executable, "-m", "blackout", "sweep", str(study), "--preset", "keep-learning", "--dataset", "digits",
-           "--tasks", "2", "--iterations", "30", "--hidden", "16", "--seeds", "0", "--jobs", "2", "--sharpness", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "blackout",
+        "sweep",
+        str(study),
+        "--preset",
+        "keep-learning",
+        "--dataset",
+        "digits",
+        "--tasks",
+        "2",
+        "--iterations",
+        "30",
+        "--hidden",
+        "16",
+        "--seeds",
+        "0",
+        "--jobs",
+        "2",
+        "--sharpness",
+        "0",
+    ]
     check = subprocess.run([*cmd, "--check"], capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr
     total = int(check.stdout.split()[0])
@@ -200,5 +225,24 @@ def test_the_keep_learning_preset_runs_every_setting_and_resumes_after_an_interr
     with sqlite3.connect(db) as c:
         methods = {m for (m,) in c.execute("SELECT DISTINCT json_extract(config, '$.method.method') FROM runs")}
         gated = c.execute("SELECT count(*) FROM runs WHERE json_extract(config, '$.model.gating') > 0").fetchone()[0]
-    assert methods == {"sgd", "l2", "ewc", "online-ewc", "ewc-l1", "ewc-prox", "si", "mas", "replay", "agem",
-                       "online-ewc-prox", "ewc-capped", "l2-init", "shrink-perturb", "cbp"} and gated == 3
+    assert (
+        methods
+        == {
+            "sgd",
+            "l2",
+            "ewc",
+            "online-ewc",
+            "ewc-l1",
+            "ewc-prox",
+            "si",
+            "mas",
+            "replay",
+            "agem",
+            "online-ewc-prox",
+            "ewc-capped",
+            "l2-init",
+            "shrink-perturb",
+            "cbp",
+        }
+        and gated == 3
+    )

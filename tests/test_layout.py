@@ -35,8 +35,12 @@ def _imports(top_level_only: bool) -> dict[str, set[str]]:
                 if base.startswith("blackout"):
                     for alias in node.names:  # "from . import metrics" imports a module
                         full = f"{base}.{alias.name}"
-                        out.add(full if (SRC.parent / full.replace(".", "/")).with_suffix(".py").exists()
-                                or (SRC.parent / full.replace(".", "/")).is_dir() else base)
+                        out.add(
+                            full
+                            if (SRC.parent / full.replace(".", "/")).with_suffix(".py").exists()
+                            or (SRC.parent / full.replace(".", "/")).is_dir()
+                            else base
+                        )
             elif isinstance(node, ast.Import):
                 out |= {a.name for a in node.names if a.name.startswith("blackout")}
         graph[name] = out - {name}
@@ -66,7 +70,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(n)
         for m in sorted(graph.get(n, ())):
             if state.get(m) == 1:
-                return stack[stack.index(m):] + [m]
+                return stack[stack.index(m) :] + [m]
             if m not in state and (found := visit(m)):
                 return found
         state[n] = 2
@@ -99,9 +103,11 @@ def test_the_run_level_does_not_import_the_study_level_or_the_command_line():
 
 
 def test_the_command_line_starts_without_torch_or_the_study_libraries():
-    code = ("import sys; import blackout.cli as c; p = c.parser(['--help']);"
-            "heavy = [m for m in ('torch', 'matplotlib', 'scipy', 'sqlite3', 'ray', 'pandas', 'sklearn') if m in sys.modules];"
-            "print(','.join(heavy))")
+    code = (
+        "import sys; import blackout.cli as c; p = c.parser(['--help']);"
+        "heavy = [m for m in ('torch', 'matplotlib', 'scipy', 'sqlite3', 'ray', 'pandas', 'sklearn') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
 

@@ -59,7 +59,9 @@ def test_ewc_penalty_and_stability_match_the_formula():
         fishers.append([f.double().numpy() for f in fisher_diag_loop(member_module(net), x[0], labels)])
     jiggle(net, seed=10)
     theta = _np(net.params())
-    expect = sum(0.5 * 7.0 * (f * (p - th) ** 2).sum() for fs, ths in zip(fishers, anchors) for p, f, th in zip(theta, fs, ths))
+    expect = sum(
+        0.5 * 7.0 * (f * (p - th) ** 2).sum() for fs, ths in zip(fishers, anchors) for p, f, th in zip(theta, fs, ths)
+    )
     assert ewc.penalty_value(net)[0] == pytest.approx(expect, rel=1e-4)
     top = max(sum(f[i] for f in fishers).max() for i in range(len(theta)))
     assert ewc.stability()[0] == pytest.approx(0.1 * 7.0 * top, rel=1e-4)
@@ -169,8 +171,14 @@ def test_si_importance_is_the_hand_integrated_path():
             before = [p.detach().numpy().astype(np.float64) for p in model.parameters()]
             task_loss = F.cross_entropy(model(x[0]), y[0])
             g_task = [g.numpy().astype(np.float64) for g in torch.autograd.grad(task_loss, list(model.parameters()))]
-            pen = sum((torch.from_numpy(a).float() * (p - u) ** 2).sum()
-                      for a, p, u in zip(expected_A, model.parameters(), anchor)) if t else 0.0
+            pen = (
+                sum(
+                    (torch.from_numpy(a).float() * (p - u) ** 2).sum()
+                    for a, p, u in zip(expected_A, model.parameters(), anchor)
+                )
+                if t
+                else 0.0
+            )
             ref_opt.zero_grad()
             (F.cross_entropy(model(x[0]), y[0]) + 2.0 * 0.5 * pen).backward()
             ref_opt.step()
@@ -284,7 +292,9 @@ def test_agem_projects_each_member_s_gradient():
             s = streams.members[m]
             xm, ym = s.batch(s.tasks[0], "train", agem.memories[m].row[pick])
             model = member_module(net, m)
-            r = torch.cat([q.reshape(-1) for q in torch.autograd.grad(F.cross_entropy(model(xm), ym), list(model.parameters()))])
+            r = torch.cat(
+                [q.reshape(-1) for q in torch.autograd.grad(F.cross_entropy(model(xm), ym), list(model.parameters()))]
+            )
             g = torch.cat([q[m].reshape(-1) for q in before])
             got = torch.cat([q[m].reshape(-1) for q in grads])
             dot = torch.dot(g, r)
@@ -299,7 +309,7 @@ def test_agem_projection_leaves_agreeing_gradients_alone():
     g, r = torch.tensor([[1.0, -2.0, 0.5], [1.0, 2.0, 0.0]]), torch.tensor([[0.0, 1.0, 1.0], [0.0, 1.0, 1.0]])
     grads = [g.clone()]
     project_(grads, [r])
-    dot = (1 * 0 + -2 * 1 + 0.5 * 1)
+    dot = 1 * 0 + -2 * 1 + 0.5 * 1
     np.testing.assert_allclose(grads[0][0].numpy(), (g[0] - dot / 2.0 * r[0]).numpy(), rtol=1e-6)
     assert torch.equal(grads[0][1], g[1])  # no interference, no change
 
@@ -318,18 +328,21 @@ def test_lwf_distillation_and_its_stream_check():
     assert main(["run", "--method", "lwf", "--stream", "split"]) == 2
 
 
-@pytest.mark.parametrize("settings,field", [
-    ({"method": "si", "xi": 0.0}, "xi"),
-    ({"method": "replay", "memory": 0}, "memory"),
-    ({"method": "agem", "memory": -5}, "memory"),
-    ({"method": "replay", "stream": "split", "multi_head": True}, "method"),
-    ({"method": "lwf", "stream": "split", "multi_head": True, "temperature": 0.0}, "temperature"),
-    ({"method": "mas", "fisher_samples": 0}, "fisher_samples"),
-    ({"method": "ewc-capped", "cap": 2.0}, "cap"),
-    ({"method": "shrink-perturb", "shrink": 0.0}, "shrink"),
-    ({"method": "cbp", "arch": "cnn"}, "method"),
-    ({"method": "ewc", "gating": 0.5, "arch": "cnn"}, "gating"),
-])
+@pytest.mark.parametrize(
+    "settings,field",
+    [
+        ({"method": "si", "xi": 0.0}, "xi"),
+        ({"method": "replay", "memory": 0}, "memory"),
+        ({"method": "agem", "memory": -5}, "memory"),
+        ({"method": "replay", "stream": "split", "multi_head": True}, "method"),
+        ({"method": "lwf", "stream": "split", "multi_head": True, "temperature": 0.0}, "temperature"),
+        ({"method": "mas", "fisher_samples": 0}, "fisher_samples"),
+        ({"method": "ewc-capped", "cap": 2.0}, "cap"),
+        ({"method": "shrink-perturb", "shrink": 0.0}, "shrink"),
+        ({"method": "cbp", "arch": "cnn"}, "method"),
+        ({"method": "ewc", "gating": 0.5, "arch": "cnn"}, "gating"),
+    ],
+)
 def test_bad_settings_name_the_field(settings, field):
     with pytest.raises(ConfigError, match=rf"^{field}: "):
         small(**settings)
@@ -343,18 +356,21 @@ def sgd_task1():
     return run(small(method="sgd", **COMMON)).acc[-1, 0]
 
 
-@pytest.mark.parametrize("method,kw,margin", [
-    ("ewc", {"lam": 15.0}, 0.25),
-    ("online-ewc", {"lam": 40.0}, 0.25),
-    ("l2", {"lam": 0.5}, 0.25),
-    ("ewc-l1", {"lam": 5.0}, 0.3),
-    ("ewc-l1", {"lam": 5.0, "prox": True}, 0.3),
-    ("ewc-prox", {"lam": 15.0}, 0.25),
-    ("si", {"lam": 20.0}, 0.25),
-    ("mas", {"lam": 1.0}, 0.3),
-    ("replay", {"memory": 200}, 0.3),
-    ("agem", {"memory": 200}, 0.12),
-])
+@pytest.mark.parametrize(
+    "method,kw,margin",
+    [
+        ("ewc", {"lam": 15.0}, 0.25),
+        ("online-ewc", {"lam": 40.0}, 0.25),
+        ("l2", {"lam": 0.5}, 0.25),
+        ("ewc-l1", {"lam": 5.0}, 0.3),
+        ("ewc-l1", {"lam": 5.0, "prox": True}, 0.3),
+        ("ewc-prox", {"lam": 15.0}, 0.25),
+        ("si", {"lam": 20.0}, 0.25),
+        ("mas", {"lam": 1.0}, 0.3),
+        ("replay", {"memory": 200}, 0.3),
+        ("agem", {"memory": 200}, 0.12),
+    ],
+)
 def test_method_forgets_task_one_less_than_sgd(method, kw, margin, sgd_task1):
     """Permuted digits, 4 tasks: task 1's accuracy after task 4 beats plain fine-tuning by ``margin``
     (measured values in the findings' method section; every setting here has stability < 2)."""
@@ -367,8 +383,16 @@ def test_method_forgets_task_one_less_than_sgd(method, kw, margin, sgd_task1):
 def test_lwf_keeps_old_heads_better_than_sgd():
     """Multi-head split digits, 5 tasks. At lam=3 and lr=0.3 the summed distillation terms make the step
     unstable and the old heads collapse to chance instead."""
-    c = dict(stream="split", multi_head=True, tasks=5, hidden=(32,), iterations=300, lr=0.3,
-             activation="tanh", stop_on_blackout=False)
+    c = dict(
+        stream="split",
+        multi_head=True,
+        tasks=5,
+        hidden=(32,),
+        iterations=300,
+        lr=0.3,
+        activation="tanh",
+        stop_on_blackout=False,
+    )
     sgd = run(small(method="sgd", **c)).acc[-1]
     lwf = run(small(method="lwf", lam=1.0, **c)).acc[-1]
     assert lwf[0] > sgd[0], (lwf, sgd)

@@ -8,11 +8,13 @@ import pytest
 from blackout.experiment import metrics
 
 N = np.nan
-R = np.array([
-    [0.9, 0.2, 0.1],
-    [0.6, 0.8, 0.3],
-    [0.5, 0.7, 0.95],
-])
+R = np.array(
+    [
+        [0.9, 0.2, 0.1],
+        [0.6, 0.8, 0.3],
+        [0.5, 0.7, 0.95],
+    ]
+)
 BASE = np.array([0.1, 0.15, 0.05])
 
 
@@ -32,11 +34,13 @@ def test_forward_transfer_uses_the_entry_above_the_diagonal():
 
 
 def test_forgetting_uses_the_best_earlier_accuracy():
-    R2 = np.array([
-        [0.5, N, N],
-        [0.8, 0.9, N],  # task 1 improves after task 2: its best is 0.8, not 0.5
-        [0.4, 0.6, 0.9],
-    ])
+    R2 = np.array(
+        [
+            [0.5, N, N],
+            [0.8, 0.9, N],  # task 1 improves after task 2: its best is 0.8, not 0.5
+            [0.4, 0.6, 0.9],
+        ]
+    )
     assert metrics.forgetting(R2) == pytest.approx(((0.8 - 0.4) + (0.9 - 0.6)) / 2)
 
 

@@ -45,8 +45,9 @@ def cli(tmp_path: Path):
             env["FAKE_BLACKOUT_VERSION"] = version
         if numerics is not None:
             env["FAKE_NUMERICS_VERSION"] = str(numerics)
-        return subprocess.run([sys.executable, "-m", "blackout.cli", *args], capture_output=True, text=True,
-                              timeout=300, env=env)
+        return subprocess.run(
+            [sys.executable, "-m", "blackout.cli", *args], capture_output=True, text=True, timeout=300, env=env
+        )
 
     return run
 
@@ -69,21 +70,26 @@ def test_a_new_package_version_keeps_every_stored_run_and_a_new_numerics_version
     again = cli("sweep", study, *GRID, numerics=raised)
     assert again.returncode == 0, again.stderr
     assert "2 runs · 0 already done · 2 ran" in again.stdout
-    assert (f"2 of these runs were stored by numerics version {NUMERICS_VERSION}, whose results are not "
-            f"comparable with this blackout's (version {raised}): trained again") in again.stdout
+    assert (
+        f"2 of these runs were stored by numerics version {NUMERICS_VERSION}, whose results are not "
+        f"comparable with this blackout's (version {raised}): trained again"
+    ) in again.stdout
 
     # the store now holds both: the newer runs are analysed, the older ones named and left out
     out = cli("analyze", study, "--bootstrap", "10", numerics=raised)
     assert out.returncode == 0, out.stderr
-    assert (f"note: 2 runs from numerics version {NUMERICS_VERSION} left out: not comparable with the 2 runs "
-            f"of version {raised}") in out.stdout
+    assert (
+        f"note: 2 runs from numerics version {NUMERICS_VERSION} left out: not comparable with the 2 runs "
+        f"of version {raised}"
+    ) in out.stdout
 
     # read by this blackout (as the report reads it), those newer runs are named as such
     from blackout.api import Study
 
     notes = Study(study).results().notes()
-    assert notes[0].startswith(f"2 runs from numerics version {raised} (this blackout computes version "
-                               f"{NUMERICS_VERSION};")
+    assert notes[0].startswith(
+        f"2 runs from numerics version {raised} (this blackout computes version {NUMERICS_VERSION};"
+    )
     assert notes[1].startswith(f"2 runs from numerics version {NUMERICS_VERSION} left out")
 
 
@@ -94,8 +100,9 @@ def test_a_result_set_keeps_one_numerics_version():
         r.numerics = 0
     rs = ResultSet(old + new)
     assert rs.runs == new and rs.numerics == NUMERICS_VERSION and rs.left_out == {0: 3}
-    assert rs.notes() == [f"3 runs from numerics version 0 left out: not comparable with the 2 runs of version "
-                          f"{NUMERICS_VERSION}"]
+    assert rs.notes() == [
+        f"3 runs from numerics version 0 left out: not comparable with the 2 runs of version {NUMERICS_VERSION}"
+    ]
     only_old = ResultSet(old)
     assert only_old.runs == old and only_old.left_out == {}
     assert only_old.notes()[0].startswith("3 runs from numerics version 0 (this blackout computes version")

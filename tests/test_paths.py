@@ -42,38 +42,58 @@ SWEEP = ["--dataset", "digits", "--tasks", "1", "--iterations", "5", "--hidden",
 
 # -- reading leaves nothing behind -------------------------------------------------------------------
 
+
 def test_reading_a_study_leaves_its_folder_as_it_was(study, tmp_path):
     before = listing(study)
     assert sorted(before) == ["results.sqlite", "sweep.json"]  # a store at rest has no -wal or -shm
     p = blackout("analyze", study)
     assert p.returncode == 0, p.stderr
     assert listing(study) == before
-    done = run_commands(["analyze", study, "--json", "--methods"], ["report", study, "--out", tmp_path / "r.html"],
-                        ["export", study, "--out", tmp_path / "r.csv"],
-                        ["export", study, "--format", "parquet", "--out", tmp_path / "r.parquet"],
-                        ["export", study, "--format", "jsonl", "--out", tmp_path / "r.jsonl.gz"])
+    done = run_commands(
+        ["analyze", study, "--json", "--methods"],
+        ["report", study, "--out", tmp_path / "r.html"],
+        ["export", study, "--out", tmp_path / "r.csv"],
+        ["export", study, "--format", "parquet", "--out", tmp_path / "r.parquet"],
+        ["export", study, "--format", "jsonl", "--out", tmp_path / "r.jsonl.gz"],
+    )
     assert [code for code, _ in done] == [0] * 5, done
     assert listing(study) == before
 
 
 # -- paths of the wrong kind -------------------------------------------------------------------------
 
+
 def test_a_regular_file_is_not_a_study_folder(tmp_path):
     f = tmp_path / "notes.txt"
     f.write_text("mine\n")
-    done = run_commands(["sweep", f, *SWEEP], ["demo", "--out", f], ["analyze", f],
-                        ["sweep", tmp_path / "notes.txt" / "sub", *SWEEP])
-    for result, message in zip(done, ("is a file, expected a", "is a file, expected a",
-                                      "is a file, expected a study folder or a results archive",
-                                      "is a file, expected a folder")):
+    done = run_commands(
+        ["sweep", f, *SWEEP], ["demo", "--out", f], ["analyze", f], ["sweep", tmp_path / "notes.txt" / "sub", *SWEEP]
+    )
+    for result, message in zip(
+        done,
+        (
+            "is a file, expected a",
+            "is a file, expected a",
+            "is a file, expected a study folder or a results archive",
+            "is a file, expected a folder",
+        ),
+    ):
         refused(result, f"{f}: {message}")
     assert f.read_text() == "mine\n" and sorted(os.listdir(tmp_path)) == ["notes.txt"]
 
 
 def test_an_empty_path_is_refused_and_nothing_is_written_here(tmp_path, study):
-    done = run_commands(["sweep", "", *SWEEP], ["demo", "--out", ""], ["run", "--tasks", "1", "--out", ""],
-                        ["export", study, "--out", ""], ["report", study, "--out", ""], cwd=tmp_path)
-    for result, message in zip(done, ["argument study: expected a path, got ''"] + ["--out: expected a path, got ''"] * 4):
+    done = run_commands(
+        ["sweep", "", *SWEEP],
+        ["demo", "--out", ""],
+        ["run", "--tasks", "1", "--out", ""],
+        ["export", study, "--out", ""],
+        ["report", study, "--out", ""],
+        cwd=tmp_path,
+    )
+    for result, message in zip(
+        done, ["argument study: expected a path, got ''"] + ["--out: expected a path, got ''"] * 4
+    ):
         refused(result, message)
     assert os.listdir(tmp_path) == []
 
@@ -84,7 +104,9 @@ def test_a_report_keeps_off_a_figures_folder_that_is_a_file_and_figures_it_did_n
     (tmp_path / "q-figures").mkdir()
     theirs = tmp_path / "q-figures" / "capacity.png"
     theirs.write_bytes(b"\x89PNG\r\n\x1a\n someone else's plot")
-    done = run_commands(["report", study, "--out", tmp_path / "r.html"], ["report", study, "--out", tmp_path / "q.html"])
+    done = run_commands(
+        ["report", study, "--out", tmp_path / "r.html"], ["report", study, "--out", tmp_path / "q.html"]
+    )
     refused(done[0], f"{blocked}: is a file, expected a folder")
     refused(done[1], f"{theirs}: exists and was not written by blackout; refusing to replace it")
     assert blocked.read_text() == "mine\n" and theirs.read_bytes() == b"\x89PNG\r\n\x1a\n someone else's plot"
@@ -100,15 +122,19 @@ def test_fifos_are_refused_without_being_opened(study, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     os.mkfifo(run_dir / "accuracy.csv")
-    cases = ((["run", "--config", fifo, "--check"], f"{fifo}: is a FIFO (named pipe), expected a TOML file"),
-             (["sweep", tmp_path / "x", "--spec", fifo, "--check"], f"{fifo}: is a FIFO"),
-             (["analyze", st], f"{st / 'results.sqlite'}: is a FIFO"),
-             (["sweep", st, *SWEEP], f"{st / 'results.sqlite'}: is a FIFO"),
-             (["analyze", fifo], f"{fifo}: is a FIFO"),
-             (["export", study, "--out", fifo], f"--out {fifo}: is a FIFO"),
-             (["report", study, "--out", fifo], f"--out {fifo}: is a FIFO"),
-             (["run", "--dataset", "digits", "--tasks", "1", "--out", run_dir],
-              f"{run_dir / 'accuracy.csv'}: is a FIFO (named pipe), expected a regular file"))
+    cases = (
+        (["run", "--config", fifo, "--check"], f"{fifo}: is a FIFO (named pipe), expected a TOML file"),
+        (["sweep", tmp_path / "x", "--spec", fifo, "--check"], f"{fifo}: is a FIFO"),
+        (["analyze", st], f"{st / 'results.sqlite'}: is a FIFO"),
+        (["sweep", st, *SWEEP], f"{st / 'results.sqlite'}: is a FIFO"),
+        (["analyze", fifo], f"{fifo}: is a FIFO"),
+        (["export", study, "--out", fifo], f"--out {fifo}: is a FIFO"),
+        (["report", study, "--out", fifo], f"--out {fifo}: is a FIFO"),
+        (
+            ["run", "--dataset", "digits", "--tasks", "1", "--out", run_dir],
+            f"{run_dir / 'accuracy.csv'}: is a FIFO (named pipe), expected a regular file",
+        ),
+    )
     for result, (_, message) in zip(run_commands(*(argv for argv, _ in cases)), cases):
         refused(result, message)
     for p in (fifo, st / "results.sqlite", run_dir / "accuracy.csv"):
@@ -140,14 +166,19 @@ def test_a_character_device_is_never_replaced(study, tmp_path):
 
 # -- outputs never replace files blackout did not write ----------------------------------------------
 
+
 def test_run_refuses_a_folder_holding_another_programs_results(tmp_path):
-    foreign = {"result.json": '{"accuracy": 0.93, "version": "2.1"}\n', "accuracy.csv": "after_task,score\n1,0.9\n",
-               "diagnostics.csv": "task,owner,due\n1,me,today\n"}
+    foreign = {
+        "result.json": '{"accuracy": 0.93, "version": "2.1"}\n',
+        "accuracy.csv": "after_task,score\n1,0.9\n",
+        "diagnostics.csv": "task,owner,due\n1,me,today\n",
+    }
     for name, text in foreign.items():
         (tmp_path / name.split(".")[0]).mkdir()
         (tmp_path / name.split(".")[0] / name).write_text(text)
-    done = run_commands(*(["run", "--dataset", "digits", "--tasks", "1", "--out", tmp_path / n.split(".")[0]]
-                          for n in foreign))
+    done = run_commands(
+        *(["run", "--dataset", "digits", "--tasks", "1", "--out", tmp_path / n.split(".")[0]] for n in foreign)
+    )
     for result, (name, text) in zip(done, foreign.items()):
         d = tmp_path / name.split(".")[0]
         refused(result, f"{d / name}: exists and was not written by blackout; refusing to replace it")
@@ -184,21 +215,27 @@ def test_exports_and_reports_replace_only_their_own_kind(study, tmp_path):
     _foreign_parquet(tmp_path / "a.parquet")
     foreign["a.parquet"] = (tmp_path / "a.parquet").read_bytes()
     fmt = {"a.csv": "csv", "a.jsonl.gz": "jsonl", "b.jsonl.gz": "jsonl", "a.jsonl": "jsonl", "a.parquet": "parquet"}
-    done = run_commands(*(["export", study, "--format", f, "--out", tmp_path / name] for name, f in fmt.items()),
-                        ["report", study, "--out", tmp_path / "index.html"])
+    done = run_commands(
+        *(["export", study, "--format", f, "--out", tmp_path / name] for name, f in fmt.items()),
+        ["report", study, "--out", tmp_path / "index.html"],
+    )
     for result in done:
         refused(result, "exists and was not written by blackout; refusing to replace it")
     assert {n: sha(tmp_path / n) for n in foreign} == {n: hashlib.sha256(d).hexdigest() for n, d in foreign.items()}
     # outputs of blackout's own are replaced, each by a file of its kind
-    own = [["export", study, "--format", f, "--out", tmp_path / name]
-           for f, name in (("csv", "own.csv"), ("parquet", "own.parquet"), ("jsonl", "own.jsonl.gz"))]
+    own = [
+        ["export", study, "--format", f, "--out", tmp_path / name]
+        for f, name in (("csv", "own.csv"), ("parquet", "own.parquet"), ("jsonl", "own.jsonl.gz"))
+    ]
     own.append(["report", study, "--out", tmp_path / "own.html"])
     done = run_commands(*own, *own)
     assert [code for code, _ in done] == [0] * 8, done
     # a link is never replaced, even one to a file of blackout's own
     (tmp_path / "link.csv").symlink_to(tmp_path / "own.csv")
-    refused(*run_commands(["export", study, "--out", tmp_path / "link.csv"]),
-            f"--out {tmp_path / 'link.csv'}: is a symbolic link, expected a regular file; refusing to replace it")
+    refused(
+        *run_commands(["export", study, "--out", tmp_path / "link.csv"]),
+        f"--out {tmp_path / 'link.csv'}: is a symbolic link, expected a regular file; refusing to replace it",
+    )
     assert (tmp_path / "link.csv").is_symlink()
     assert '<meta name="generator" content="blackout' in (tmp_path / "own.html").read_text()
     assert not list(tmp_path.glob(".*.tmp"))

@@ -25,8 +25,10 @@ SVG_NS = "{http://www.w3.org/2000/svg}"
 
 def decaying(n: int, tasks: int, blackout: int | None = None) -> list[list[float]]:
     """Rows of a run that learns each task to 0.95 and forgets 0.08 a task; at blackout all at 0.1."""
-    return [[0.1 if blackout and i + 1 == blackout else round(0.95 - 0.08 * (i - j), 3) for j in range(i + 1)]
-            for i in range(n)]
+    return [
+        [0.1 if blackout and i + 1 == blackout else round(0.95 - 0.08 * (i - j), 3) for j in range(i + 1)]
+        for i in range(n)
+    ]
 
 
 def run(hidden=50, seed=0, tasks=6, blackout=None, stability=None, sharpness=None, dead=None, new=None, **kw):
@@ -36,13 +38,18 @@ def run(hidden=50, seed=0, tasks=6, blackout=None, stability=None, sharpness=Non
     diags = []
     for t in range(1, n + 1):
         d = {"task": t, "train_loss": 0.2}
-        for name, f in (("stability", stability), ("sharpness", sharpness), ("dead_units", dead),
-                        ("new_task_acc", new)):
+        for name, f in (
+            ("stability", stability),
+            ("sharpness", sharpness),
+            ("dead_units", dead),
+            ("new_task_acc", new),
+        ):
             if f is not None:
                 d[name] = f(t)
         diags.append(d)
-    return make_result(acc, tasks=tasks, blackout=blackout, cause="collapsed", diagnostics=diags, hidden=(hidden,),
-                       seed=seed, **kw)
+    return make_result(
+        acc, tasks=tasks, blackout=blackout, cause="collapsed", diagnostics=diags, hidden=(hidden,), seed=seed, **kw
+    )
 
 
 def gids(fig: Figure, prefix: str, ax: int | None = None) -> list:
@@ -120,8 +127,12 @@ def test_run_label_names_setting_network_and_seed():
 @pytest.fixture(scope="module")
 def analysis():
     """Two groups (two λ) over widths; the widest nets never black out (censored)."""
-    runs = [run(hidden=w, seed=s, tasks=8, blackout={25: 3, 50: 4, 100: 6}.get(w), lam=lam)
-            for lam in (5.0, 15.0) for w in (25, 50, 100, 400) for s in (0, 1)]
+    runs = [
+        run(hidden=w, seed=s, tasks=8, blackout={25: 3, 50: 4, 100: 6}.get(w), lam=lam)
+        for lam in (5.0, 15.0)
+        for w in (25, 50, 100, 400)
+        for s in (0, 1)
+    ]
     return capacity.analyze(runs, "width", n_boot=20)
 
 
@@ -145,7 +156,7 @@ def test_capacity_draws_points_bounds_means_and_laws(analysis, tmp_path):
         assert y == pytest.approx(g.linear.b * x + g.linear.a)
         (pw,) = gids(fig, f"power-{gi}")
         x, y = pw.get_data()
-        assert y == pytest.approx(g.power.a * x ** g.power.b)
+        assert y == pytest.approx(g.power.a * x**g.power.b)
         assert to_rgb(lin.get_color()) == to_rgb(pw.get_color()) == to_rgb(pts.get_facecolors()[0][:3])
     assert to_rgb(gids(fig, "linear-0")[0].get_color()) != to_rgb(gids(fig, "linear-1")[0].get_color())
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -160,8 +171,11 @@ def test_capacity_draws_points_bounds_means_and_laws(analysis, tmp_path):
 
 def test_capacity_leaves_out_what_is_missing(analysis):
     g = analysis.groups[0]
-    g = dataclasses.replace(g, points=[dataclasses.replace(p, y=None) if i == 0 else p for i, p in enumerate(g.points)],
-                            linear=Fit.of("linear", {"ok": False, "slope": None, "intercept": None, "reason": "too few points"}))
+    g = dataclasses.replace(
+        g,
+        points=[dataclasses.replace(p, y=None) if i == 0 else p for i, p in enumerate(g.points)],
+        linear=Fit.of("linear", {"ok": False, "slope": None, "intercept": None, "reason": "too few points"}),
+    )
     broken = dataclasses.replace(analysis, groups=[g, *analysis.groups[1:]])
     fig = plots.figure_capacity(broken)
     assert len(gids(fig, "points-0")[0].get_offsets()) == 5  # 8 points, 2 censored, 1 without a value
@@ -174,20 +188,25 @@ def test_capacity_leaves_out_what_is_missing(analysis):
 
 
 def test_stability_per_task_with_limit_and_blackout_crosses(tmp_path):
-    runs = [run(tasks=8, blackout=5, stability=lambda t: 0.3 * 1.6 ** t), run(seed=1, tasks=8, stability=lambda t: 0.1 * t),
-            run(seed=2, tasks=8, blackout=7)]  # no stability number: left out
+    runs = [
+        run(tasks=8, blackout=5, stability=lambda t: 0.3 * 1.6**t),
+        run(seed=1, tasks=8, stability=lambda t: 0.1 * t),
+        run(seed=2, tasks=8, blackout=7),
+    ]  # no stability number: left out
     fig = plots.figure_stability(runs)
     assert len(fig.axes) == 1  # nobody measured sharpness
     ax = fig.axes[0]
     assert ax.get_yscale() == "log" and ax.get_xlabel() == "task"
     a, b = gids(fig, "stability-")
-    assert list(a.get_xdata()) == [1, 2, 3, 4, 5] and list(a.get_ydata()) == pytest.approx([0.3 * 1.6 ** t for t in range(1, 6)])
+    assert list(a.get_xdata()) == [1, 2, 3, 4, 5] and list(a.get_ydata()) == pytest.approx(
+        [0.3 * 1.6**t for t in range(1, 6)]
+    )
     assert list(b.get_ydata()) == pytest.approx([0.1 * t for t in range(1, 9)])
     (limit,) = gids(fig, "limit-stability")
     assert list(limit.get_ydata()) == [2.0, 2.0] and limit.get_linestyle() == "--"
     (cross,) = gids(fig, "blackout-")
     assert cross.get_gid() == "blackout-stability-0" and cross.get_marker() == "X"
-    assert list(cross.get_xdata()) == [5] and cross.get_ydata()[0] == pytest.approx(0.3 * 1.6 ** 5)
+    assert list(cross.get_xdata()) == [5] and cross.get_ydata()[0] == pytest.approx(0.3 * 1.6**5)
     stem = tmp_path / "stability"
     ids = check_files(plots.stability(runs, stem), stem, "task", "stability number", "blackout task")
     assert {"stability-0", "stability-1", "limit-stability", "blackout-stability-0"} <= ids
@@ -196,8 +215,10 @@ def test_stability_per_task_with_limit_and_blackout_crosses(tmp_path):
 
 
 def test_sharpness_is_drawn_beside_the_stability_number(tmp_path):
-    runs = [run(tasks=6, blackout=4, stability=lambda t: 0.5 * t, sharpness=lambda t: 0.4 * t + 0.1),
-            run(seed=1, tasks=6, sharpness=lambda t: 0.3)]  # sharpness only
+    runs = [
+        run(tasks=6, blackout=4, stability=lambda t: 0.5 * t, sharpness=lambda t: 0.4 * t + 0.1),
+        run(seed=1, tasks=6, sharpness=lambda t: 0.3),
+    ]  # sharpness only
     fig = plots.figure_stability(runs)
     assert len(fig.axes) == 2 and all(ax.get_yscale() == "log" for ax in fig.axes)
     assert "stability" in fig.axes[0].get_ylabel() and "sharpness" in fig.axes[1].get_ylabel()
@@ -229,8 +250,11 @@ def test_methods_one_line_per_setting_mean_over_seeds(tmp_path):
     a, b = decaying(5, 5), decaying(5, 5)
     b[0][0], b[3][1] = 0.85, 0.5  # the seeds differ
     si = decaying(4, 5, blackout=4)
-    runs = [run(seed=0, tasks=5, acc=a), run(seed=1, tasks=5, acc=b),
-            run(tasks=5, blackout=4, method="si", lam=1.0, acc=si)]
+    runs = [
+        run(seed=0, tasks=5, acc=a),
+        run(seed=1, tasks=5, acc=b),
+        run(tasks=5, blackout=4, method="si", lam=1.0, acc=si),
+    ]
     fig = plots.figure_methods(runs)
     ewc, si_line = gids(fig, "method-")
     assert [ewc.get_label(), si_line.get_label()] == ["ewc λ=15", "si λ=1"]
@@ -249,9 +273,11 @@ def test_networks_that_differ_are_kept_apart_in_width_order():
 
 
 def test_plasticity_new_task_accuracy_and_dead_units(tmp_path):
-    runs = [run(hidden=50, seed=0, new=lambda t: 0.9 - 0.1 * t, dead=lambda t: 0.05 * t),
-            run(hidden=50, seed=1, new=lambda t: 0.8 - 0.1 * t, dead=lambda t: 0.03 * t),
-            run(hidden=100, seed=0, blackout=3, new=lambda t: 0.95, dead=lambda t: 0.0)]
+    runs = [
+        run(hidden=50, seed=0, new=lambda t: 0.9 - 0.1 * t, dead=lambda t: 0.05 * t),
+        run(hidden=50, seed=1, new=lambda t: 0.8 - 0.1 * t, dead=lambda t: 0.03 * t),
+        run(hidden=100, seed=0, blackout=3, new=lambda t: 0.95, dead=lambda t: 0.0),
+    ]
     fig = plots.figure_plasticity(runs)
     assert [ax.get_title() for ax in fig.axes] == ["New-task accuracy", "Dead units"]
     n50, n100 = gids(fig, "new-task-", ax=0)
@@ -262,8 +288,9 @@ def test_plasticity_new_task_accuracy_and_dead_units(tmp_path):
     assert list(d50.get_ydata()) == pytest.approx([0.04 * t for t in range(1, 7)])
     assert to_rgb(d50.get_color()) == to_rgb(n50.get_color()) != to_rgb(d100.get_color())
     stem = tmp_path / "plasticity"
-    ids = check_files(plots.plasticity(runs, stem), stem, "accuracy on the new task", "fraction of dead hidden units",
-                      "Dead units")
+    ids = check_files(
+        plots.plasticity(runs, stem), stem, "accuracy on the new task", "fraction of dead hidden units", "Dead units"
+    )
     assert {"new-task-0", "new-task-1", "dead-units-0", "dead-units-1"} <= ids
 
 

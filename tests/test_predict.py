@@ -1,6 +1,5 @@
 """The two blackout rules on hand-written diagnostics."""
 
-
 from blackout.study.predict import DRIFT_LIMIT, S_LIMIT, agreement, drift_rule, predictor_agreement, stability_agreement
 from tests.factory import make_result
 
@@ -8,8 +7,15 @@ from tests.factory import make_result
 def run(blackout, stability, drift, seed=0, applies=True):
     diags = [{"task": i + 1, "stability": s, "unstable_drift": d} for i, (s, d) in enumerate(zip(stability, drift))]
     rows = [[0.9] * (i + 1) for i in range(len(diags))]
-    return make_result(rows, tasks=8, blackout=blackout, cause="diverged" if blackout else None, diagnostics=diags,
-                       seed=seed, stability_applies=applies)
+    return make_result(
+        rows,
+        tasks=8,
+        blackout=blackout,
+        cause="diverged" if blackout else None,
+        diagnostics=diags,
+        seed=seed,
+        stability_applies=applies,
+    )
 
 
 def test_the_drift_rule_waits_for_silent_growth_or_a_steep_instability():

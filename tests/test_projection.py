@@ -17,12 +17,12 @@ from tests.conftest import member_module, method_setup, small
 
 def _official_rank(R, U, threshold):
     """The number of directions the official GPM code (update_GPM, later tasks) adds, in numpy."""
-    total = (R ** 2).sum()
+    total = (R**2).sum()
     hat = R - U @ (U.T @ R)
     _, S, _ = np.linalg.svd(hat, full_matrices=False)
-    accumulated = (total - (S ** 2).sum()) / total
+    accumulated = (total - (S**2).sum()) / total
     r = 0
-    for ratio in S ** 2 / total:
+    for ratio in S**2 / total:
         if accumulated >= threshold:
             break
         accumulated += ratio
@@ -38,10 +38,12 @@ def test_energy_criterion_matches_a_direct_svd():
     g = np.random.default_rng(0)
     d = 30
     R1 = g.normal(size=(d, 8)) @ g.normal(size=(8, 40)) + 0.05 * g.normal(size=(d, 40))  # about rank 8
-    U, e = grow(torch.zeros(d, 0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64), torch.from_numpy(R1), 0.9, d)
+    U, e = grow(
+        torch.zeros(d, 0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64), torch.from_numpy(R1), 0.9, d
+    )
     # Eq. 5: the fewest leading singular directions of R1 holding 90% of its energy
     V, S, _ = np.linalg.svd(R1, full_matrices=False)
-    k = int(np.argmax(np.cumsum(S ** 2) / (S ** 2).sum() >= 0.9)) + 1
+    k = int(np.argmax(np.cumsum(S**2) / (S**2).sum() >= 0.9)) + 1
     assert U.shape[1] == k == _official_rank(R1, np.zeros((d, 0)), 0.9)
     np.testing.assert_allclose(_projector(U.numpy()), _projector(V[:, :k]), atol=1e-10)
     np.testing.assert_allclose(e.numpy(), S[:k] ** 2, rtol=1e-10)
@@ -54,20 +56,24 @@ def test_energy_criterion_matches_a_direct_svd():
     hat = R2 - _projector(U.numpy()) @ R2
     Vh, Sh, _ = np.linalg.svd(hat, full_matrices=False)
     np.testing.assert_allclose(_projector(U2.numpy()), _projector(np.hstack([U.numpy(), Vh[:, :k2]])), atol=1e-8)
-    explained = ((_projector(U2.numpy()) @ R2) ** 2).sum() / (R2 ** 2).sum()
+    explained = ((_projector(U2.numpy()) @ R2) ** 2).sum() / (R2**2).sum()
     assert explained >= 0.97
     # a cap keeps the directions of most energy
     _, e3 = grow(U, e, torch.from_numpy(R2), 0.97, k + 1)
     order = np.argsort(-np.concatenate([S[:k] ** 2, Sh[:k2] ** 2]), kind="stable")[: k + 1]
-    np.testing.assert_allclose(np.sort(e3.numpy()), np.sort(np.concatenate([S[:k] ** 2, Sh[:k2] ** 2])[order]), rtol=1e-8)
+    np.testing.assert_allclose(
+        np.sort(e3.numpy()), np.sort(np.concatenate([S[:k] ** 2, Sh[:k2] ** 2])[order]), rtol=1e-8
+    )
 
 
 def test_each_member_s_gradient_is_projected_out_of_its_own_basis():
     """Two stacked members with different thresholds: each step's [W b] gradient has no component in
     its member's stored input subspace, and is g - g U U^T with U rebuilt here from that member's samples."""
     _, streams, net, _ = method_setup("sgd", seeds=(0, 1))
-    configs = [small(method="gpm", seed=0, threshold=0.9, gpm_samples=40),
-               small(method="gpm", seed=1, threshold=0.99, threshold_hidden=0.9, gpm_samples=40)]
+    configs = [
+        small(method="gpm", seed=0, threshold=0.9, gpm_samples=40),
+        small(method="gpm", seed=1, threshold=0.99, threshold_hidden=0.9, gpm_samples=40),
+    ]
     gpm = registry()["gpm"](configs, net)
     states = [gen.get_state() for gen in gpm.gens]
     info = gpm.consolidate(net, streams.task(0), streams)
@@ -85,7 +91,7 @@ def test_each_member_s_gradient_is_projected_out_of_its_own_basis():
             R = np.hstack([h, np.ones((40, 1))]).T
             eps = cfg.method.threshold if l == 0 else cfg.method.threshold_hidden
             V, S, _ = np.linalg.svd(R, full_matrices=False)
-            k = int(np.argmax(np.cumsum(S ** 2) / (S ** 2).sum() >= eps)) + 1
+            k = int(np.argmax(np.cumsum(S**2) / (S**2).sum() >= eps)) + 1
             U = V[:, :k]
             assert info[m]["subspace_use"][l] == pytest.approx(k / R.shape[0])
             g0 = np.hstack([before[2 * l][m].double().numpy(), before[2 * l + 1][m].double().numpy()[:, None]])
@@ -136,17 +142,20 @@ def test_gpm_keeps_task_one_where_sgd_forgets_it():
     assert all(0 < u <= 1 for row in use for u in row) and use[1][0] > use[0][0]
 
 
-@pytest.mark.parametrize("settings,field", [
-    ({"method": "gpm", "arch": "cnn"}, "method"),
-    ({"method": "gpm", "optimizer": "adam"}, "optimizer"),
-    ({"method": "gpm", "threshold": 0.0}, "threshold"),
-    ({"method": "gpm", "max_basis": 1.5}, "max_basis"),
-    ({"method": "gpm", "gpm_samples": 0}, "gpm_samples"),
-    ({"method": "owm", "optimizer": "adam"}, "optimizer"),
-    ({"method": "owm", "alpha": 0.0}, "alpha"),
-    ({"method": "joint", "stream": "split", "multi_head": True}, "method"),
-    ({"method": "joint", "gating": 0.8}, "gating"),
-])
+@pytest.mark.parametrize(
+    "settings,field",
+    [
+        ({"method": "gpm", "arch": "cnn"}, "method"),
+        ({"method": "gpm", "optimizer": "adam"}, "optimizer"),
+        ({"method": "gpm", "threshold": 0.0}, "threshold"),
+        ({"method": "gpm", "max_basis": 1.5}, "max_basis"),
+        ({"method": "gpm", "gpm_samples": 0}, "gpm_samples"),
+        ({"method": "owm", "optimizer": "adam"}, "optimizer"),
+        ({"method": "owm", "alpha": 0.0}, "alpha"),
+        ({"method": "joint", "stream": "split", "multi_head": True}, "method"),
+        ({"method": "joint", "gating": 0.8}, "gating"),
+    ],
+)
 def test_projection_methods_refuse_what_they_cannot_honour(settings, field):
     with pytest.raises(ConfigError, match=rf"^{field}: "):
         small(**settings)
@@ -155,15 +164,18 @@ def test_projection_methods_refuse_what_they_cannot_honour(settings, field):
 SHORT = {"tasks": 2, "hidden": (16,), "iterations": 20, "sharpness": 0, "stop_on_blackout": False}
 
 
-@pytest.mark.parametrize("method,kw,floats,samples", [
-    ("sgd", {}, lambda P, d: 0, 0),
-    ("ewc", {}, lambda P, d: 2 * P, 0),  # the summed Fisher and its anchor
-    ("ewc", {"ewc_form": "separate"}, lambda P, d: 2 * P * d["task"], 0),  # one (Fisher, anchor) pair per task
-    ("l2", {}, lambda P, d: P, 0),
-    ("si", {}, lambda P, d: 4 * P, 0),
-    ("replay", {"memory": 50}, lambda P, d: 50 * 64, 50),  # 50 digits images of 8 x 8
-    ("gpm", {}, lambda P, d: sum(round(u * n) * (n + 1) for u, n in zip(d["subspace_use"], (65, 17))), 0),
-])
+@pytest.mark.parametrize(
+    "method,kw,floats,samples",
+    [
+        ("sgd", {}, lambda P, d: 0, 0),
+        ("ewc", {}, lambda P, d: 2 * P, 0),  # the summed Fisher and its anchor
+        ("ewc", {"ewc_form": "separate"}, lambda P, d: 2 * P * d["task"], 0),  # one (Fisher, anchor) pair per task
+        ("l2", {}, lambda P, d: P, 0),
+        ("si", {}, lambda P, d: 4 * P, 0),
+        ("replay", {"memory": 50}, lambda P, d: 50 * 64, 50),  # 50 digits images of 8 x 8
+        ("gpm", {}, lambda P, d: sum(round(u * n) * (n + 1) for u, n in zip(d["subspace_use"], (65, 17))), 0),
+    ],
+)
 def test_every_method_reports_what_it_keeps(method, kw, floats, samples):
     res = run(small(method=method, **SHORT, **kw))
     P = res.n_params
@@ -201,7 +213,7 @@ def test_owm_projector_is_the_closed_form_after_its_inputs():
             G = np.hstack([before[2 * l][m].double().numpy(), before[2 * l + 1][m].double().numpy()[:, None]])
             got = np.hstack([grads[2 * l][m].double().numpy(), grads[2 * l + 1][m].double().numpy()[:, None]])
             np.testing.assert_allclose(got, G @ P[m].double().numpy(), atol=1e-5 * np.abs(G).max())
-    assert owm.memory() == [{"memory_floats": 65 ** 2 + 33 ** 2, "memory_samples": 0}] * 2
+    assert owm.memory() == [{"memory_floats": 65**2 + 33**2, "memory_samples": 0}] * 2
 
 
 def test_owm_keeps_task_one_better_than_sgd():
@@ -272,14 +284,21 @@ def test_a_capped_basis_releases_the_directions_of_least_aged_energy():
 
 
 def test_max_basis_caps_each_layer_over_a_run():
-    res = run(small(method="gpm", tasks=4, max_basis=0.3, basis_decay=0.5, **{k: v for k, v in SHORT.items() if k != "tasks"}))
+    res = run(
+        small(method="gpm", tasks=4, max_basis=0.3, basis_decay=0.5, **{k: v for k, v in SHORT.items() if k != "tasks"})
+    )
     use = np.array([d["subspace_use"] for d in res.diagnostics])
     assert (use <= 0.3).all() and np.isclose(use[-1], [math.floor(0.3 * 65) / 65, math.floor(0.3 * 17) / 17]).all()
 
 
-@pytest.mark.parametrize("method,kw", [("gpm", [{"threshold": 0.9}, {"threshold": 0.99}, {}]),
-                                       ("owm", [{"alpha": 0.5}, {"alpha": 2.0}, {}]),
-                                       ("joint", [{"lr": 0.05}, {}, {}])])
+@pytest.mark.parametrize(
+    "method,kw",
+    [
+        ("gpm", [{"threshold": 0.9}, {"threshold": 0.99}, {}]),
+        ("owm", [{"alpha": 0.5}, {"alpha": 2.0}, {}]),
+        ("joint", [{"lr": 0.05}, {}, {}]),
+    ],
+)
 def test_a_projection_run_gives_the_same_numbers_alone_and_in_a_group(method, kw):
     """Members with their own settings, and one that diverges and leaves the stack, each as alone."""
     from blackout.experiment.train import run_group
@@ -292,9 +311,15 @@ def test_a_projection_run_gives_the_same_numbers_alone_and_in_a_group(method, kw
         alone = run(c)
         assert np.array_equal(alone.acc, member.acc, equal_nan=True)
         for da, db in zip(alone.diagnostics, member.diagnostics):
-            assert (da.get("subspace_use"), da.get("memory_floats")) == (db.get("subspace_use"), db.get("memory_floats"))
+            assert (da.get("subspace_use"), da.get("memory_floats")) == (
+                db.get("subspace_use"),
+                db.get("memory_floats"),
+            )
     assert group[2].verdict.cause == "diverged"
-    assert group[0].diagnostics[-1].get("subspace_use") != group[1].diagnostics[-1].get("subspace_use") or method == "joint"
+    assert (
+        group[0].diagnostics[-1].get("subspace_use") != group[1].diagnostics[-1].get("subspace_use")
+        or method == "joint"
+    )
 
 
 def test_gpm_keeps_each_member_s_basis_when_members_leave():
@@ -306,4 +331,4 @@ def test_gpm_keeps_each_member_s_basis_when_members_leave():
         for l, U in enumerate(before[m]):
             assert torch.equal(gpm.bases[i][l][0], U)
             torch.testing.assert_close(gpm.U[l][i, :, : U.shape[1]], U.float())
-            assert not gpm.U[l][i, :, U.shape[1]:].any()
+            assert not gpm.U[l][i, :, U.shape[1] :].any()

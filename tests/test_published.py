@@ -38,7 +38,12 @@ def test_hsu2018_preset_runs_every_row_with_the_papers_protocol():
         assert sorted(c.seed for c in runs) == list(range(HSU["source"]["runs"]))
         c = runs[0]
         d, m, t = c.data, c.model, c.train
-        assert (d.dataset, d.stream, d.tasks, d.classes_per_task) == (p["dataset"], "split", p["tasks"], p["classes_per_task"])
+        assert (d.dataset, d.stream, d.tasks, d.classes_per_task) == (
+            p["dataset"],
+            "split",
+            p["tasks"],
+            p["classes_per_task"],
+        )
         assert d.class_order == "natural" and p["class_order"] == "0-1, 2-3, 4-5, 6-7, 8-9"
         assert m.hidden == tuple(p["hidden"]) and m.arch == "mlp" and m.activation == "relu"
         assert (t.batch_size, t.epochs) == (p["batch_size"], p["epochs"])

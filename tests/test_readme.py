@@ -50,8 +50,10 @@ def test_readme_python_example_runs_as_a_script(tmp_path):
     assert p.stdout.strip().splitlines()[-1] == "8 width report.html"
     assert (tmp_path / "studies" / "notebook" / "report.html").exists()
     # the method of one's own, as written, then run
-    use = method + ("\nimport blackout\nr = blackout.run(method='scale', factor=0.5, dataset='digits', tasks=1, "
-                    "iterations=20, hidden=8)\nprint(r.method, r.method_settings)\n")
+    use = method + (
+        "\nimport blackout\nr = blackout.run(method='scale', factor=0.5, dataset='digits', tasks=1, "
+        "iterations=20, hidden=8)\nprint(r.method, r.method_settings)\n"
+    )
     p = _as_script(tmp_path, "method.py", use)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "scale {'factor': 0.5}"
@@ -64,9 +66,12 @@ def test_readme_python_example_runs_in_a_notebook_kernel(tmp_path):
     pytest.importorskip("ipykernel")
     notebook, _ = blocks(README, "python")
     cells = [nbformat.v4.new_code_cell(c.strip()) for c in notebook.split("\n\n") if c.strip()]
-    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                                        "display_name": "Python 3"}})
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nb = nbformat.v4.new_notebook(
+        cells=cells, metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+    )
+    nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
     assert printed.strip().splitlines()[-1] == "8 width report.html"
     assert (tmp_path / "studies" / "notebook" / "report.html").exists()

@@ -32,30 +32,55 @@ WIDTHS = (25, 50, 100, 400)
 SEEDS = (0, 1, 2)
 BLACKOUT = {25: 3, 50: 4, 100: 6}  # on the line 2 + 0.04 x; the widest never blacks out
 TASKS = 8
-SECTIONS = ["summary", "capacity-law", "methods-ranking", "stability-check", "figures", "failed-runs", "runs-table",
-            "configs", "study", "versions"]
+SECTIONS = [
+    "summary",
+    "capacity-law",
+    "methods-ranking",
+    "stability-check",
+    "figures",
+    "failed-runs",
+    "runs-table",
+    "configs",
+    "study",
+    "versions",
+]
 
 
 def stability(t: int) -> float:
-    return 0.3 * 1.6 ** t  # first >= 2 at task 5
+    return 0.3 * 1.6**t  # first >= 2 at task 5
 
 
 def sweep_run(width: int, seed: int, tasks: int = TASKS, blackout: int | None = None):
     n = blackout or tasks
-    acc = [[0.1 if blackout and i + 1 == blackout else round(0.95 - 0.08 * (i - j), 3) for j in range(i + 1)]
-           for i in range(n)]
-    diags = [{"task": t, "stability": stability(t), "sharpness": 0.2 * 1.5 ** t, "new_task_acc": acc[t - 1][t - 1],
-              "dead_units": 0.02 * (t - 1)} for t in range(1, n + 1)]
-    return make_result(acc, tasks=tasks, blackout=blackout, cause="collapsed", diagnostics=diags, hidden=(width,),
-                       seed=seed)
+    acc = [
+        [0.1 if blackout and i + 1 == blackout else round(0.95 - 0.08 * (i - j), 3) for j in range(i + 1)]
+        for i in range(n)
+    ]
+    diags = [
+        {
+            "task": t,
+            "stability": stability(t),
+            "sharpness": 0.2 * 1.5**t,
+            "new_task_acc": acc[t - 1][t - 1],
+            "dead_units": 0.02 * (t - 1),
+        }
+        for t in range(1, n + 1)
+    ]
+    return make_result(
+        acc, tasks=tasks, blackout=blackout, cause="collapsed", diagnostics=diags, hidden=(width,), seed=seed
+    )
 
 
 def sweep() -> list:
     return [sweep_run(w, s, blackout=BLACKOUT.get(w)) for w in WIDTHS for s in SEEDS]
 
 
-FAILED = {"run_id": "f00dfeed00000001", "config": make_result(hidden=(77,), seed=9, method="si", lam=1.0).config,
-          "error": f"ValueError: {HOSTILE}", "attempts": 2}
+FAILED = {
+    "run_id": "f00dfeed00000001",
+    "config": make_result(hidden=(77,), seed=9, method="si", lam=1.0).config,
+    "error": f"ValueError: {HOSTILE}",
+    "attempts": 2,
+}
 
 
 class Page(HTMLParser):
@@ -119,8 +144,14 @@ def full(tmp_path_factory):
     folder = tmp_path_factory.mktemp("full")
     runs = sweep()
     study = {"study": "widths", "note": HOSTILE, "specs": [{"grid": {"hidden": [[w] for w in WIDTHS]}}]}
-    path = write_report(folder / "report.html", ResultSet(runs, [FAILED]), title=TITLE, study=study,
-                        figures=folder / "figures", n_boot=100)
+    path = write_report(
+        folder / "report.html",
+        ResultSet(runs, [FAILED]),
+        title=TITLE,
+        study=study,
+        figures=folder / "figures",
+        n_boot=100,
+    )
     text = path.read_text(encoding="utf-8")
     return {"path": path, "text": text, "page": Page(text), "runs": runs, "study": study}
 
@@ -152,7 +183,7 @@ def test_hostile_text_is_text(full):
     (row,) = page.tables["failed"]
     assert row[-1] == FAILED["error"]
     spec = page.sections["study"]
-    assert json.loads(spec[spec.index("{"):]) == full["study"]  # the whole spec, intact
+    assert json.loads(spec[spec.index("{") :]) == full["study"]  # the whole spec, intact
 
 
 def test_capacity_law_is_the_line_through_the_blackouts(full):
@@ -170,8 +201,10 @@ def test_summary_counts(full):
     text = " ".join(full["page"].sections["summary"].split())
     blackouts = [BLACKOUT[w] for w in WIDTHS for _ in SEEDS if w in BLACKOUT]
     assert "12 finished runs and 1 failed run" in text
-    assert (f"{len(blackouts)} of 12 runs blacked out (cause: collapsed {len(blackouts)}); blackout task median "
-            f"{np.median(blackouts):g}, range {min(blackouts)} to {max(blackouts)}") in text
+    assert (
+        f"{len(blackouts)} of 12 runs blacked out (cause: collapsed {len(blackouts)}); blackout task median "
+        f"{np.median(blackouts):g}, range {min(blackouts)} to {max(blackouts)}"
+    ) in text
     assert "3 runs ended without blackout" in text
 
 
@@ -236,9 +269,16 @@ def test_figures_folder_holds_what_the_page_shows(full):
 def test_predictor_is_shown_beside_the_rule():
     runs = [sweep_run(25, 0, tasks=6, blackout=3), sweep_run(50, 0, tasks=6)]
     analysis = capacity.analyze(runs, "width", n_boot=5)
-    named = [RuleRun("a", 0, 4, 5, True, 1), RuleRun("b", 1, 4, 6, False, 2), RuleRun("c", 2, 4, 5, True, 1),
-             RuleRun("d", 3, None, None, None, None), RuleRun("e", 4, None, None, None, None)]
-    analysis = dataclasses.replace(analysis, predictor=Agreement("sharpness <early> & warned", named, 0, fires_before=1))
+    named = [
+        RuleRun("a", 0, 4, 5, True, 1),
+        RuleRun("b", 1, 4, 6, False, 2),
+        RuleRun("c", 2, 4, 5, True, 1),
+        RuleRun("d", 3, None, None, None, None),
+        RuleRun("e", 4, None, None, None, None),
+    ]
+    analysis = dataclasses.replace(
+        analysis, predictor=Agreement("sharpness <early> & warned", named, 0, fires_before=1)
+    )
     page = Page(render_report(ResultSet(runs), analysis, title="p"))
     rule, predictor = page.tables["predictors"]
     assert rule[0] == "s ≥ 2 (plain rule)"
@@ -278,8 +318,14 @@ def test_failed_rendering_leaves_the_old_page(tmp_path):
 # -- real browser ---------------------------------------------------------------------------
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 IMAGES_JS = """async () => {
   const imgs = [...document.images];
   await Promise.all(imgs.map(i => i.decode().catch(() => null)));

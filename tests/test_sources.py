@@ -24,7 +24,12 @@ from blackout.errors import DataError
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 SHARED_MNIST_FULL = SHARED_MNIST.with_name("mnist-full")
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
-FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+FILES = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+]
 
 
 # --------------------------------------------------------------------------- fixture helpers
@@ -114,7 +119,9 @@ def test_idx_wrong_length_names_file(tmp_path, delta):
     data = idx_bytes(np.zeros((3, 4, 5)))
     p = tmp_path / "len"
     p.write_bytes(data[:-1] if delta < 0 else data + b"\0")
-    with pytest.raises(DataError, match=re.escape(str(p)) + rf": {60 + delta} data bytes after the header; expected 3 x 4 x 5 = 60"):
+    with pytest.raises(
+        DataError, match=re.escape(str(p)) + rf": {60 + delta} data bytes after the header; expected 3 x 4 x 5 = 60"
+    ):
         read_idx(p)
 
 
@@ -124,8 +131,11 @@ def test_idx_header_whose_dimensions_overflow_is_an_error_not_a_crash(tmp_path):
 
     p = tmp_path / "huge"
     p.write_bytes(struct.pack(">I", 0x0804) + struct.pack(">4I", *[0xFFFFFFFF] * 4) + b"\0" * 16)
-    with pytest.raises(DataError, match=re.escape(str(p)) + r": 16 data bytes after the header; expected "
-                       r"4294967295 x 4294967295 x 4294967295 x 4294967295 = 3402823\d+"):
+    with pytest.raises(
+        DataError,
+        match=re.escape(str(p)) + r": 16 data bytes after the header; expected "
+        r"4294967295 x 4294967295 x 4294967295 x 4294967295 = 3402823\d+",
+    ):
         read_idx(p)
 
 
@@ -155,7 +165,9 @@ def test_label_out_of_range_names_file(tmp_path):
     y[3] = 12
     write_idx(d / FILES[2], x)
     write_idx(d / FILES[3], y)
-    with pytest.raises(DataError, match=re.escape(str(d / FILES[3])) + ": label 12 at index 3; expected class labels 0-9"):
+    with pytest.raises(
+        DataError, match=re.escape(str(d / FILES[3])) + ": label 12 at index 3; expected class labels 0-9"
+    ):
         load_dataset("mnist", d)
 
 
@@ -450,7 +462,9 @@ def test_checksum_mismatch_leaves_nothing(server, tmp_path):
     """Corrupted bytes from the only mirror: an error naming file and mirror, and an empty cache dir."""
     cache = tmp_path / "cache"
     url = server["base"] + "/bad/"
-    pattern = re.escape(f"{cache / 'mnist' / FILES[0]}: could not download {FILES[0]} from any mirror ({url}{FILES[0]}: MD5 ")
+    pattern = re.escape(
+        f"{cache / 'mnist' / FILES[0]}: could not download {FILES[0]} from any mirror ({url}{FILES[0]}: MD5 "
+    )
     with pytest.raises(DataError, match=pattern + r"[0-9a-f]{32} does not match the expected"):
         load_dataset("mnist", cache_dir=cache, mirrors=[url])
     assert list((cache / "mnist").iterdir()) == []
@@ -477,8 +491,11 @@ def test_known_datasets_refuse_images_of_another_size(tmp_path, name, side):
     rng = np.random.default_rng(0)
     write_idx(tmp_path / FILES[2], rng.integers(0, 256, size=(20, side, side), dtype=np.uint8))
     write_idx(tmp_path / FILES[3], (np.arange(20) % 10).astype(np.uint8))
-    with pytest.raises(DataError, match=rf"t10k-images-idx3-ubyte.gz: holds {side}x{side} images; expected 28x28 "
-                                        rf"images for {name}"):
+    with pytest.raises(
+        DataError,
+        match=rf"t10k-images-idx3-ubyte.gz: holds {side}x{side} images; expected 28x28 "
+        rf"images for {name}",
+    ):
         load_dataset(name, tmp_path)
 
 
@@ -508,14 +525,18 @@ def test_different_data_never_share_a_run_id(tmp_path):
     for n in "abc":
         write_set(tmp_path / n)
     write_idx(tmp_path / "c" / FILES[2], make_images(10, seed=7)[0])
-    cfg = RunConfig.from_flat({"dataset": "mnist", "tasks": 1, "iterations": 1, "hidden": "4", "sharpness": 0,
-                               "test_limit": 0})
+    cfg = RunConfig.from_flat(
+        {"dataset": "mnist", "tasks": 1, "iterations": 1, "hidden": "4", "sharpness": 0, "test_limit": 0}
+    )
     a, b, c = (identified(cfg, load_dataset("mnist", tmp_path / n)) for n in "abc")
     assert a.run_id == b.run_id != c.run_id and len({a.run_id, c.run_id, cfg.run_id}) == 3
     assert a.data.data_id == load_dataset("mnist", tmp_path / "a").identity
     assert identified(a, load_dataset("mnist", tmp_path / "b")) == a
-    with pytest.raises(DataError, match=rf"{tmp_path / 'c'}: holds the data 28x28 30\+10 [0-9a-f]{{16}}, but this run "
-                                        rf"was planned on {re.escape(a.data.data_id)}"):
+    with pytest.raises(
+        DataError,
+        match=rf"{tmp_path / 'c'}: holds the data 28x28 30\+10 [0-9a-f]{{16}}, but this run "
+        rf"was planned on {re.escape(a.data.data_id)}",
+    ):
         identified(a, load_dataset("mnist", tmp_path / "c"))
 
 
@@ -559,10 +580,15 @@ def test_a_header_promising_more_than_the_file_can_hold_is_refused_before_decomp
     """Deflate expands at most about 1032-fold: a header that promises more is refused from the sizes alone."""
     small = tmp_path / "small.gz"
     small.write_bytes(gzip.compress(struct.pack(">IIII", 0x0803, 60000, 28, 28) + bytes(100)))
-    with pytest.raises(DataError, match=r"small.gz: its header promises 60000 x 28 x 28 = 47040000 data bytes, more "
-                                        r"than a gzip file of [0-9]+ bytes can hold"):
+    with pytest.raises(
+        DataError,
+        match=r"small.gz: its header promises 60000 x 28 x 28 = 47040000 data bytes, more "
+        r"than a gzip file of [0-9]+ bytes can hold",
+    ):
         read_idx(small, ndim=3)
     plain = tmp_path / "plain"
     plain.write_bytes(struct.pack(">IIII", 0x0803, 2**31, 2**31, 28) + bytes(100))
-    with pytest.raises(DataError, match=r"plain: 100 data bytes after the header; expected 2147483648 x 2147483648 x 28"):
+    with pytest.raises(
+        DataError, match=r"plain: 100 data bytes after the header; expected 2147483648 x 2147483648 x 28"
+    ):
         read_idx(plain, ndim=3)

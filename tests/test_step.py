@@ -11,7 +11,11 @@ from tests.conftest import jiggle, member_module, method_setup
 
 def _reference_steps(model, x, y, lr, steps, penalty=None, optimizer="sgd"):
     """Plain PyTorch: cross-entropy (+ a penalty through autograd), backward, torch.optim step."""
-    opt = torch.optim.SGD(model.parameters(), lr=lr) if optimizer == "sgd" else torch.optim.Adam(model.parameters(), lr=lr)
+    opt = (
+        torch.optim.SGD(model.parameters(), lr=lr)
+        if optimizer == "sgd"
+        else torch.optim.Adam(model.parameters(), lr=lr)
+    )
     for s in range(steps):
         loss = F.cross_entropy(model(x[s]), y[s])
         if penalty is not None:
@@ -40,12 +44,22 @@ def test_cross_entropy_gradient_is_softmax_minus_one_hot():
     torch.testing.assert_close(d, auto)
     torch.testing.assert_close(-logp_y.sum(), loss.detach())
     _, dh = cross_entropy_parts(logits.detach().clone(), y % 2, (1, 3))  # a head: columns 1 and 2 only
-    (auto_h,) = torch.autograd.grad(F.cross_entropy(logits[..., 1:3].flatten(0, 1), (y % 2).flatten(), reduction="sum"), logits)
+    (auto_h,) = torch.autograd.grad(
+        F.cross_entropy(logits[..., 1:3].flatten(0, 1), (y % 2).flatten(), reduction="sum"), logits
+    )
     torch.testing.assert_close(dh, auto_h)
 
 
-@pytest.mark.parametrize("method,kw", [("sgd", {}), ("ewc", {"lam": 5.0}), ("ewc-prox", {"lam": 50.0}),
-                                       ("l2", {"lam": 0.5}), ("online-ewc", {"lam": 5.0, "gamma": 0.8})])
+@pytest.mark.parametrize(
+    "method,kw",
+    [
+        ("sgd", {}),
+        ("ewc", {"lam": 5.0}),
+        ("ewc-prox", {"lam": 50.0}),
+        ("l2", {"lam": 0.5}),
+        ("online-ewc", {"lam": 5.0, "gamma": 0.8}),
+    ],
+)
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_fused_step_matches_plain_autograd_sgd(method, kw, activation):
     """Twenty fused steps (no autograd graph, the update inside the weight-gradient product, the penalty

@@ -30,8 +30,16 @@ def config(i: int = 0, hidden=(50, 50)) -> dict:
 
 
 def result(i: int, avg_acc: float = 0.73, task=None, cause=None) -> dict:
-    d = make_result([[0.97], [0.5, 0.96]], blackout=task, cause=cause, seed=i, hidden=(50, 50), n_params=39760,
-                    stability=[0.4, 0.3], retained=[1, 2]).to_dict()
+    d = make_result(
+        [[0.97], [0.5, 0.96]],
+        blackout=task,
+        cause=cause,
+        seed=i,
+        hidden=(50, 50),
+        n_params=39760,
+        stability=[0.4, 0.3],
+        retained=[1, 2],
+    ).to_dict()
     d["run_id"], d["version"] = rid(i), "0.1.0"
     d["metrics"]["avg_acc"] = avg_acc
     return d
@@ -61,7 +69,11 @@ def test_add_claim_finish_results_round_trip(store):
     assert not store.claim(rid(1))  # done is never re-claimed
     (row,) = store.rows("done")
     assert (row["seconds"], row["version"], row["seed"], row["blackout_task"], row["avg_acc"]) == (
-        1.25, "0.1.0", 1, 2, 0.8,
+        1.25,
+        "0.1.0",
+        1,
+        2,
+        0.8,
     )
     assert row["result"] == result(1, avg_acc=0.8, task=2, cause="collapsed")
     assert [r.to_dict() for r in store.results()] == [result(1, avg_acc=0.8, task=2, cause="collapsed")]
@@ -206,7 +218,8 @@ def test_reclaim_stale_returns_killed_workers_runs_to_pending(store):
 
     child = subprocess.Popen(
         [sys.executable, "-c", _CLAIM_AND_HANG, str(store.path), rid(4)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert child.stdout.readline().strip() == "claimed"
@@ -307,7 +320,7 @@ def _three_runs(store):
     store.claim(rid(0))
     store.finish(rid(0), result(0, avg_acc=0.73, task=2, cause="collapsed"), 1.5)
     store.claim(rid(1))
-    store.fail(rid(1), "ValueError: bad, \"quoted\"\nsecond line", 0.25)
+    store.fail(rid(1), 'ValueError: bad, "quoted"\nsecond line', 0.25)
 
 
 def test_export_csv(store, tmp_path):
@@ -320,8 +333,17 @@ def test_export_csv(store, tmp_path):
         rows = {r["run_id"]: r for r in reader}
     assert header[:6] == ["run_id", "status", "error", "seconds", "version", "seed"]
     assert header[-11:] == [
-        "avg_acc", "bwt", "fwt", "forgetting", "blackout_task", "blackout_cause",
-        "retained", "tasks_run", "n_params", "acc", "diagnostics",
+        "avg_acc",
+        "bwt",
+        "fwt",
+        "forgetting",
+        "blackout_task",
+        "blackout_cause",
+        "retained",
+        "tasks_run",
+        "n_params",
+        "acc",
+        "diagnostics",
     ]
     expected = [f"{section}.{k}" for section, values in config(0).items() for k in values]
     assert header[6:-11] == expected and "method.lam" in expected and "train.seed" in expected
@@ -329,7 +351,11 @@ def test_export_csv(store, tmp_path):
 
     done = rows[rid(0)]
     assert (done["status"], done["error"], float(done["seconds"]), done["version"], done["seed"]) == (
-        "done", "", 1.5, "0.1.0", "0",
+        "done",
+        "",
+        1.5,
+        "0.1.0",
+        "0",
     )
     assert done["model.hidden"] == "50,50" and done["method.lam"] == "15.0" and done["train.eval_all"] == "False"
     assert float(done["avg_acc"]) == 0.73 and float(done["bwt"]) == -0.47 and float(done["forgetting"]) == 0.47
@@ -339,7 +365,7 @@ def test_export_csv(store, tmp_path):
     assert json.loads(done["diagnostics"])[0] == {"task": 1, "train_loss": 0.5, "stability": 0.4, "new_task_acc": 0.97}
 
     failed = rows[rid(1)]
-    assert failed["status"] == "failed" and failed["error"] == "ValueError: bad, \"quoted\"\nsecond line"
+    assert failed["status"] == "failed" and failed["error"] == 'ValueError: bad, "quoted"\nsecond line'
     assert float(failed["seconds"]) == 0.25 and failed["avg_acc"] == "" and failed["acc"] == ""
     assert failed["train.seed"] == "1" and failed["model.hidden"] == "50,50"
 

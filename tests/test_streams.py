@@ -26,7 +26,9 @@ def test_permuted_applies_one_fixed_permutation_per_task(digits):
     assert sorted(perm.tolist()) == list(range(64))
     again = Stream(DataConfig(stream="permuted", tasks=3, keep_first=True), digits, seed=5)
     assert torch.equal(again.tasks[2].perm, s.tasks[2].perm)
-    assert not torch.equal(Stream(DataConfig(stream="permuted", tasks=3), digits, seed=6).tasks[2].perm, s.tasks[2].perm)
+    assert not torch.equal(
+        Stream(DataConfig(stream="permuted", tasks=3), digits, seed=6).tasks[2].perm, s.tasks[2].perm
+    )
 
 
 def test_split_tasks_hold_disjoint_classes(digits):
@@ -58,7 +60,9 @@ def test_multi_head_split_renumbers_labels_and_slices_its_head(digits):
 def test_split_that_needs_more_classes_than_exist_is_rejected_before_any_data_is_read():
     from blackout.config import RunConfig
 
-    with pytest.raises(ConfigError, match=r"tasks: a split stream needs tasks x classes_per_task <= 10 classes, got 6 x 2"):
+    with pytest.raises(
+        ConfigError, match=r"tasks: a split stream needs tasks x classes_per_task <= 10 classes, got 6 x 2"
+    ):
         RunConfig.from_flat({"stream": "split", "tasks": 6, "classes_per_task": 2})
 
 
@@ -86,8 +90,16 @@ def test_limits_cut_the_training_and_test_sets(digits):
 def test_memory_does_not_grow_with_tasks_beyond_the_permutations():
     """100 permuted tasks over a 28x28 dataset hold 100 x 784 indices, never a copy of the images."""
     n = 2000
-    data = Dataset("mnist", torch.rand(n, 1, 28, 28), torch.randint(0, 10, (n,)), torch.rand(500, 1, 28, 28),
-                   torch.randint(0, 10, (500,)), 10, "synthetic", "")
+    data = Dataset(
+        "mnist",
+        torch.rand(n, 1, 28, 28),
+        torch.randint(0, 10, (n,)),
+        torch.rand(500, 1, 28, 28),
+        torch.randint(0, 10, (500,)),
+        10,
+        "synthetic",
+        "",
+    )
     s = Stream(DataConfig(stream="permuted", tasks=100), data, seed=0)
     for t in s.tasks:
         s.batch(t, "train", torch.arange(64))
@@ -113,7 +125,7 @@ def test_domain_split_labels_are_the_position_within_the_task_and_share_one_smal
     assert s.n_out == k
     order = torch.randperm(10, generator=torch.Generator().manual_seed(4)).tolist()  # the stream's class order
     for t, task in enumerate(s.tasks):
-        groups = sorted(order[t * k:(t + 1) * k])
+        groups = sorted(order[t * k : (t + 1) * k])
         assert task.classes == tuple(groups) and task.head_range is None
         for part, y_all in (("train", digits.y_train), ("test", digits.y_test)):
             _, y = s.batch(task, part)
@@ -139,8 +151,10 @@ def test_each_scenario_gives_different_numbers():
     from blackout.api import run
     from tests.conftest import small
 
-    results = {sc: run(small(stream="split", tasks=3, method="sgd", scenario=sc, iterations=60, sharpness=0))
-               for sc in ("task", "domain", "class")}
+    results = {
+        sc: run(small(stream="split", tasks=3, method="sgd", scenario=sc, iterations=60, sharpness=0))
+        for sc in ("task", "domain", "class")
+    }
     assert {sc: r.scenario for sc, r in results.items()} == {"task": "task", "domain": "domain", "class": "class"}
     assert [r.n_params for r in results.values()] == [32 * 64 + 32 + 33 * k for k in (6, 2, 10)]
     accs = [r.acc for r in results.values()]

@@ -7,12 +7,28 @@ import sys
 
 import pytest
 
-SMALL = ["--dataset", "digits", "--tasks", "6", "--iterations", "150", "--lam", "40", "--hidden", "8,32",
-         "--seeds", "0-1", "--jobs", "2"]
+SMALL = [
+    "--dataset",
+    "digits",
+    "--tasks",
+    "6",
+    "--iterations",
+    "150",
+    "--lam",
+    "40",
+    "--hidden",
+    "8,32",
+    "--seeds",
+    "0-1",
+    "--jobs",
+    "2",
+]
 
 
 def blackout(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "blackout.cli", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "blackout.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +82,7 @@ def test_rerun_does_nothing_new(study):
 
 def test_bad_sweep_input_fails_before_any_run(tmp_path):
     spec = tmp_path / "bad.toml"
-    spec.write_text('[base]\ntasks = 3\n[grid]\nhidden = [[10], [20]]\nlamda = [1, 2]\n')
+    spec.write_text("[base]\ntasks = 3\n[grid]\nhidden = [[10], [20]]\nlamda = [1, 2]\n")
     p = blackout("sweep", str(tmp_path / "s"), "--spec", str(spec))
     assert p.returncode == 2 and "bad.toml:5: unknown setting 'lamda'" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1

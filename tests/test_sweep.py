@@ -60,26 +60,34 @@ def test_sweep_file_errors_name_file_line_and_field(tmp_path):
     f.write_text('study = "x"\n[base]\ntasks = 3\n[grid]\nlam = [1, 2]\nwidthh = [3]\n')
     with pytest.raises(ConfigError, match=r"s.toml:6: unknown setting 'widthh'"):
         load_spec(f)
-    f.write_text('[base]\ntasks = 3\n[grid]\nlr = [0.1, -1]\n')
+    f.write_text("[base]\ntasks = 3\n[grid]\nlr = [0.1, -1]\n")
     with pytest.raises(ConfigError, match=r"lr: expected a learning rate > 0"):
         load_spec(f)
-    f.write_text('[base]\ntasks = 3\n[grids]\nlr = [0.1]\n')
+    f.write_text("[base]\ntasks = 3\n[grids]\nlr = [0.1]\n")
     with pytest.raises(ConfigError, match=r"s.toml:3: unknown section or key 'grids'"):
         load_spec(f)
     f.write_text('study = "cap"\npreset = "digits"\n[base.model]\nhidden = [20]\n[grid]\nseed = [0, 1]\n')
     spec = load_spec(f)
     assert spec.name == "cap" and spec.base.model.hidden == (20,) and spec.grids == ({"seed": (0, 1)},)
-    f.write_text('[base]\ntasks = 2\n[[grid]]\nmethod = ["sgd"]\n[[grid]]\nmethod = ["ewc"]\nlam = [5, 15]\n'
-                 '[[grid]]\nmethod = ["sgd", "l2"]\n')
+    f.write_text(
+        '[base]\ntasks = 2\n[[grid]]\nmethod = ["sgd"]\n[[grid]]\nmethod = ["ewc"]\nlam = [5, 15]\n'
+        '[[grid]]\nmethod = ["sgd", "l2"]\n'
+    )
     union = load_spec(f).configs()  # one sgd run, not two: the union has no repeats
-    assert [(c.method.method, c.method.get("lam")) for c in union] == [("sgd", None), ("ewc", 5.0), ("ewc", 15.0), ("l2", 0.1)]
+    assert [(c.method.method, c.method.get("lam")) for c in union] == [
+        ("sgd", None),
+        ("ewc", 5.0),
+        ("ewc", 15.0),
+        ("l2", 0.1),
+    ]
     with_seeds = load_spec(f).with_settings({"seed": (0, 1)})
     assert len(with_seeds.configs()) == 8 and with_seeds.with_settings({"seed": (3,)}).base.seed == 3
     # settings valid only together are applied together, from a file and from flags alike
     f.write_text('[base]\nmethod = "lwf"\nstream = "split"\nmulti_head = true\ntasks = 5\n')
     assert load_spec(f).base.method.method == "lwf"
-    together = SweepSpec(BASE).with_settings({"method": ("lwf",), "stream": ("split",), "multi_head": (True,),
-                                              "tasks": (5,), "seed": (0, 1)})
+    together = SweepSpec(BASE).with_settings(
+        {"method": ("lwf",), "stream": ("split",), "multi_head": (True,), "tasks": (5,), "seed": (0, 1)}
+    )
     assert [c.seed for c in together.configs()] == [0, 1] and together.base.data.multi_head
 
 
@@ -113,8 +121,27 @@ def test_failed_runs_are_recorded_and_retried(tmp_path):
 
 def _sweep_cmd(study, *extra):
     """12 runs in six stacked units of two, on two workers: after the first unit, four wait their turn."""
-    return [sys.executable, "-m", "blackout", "sweep", str(study), "--dataset", "digits", "--tasks", "3",
-            "--hidden", "16,20,24,28,32,40", "--iterations", "400", "--seeds", "0-1", "--jobs", "2", "--verbose", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "blackout",
+        "sweep",
+        str(study),
+        "--dataset",
+        "digits",
+        "--tasks",
+        "3",
+        "--hidden",
+        "16,20,24,28,32,40",
+        "--iterations",
+        "400",
+        "--seeds",
+        "0-1",
+        "--jobs",
+        "2",
+        "--verbose",
+        *extra,
+    ]
 
 
 def _rows(db, status):
@@ -132,8 +159,13 @@ def test_killed_sweep_resumes_without_duplicate_or_lost_rows(tmp_path, sig):
     cannot have finished before it arrives, however slowly this test is scheduled."""
     study = tmp_path / "study"
     # as from a terminal: a job started in the background of a script inherits SIGINT ignored, and so would the sweep
-    proc = subprocess.Popen(_sweep_cmd(study), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        _sweep_cmd(study),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     db = study / "results.sqlite"
     deadline = time.time() + 300
     while len(_rows(db, "done")) < 2 and time.time() < deadline and proc.poll() is None:
@@ -181,9 +213,23 @@ def ray_cluster(tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     temp = tmp_path_factory.mktemp("ray")
-    start = subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                            "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-                            f"--temp-dir={temp}"], capture_output=True, text=True, env=env, timeout=180)
+    start = subprocess.run(
+        [
+            ray_bin,
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={temp}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert start.returncode == 0, start.stdout + start.stderr
     yield f"127.0.0.1:{port}"
     subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env, timeout=120)
@@ -210,22 +256,30 @@ def test_ray_executor_matches_the_local_pool(tmp_path, ray_cluster):
 
 
 def test_settings_given_once_apply_to_the_methods_that_have_them_and_must_be_used():
-    spec = SweepSpec(BASE, ({"method": ("sgd", "online-ewc", "replay")},)).with_settings({"memory": (50,), "gamma": (0.8,)})
+    spec = SweepSpec(BASE, ({"method": ("sgd", "online-ewc", "replay")},)).with_settings(
+        {"memory": (50,), "gamma": (0.8,)}
+    )
     runs = {c.method.method: c.to_dict()["method"] for c in spec.configs()}
-    assert runs == {"sgd": {"method": "sgd"}, "online-ewc": {**runs["online-ewc"], "gamma": 0.8},
-                    "replay": {"method": "replay", "memory": 50}}
+    assert runs == {
+        "sgd": {"method": "sgd"},
+        "online-ewc": {**runs["online-ewc"], "gamma": 0.8},
+        "replay": {"method": "replay", "memory": 50},
+    }
     with pytest.raises(ConfigError, match=r"temperature: no run of this sweep has this setting"):
         SweepSpec(BASE, ({"method": ("sgd", "ewc")},)).with_settings({"temperature": (3.0,)}).configs()
 
 
-@pytest.mark.parametrize("text,message", [
-    ('study = 5\n', r"s.toml:1: study: expected a name in quotes, got 5"),
-    ('grid = "lam"\n', r"s.toml:1: grid: expected a table \(\[grid\]\) or tables"),
-    ('grid = [1, 2]\n', r"s.toml:1: grid: expected a table"),
-    ('base = 3\n', r"s.toml:1: base: expected a table \[base\], got 3"),
-    ('preset = 7\n', r"s.toml:1: preset: expected a name in quotes"),
-    ('[grid]\nlam = 5\n', r"s.toml:2: lam: expected a list of values, got 5"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("study = 5\n", r"s.toml:1: study: expected a name in quotes, got 5"),
+        ('grid = "lam"\n', r"s.toml:1: grid: expected a table \(\[grid\]\) or tables"),
+        ("grid = [1, 2]\n", r"s.toml:1: grid: expected a table"),
+        ("base = 3\n", r"s.toml:1: base: expected a table \[base\], got 3"),
+        ("preset = 7\n", r"s.toml:1: preset: expected a name in quotes"),
+        ("[grid]\nlam = 5\n", r"s.toml:2: lam: expected a list of values, got 5"),
+    ],
+)
 def test_malformed_sweep_files_are_one_line_errors(tmp_path, text, message):
     f = tmp_path / "s.toml"
     f.write_text(text)
@@ -270,13 +324,21 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("base,message", [
-    ("[base.model]\nlr = 0.1\n", r"{f}: (\[base\] )?unknown setting model.lr$"),
-    ("[base.nosuchsection]\nlr = 0.1\n", r"{f}: unknown setting 'nosuchsection'"),
-    ("[base]\nbatch_size = 10\n[base.train]\nbatch_size = 20\n",
-     r"{f}: (\[base\] )?batch_size is given twice \(as batch_size and as train.batch_size\)$"),
-    ("[base]\nbatch-size = 10\nbatch_size = 20\n", r"{f}: (\[base\] )?batch_size is given twice \(as batch-size and as batch_size\)$"),
-])
+@pytest.mark.parametrize(
+    "base,message",
+    [
+        ("[base.model]\nlr = 0.1\n", r"{f}: (\[base\] )?unknown setting model.lr$"),
+        ("[base.nosuchsection]\nlr = 0.1\n", r"{f}: unknown setting 'nosuchsection'"),
+        (
+            "[base]\nbatch_size = 10\n[base.train]\nbatch_size = 20\n",
+            r"{f}: (\[base\] )?batch_size is given twice \(as batch_size and as train.batch_size\)$",
+        ),
+        (
+            "[base]\nbatch-size = 10\nbatch_size = 20\n",
+            r"{f}: (\[base\] )?batch_size is given twice \(as batch-size and as batch_size\)$",
+        ),
+    ],
+)
 def test_sweep_base_is_validated_as_a_run_config_is(tmp_path, base, message):
     from blackout.config import RunConfig, load_toml
 

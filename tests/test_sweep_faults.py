@@ -22,8 +22,9 @@ TOML_GRID = "[base]\ntasks = 2\n[grid]\nlr = [{lr}]\nseed = [{seed}]\n"
 
 
 def _blackout(*argv, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "blackout", *map(str, argv)], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "blackout", *map(str, argv)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _one_line_error(p: subprocess.CompletedProcess, message: str) -> None:
@@ -33,19 +34,26 @@ def _one_line_error(p: subprocess.CompletedProcess, message: str) -> None:
 
 
 def _big_toml(path, n: int) -> None:
-    path.write_text(TOML_GRID.format(lr=", ".join(str(0.001 * (i + 1)) for i in range(n)),
-                                     seed=", ".join(map(str, range(n)))))
+    path.write_text(
+        TOML_GRID.format(lr=", ".join(str(0.001 * (i + 1)) for i in range(n)), seed=", ".join(map(str, range(n))))
+    )
 
 
 def test_a_grid_past_the_limit_is_refused_before_it_is_expanded(tmp_path):
     study = tmp_path / "s"
-    _one_line_error(_blackout("sweep", study, "--dataset", "digits", "--seeds", "0-999999", "--lam", "1,2,3", "--check"),
-                    "range '0-999999' has 1,000,000 values, expected at most 100,000")
-    _one_line_error(_blackout("sweep", study, "--dataset", "digits", "--seeds", "0-99999", "--lam", "1,2,3", "--check"),
-                    f"grid: 300,000 runs (3 lam x 100,000 seed), expected at most {MAX_RUNS:,} in one sweep")
+    _one_line_error(
+        _blackout("sweep", study, "--dataset", "digits", "--seeds", "0-999999", "--lam", "1,2,3", "--check"),
+        "range '0-999999' has 1,000,000 values, expected at most 100,000",
+    )
+    _one_line_error(
+        _blackout("sweep", study, "--dataset", "digits", "--seeds", "0-99999", "--lam", "1,2,3", "--check"),
+        f"grid: 300,000 runs (3 lam x 100,000 seed), expected at most {MAX_RUNS:,} in one sweep",
+    )
     _big_toml(tmp_path / "big.toml", 2000)
-    _one_line_error(_blackout("sweep", study, "--spec", tmp_path / "big.toml"),
-                    "big.toml:3: grid: 4,000,000 runs (2,000 lr x 2,000 seed), expected at most 100,000")
+    _one_line_error(
+        _blackout("sweep", study, "--spec", tmp_path / "big.toml"),
+        "big.toml:3: grid: 4,000,000 runs (2,000 lr x 2,000 seed), expected at most 100,000",
+    )
     assert not study.exists()
 
 
@@ -81,8 +89,10 @@ except ConfigError:
 def test_counting_a_huge_grid_takes_under_a_second(tmp_path):
     """In CPU time, so that a busy machine cannot make it fail or pass."""
     _big_toml(tmp_path / "big.toml", 2000)
-    for call in [f"Study('s').spec(spec_file={str(tmp_path / 'big.toml')!r}).configs()",
-                 "Study('s').spec(dataset='digits', seed='0-99999', lam='1,2,3').configs()"]:
+    for call in [
+        f"Study('s').spec(spec_file={str(tmp_path / 'big.toml')!r}).configs()",
+        "Study('s').spec(dataset='digits', seed='0-99999', lam='1,2,3').configs()",
+    ]:
         assert _seconds_to_refuse(call, clock="process_time") < 1.0, call
 
 
@@ -112,16 +122,48 @@ def test_a_worker_killed_from_outside_fails_only_its_run(tmp_path):
     plugin = tmp_path / "plugin"
     (plugin / "stall_method-0.dist-info").mkdir(parents=True)
     (plugin / "stall_method.py").write_text(STALL)
-    (plugin / "stall_method-0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: stall-method\nVersion: 0\n")
-    (plugin / "stall_method-0.dist-info" / "entry_points.txt").write_text("[blackout.methods]\nstall = stall_method:Stall\n")
+    (plugin / "stall_method-0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: stall-method\nVersion: 0\n"
+    )
+    (plugin / "stall_method-0.dist-info" / "entry_points.txt").write_text(
+        "[blackout.methods]\nstall = stall_method:Stall\n"
+    )
     mark = tmp_path / "stalled"
-    env = {**os.environ, "STALL_MARK": str(mark),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(plugin), os.environ.get("PYTHONPATH")) if p)}
+    env = {
+        **os.environ,
+        "STALL_MARK": str(mark),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(plugin), os.environ.get("PYTHONPATH")) if p),
+    }
     study = tmp_path / "study"
-    proc = subprocess.Popen([sys.executable, "-m", "blackout", "sweep", str(study), "--dataset", "digits", "--tasks", "3",
-                             "--hidden", "16", "--iterations", "100", "--method", "sgd,stall", "--seeds", "0-1",
-                             "--jobs", "2", "--no-batch", "--verbose"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "blackout",
+            "sweep",
+            str(study),
+            "--dataset",
+            "digits",
+            "--tasks",
+            "3",
+            "--hidden",
+            "16",
+            "--iterations",
+            "100",
+            "--method",
+            "sgd,stall",
+            "--seeds",
+            "0-1",
+            "--jobs",
+            "2",
+            "--no-batch",
+            "--verbose",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 180
     while not mark.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
@@ -133,6 +175,11 @@ def test_a_worker_killed_from_outside_fails_only_its_run(tmp_path):
         rows = c.execute("SELECT status, error, config FROM runs").fetchall()
     failed = [(e, json.loads(cfg)["method"]["method"]) for s, e, cfg in rows if s == "failed"]
     assert len(rows) == 4 and sum(s == "done" for s, _, _ in rows) == 3, rows
-    assert failed == [("the worker process was killed by SIGKILL (signal 9), most likely by the out-of-memory "
-                       "killer (the machine ran short of memory)", "stall")]
+    assert failed == [
+        (
+            "the worker process was killed by SIGKILL (signal 9), most likely by the out-of-memory "
+            "killer (the machine ran short of memory)",
+            "stall",
+        )
+    ]
     assert "3 ran · 1 failed" in out and "killed by SIGKILL" in out

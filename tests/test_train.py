@@ -27,7 +27,9 @@ def test_result_records_config_version_seed_and_shapes():
     assert np.isnan(r.acc[0, 1]) and not np.isnan(r.acc[2, 0])  # lower triangle only without eval_all
     assert [d["task"] for d in r.diagnostics] == [1, 2, 3]
     assert r.diagnostics[0]["stability"] == 0.0 and r.diagnostics[1]["stability"] > 0
-    assert r.environment["torch"] == torch.__version__.split("+")[0] or r.environment["torch"].startswith(torch.__version__[:4])
+    assert r.environment["torch"] == torch.__version__.split("+")[0] or r.environment["torch"].startswith(
+        torch.__version__[:4]
+    )
 
 
 def test_eval_all_fills_the_matrix_and_gives_forward_transfer():
@@ -44,7 +46,11 @@ def test_stop_on_blackout_and_run_on():
     # a collapse (task 1 learned, then every task at chance with finite weights: an L1 subgradient so
     # strong that its steps scramble the network) stops by default, and runs on when asked
     collapsed = run(small(tasks=4, method="ewc-l1", lam=1e4))
-    assert collapsed.acc[0, 0] > 0.8 and collapsed.verdict.cause == "collapsed" and collapsed.tasks_run == collapsed.verdict.task
+    assert (
+        collapsed.acc[0, 0] > 0.8
+        and collapsed.verdict.cause == "collapsed"
+        and collapsed.tasks_run == collapsed.verdict.task
+    )
     on = run(small(tasks=4, method="ewc-l1", lam=1e4, stop_on_blackout=False))
     assert on.tasks_run == 4 and on.verdict.task == collapsed.verdict.task
 
@@ -68,13 +74,16 @@ def test_batches_cover_each_epoch_once():
     assert sorted(torch.cat(got[3:]).tolist()) == list(range(10))
 
 
-@pytest.mark.parametrize("kw", [
-    {"arch": "cnn", "channels": (4, 8), "hidden": (16,), "iterations": 300, "lr": 0.5},
-    {"stream": "split", "tasks": 2, "multi_head": True},
-    {"stream": "rotated", "angle_step": 45.0, "optimizer": "adam", "lr": 0.01},
-    {"epochs": 8.0, "fisher_labels": "expected"},
-    {"method": "online-ewc", "gamma": 0.9, "fisher_labels": "empirical"},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"arch": "cnn", "channels": (4, 8), "hidden": (16,), "iterations": 300, "lr": 0.5},
+        {"stream": "split", "tasks": 2, "multi_head": True},
+        {"stream": "rotated", "angle_step": 45.0, "optimizer": "adam", "lr": 0.01},
+        {"epochs": 8.0, "fisher_labels": "expected"},
+        {"method": "online-ewc", "gamma": 0.9, "fisher_labels": "empirical"},
+    ],
+)
 def test_every_stream_model_and_option_learns_its_first_task(kw):
     base = {"tasks": 2, "iterations": 200}
     base.update(kw)
@@ -85,7 +94,9 @@ def test_every_stream_model_and_option_learns_its_first_task(kw):
 
     n_out = 10 if not kw.get("multi_head") else 4
     if cfg.model.arch == "cnn":
-        assert r.n_params == sum(p.numel() for p in cnn((1, 8, 8), cfg.model.channels, cfg.model.hidden, n_out, "relu").parameters())
+        assert r.n_params == sum(
+            p.numel() for p in cnn((1, 8, 8), cfg.model.channels, cfg.model.hidden, n_out, "relu").parameters()
+        )
     assert r.n_params == n_params_estimate(cfg)
 
 

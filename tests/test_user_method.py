@@ -61,7 +61,9 @@ def test_a_user_method_runs_sweeps_and_reports(toy, tmp_path):
 
 
 def test_a_blackout_methods_entry_point_is_found_without_importing_anything(tmp_path):
-    (tmp_path / "toy_plugin.py").write_text(TOY.replace("@register_method\n", "").replace('"toy-scale"', '"toy-plugin"'))
+    (tmp_path / "toy_plugin.py").write_text(
+        TOY.replace("@register_method\n", "").replace('"toy-scale"', '"toy-plugin"')
+    )
     info = tmp_path / "toy_plugin-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.1\n")

@@ -51,11 +51,17 @@ def test_retained_needs_learning_above_chance_and_keeping_the_fraction():
     assert verdict.retained(R, 0.95, CH, 0.1) == [3]
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"margin": 0.95}, r"margin: expected chance \+ margin < 1 .*1/10"),
-    ({"stream": "split", "classes_per_task": 2, "tasks": 3, "margin": 0.5}, r"margin: expected chance \+ margin < 1 .*1/2"),
-    ({"stream": "split", "classes_per_task": 1, "tasks": 3}, "classes_per_task: expected at least 2"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"margin": 0.95}, r"margin: expected chance \+ margin < 1 .*1/10"),
+        (
+            {"stream": "split", "classes_per_task": 2, "tasks": 3, "margin": 0.5},
+            r"margin: expected chance \+ margin < 1 .*1/2",
+        ),
+        ({"stream": "split", "classes_per_task": 1, "tasks": 3}, "classes_per_task: expected at least 2"),
+    ],
+)
 def test_settings_that_would_call_a_perfect_run_collapsed_are_refused(kw, message):
     with pytest.raises(ConfigError, match=message):
         small(**kw)
@@ -85,23 +91,47 @@ def test_real_run_that_cannot_learn_says_so():
 
 # -- data under which a verdict means nothing is refused before training --------------------------
 
+
 def _hand_made(y_train, y_test):
     from blackout.experiment.data.sources import Dataset
 
     images = lambda n: torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(n))
-    return Dataset("digits", images(len(y_train)), torch.tensor(y_train), images(len(y_test)), torch.tensor(y_test),
-                   10, "hand-made", "")
+    return Dataset(
+        "digits",
+        images(len(y_train)),
+        torch.tensor(y_train),
+        images(len(y_test)),
+        torch.tensor(y_test),
+        10,
+        "hand-made",
+        "",
+    )
 
 
-@pytest.mark.parametrize("kw,y_train,y_test,message", [
-    ({}, [3] * 40, [3] * 20, r"task 1: its training images hold 1 class \(3\); a verdict needs at least 2"),
-    ({}, list(range(10)) * 4, [3] * 20, r"task 1: its test images hold 1 class \(3\)"),
-    ({}, list(range(4)), [7], r"task 1: 1 test image; a verdict needs at least 10 per task"),
-    ({"stream": "split", "tasks": 2}, [0, 1] * 20, [0, 1] * 9, r"task [12]: [09] test images?;"),
-    ({}, list(range(10)) * 4, [0] * 18 + [1, 2], (r"task 1: chance 0.90 \(its most frequent class\) \+ margin 0.1 "
-                                                  r">= 1: even a perfect score could not count as learned")),
-    ({"margin": 0.3}, list(range(10)) * 4, [0] * 14 + list(range(1, 7)), r"task 1: chance 0.70 .* \+ margin 0.3 >= 1"),
-])
+@pytest.mark.parametrize(
+    "kw,y_train,y_test,message",
+    [
+        ({}, [3] * 40, [3] * 20, r"task 1: its training images hold 1 class \(3\); a verdict needs at least 2"),
+        ({}, list(range(10)) * 4, [3] * 20, r"task 1: its test images hold 1 class \(3\)"),
+        ({}, list(range(4)), [7], r"task 1: 1 test image; a verdict needs at least 10 per task"),
+        ({"stream": "split", "tasks": 2}, [0, 1] * 20, [0, 1] * 9, r"task [12]: [09] test images?;"),
+        (
+            {},
+            list(range(10)) * 4,
+            [0] * 18 + [1, 2],
+            (
+                r"task 1: chance 0.90 \(its most frequent class\) \+ margin 0.1 "
+                r">= 1: even a perfect score could not count as learned"
+            ),
+        ),
+        (
+            {"margin": 0.3},
+            list(range(10)) * 4,
+            [0] * 14 + list(range(1, 7)),
+            r"task 1: chance 0.70 .* \+ margin 0.3 >= 1",
+        ),
+    ],
+)
 def test_data_under_which_a_verdict_means_nothing_is_refused(kw, y_train, y_test, message):
     from blackout.errors import DataError
     from blackout.experiment.data.streams import Streams

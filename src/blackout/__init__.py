@@ -12,9 +12,16 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+src"
 
 _API = {
-    "run": "api", "plan": "api", "Study": "api", "config": "api", "register_method": "api",
-    "RunConfig": "config", "Result": "experiment.result", "ResultSet": "study.results",
-    "Method": "experiment.methods.base", "Setting": "settings",
+    "run": "api",
+    "plan": "api",
+    "Study": "api",
+    "config": "api",
+    "register_method": "api",
+    "RunConfig": "config",
+    "Result": "experiment.result",
+    "ResultSet": "study.results",
+    "Method": "experiment.methods.base",
+    "Setting": "settings",
 }
 
 __all__ = ["__version__", *_API]

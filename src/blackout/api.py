@@ -39,8 +39,13 @@ def config(preset: str | None = None, file: str | Path | None = None, **settings
     return RunConfig.from_flat(merged, base)
 
 
-def run(cfg: RunConfig | str | None = None, *, data_dir: str | Path | None = None,
-        on_task: Callable[[int, Any], None] | None = None, **settings: Any) -> Result:
+def run(
+    cfg: RunConfig | str | None = None,
+    *,
+    data_dir: str | Path | None = None,
+    on_task: Callable[[int, Any], None] | None = None,
+    **settings: Any,
+) -> Result:
     """Train one network through a sequence of tasks and return its Result.
 
     ``cfg``: a RunConfig, or a preset name ("seed-blog", "digits") that ``settings`` override, or
@@ -57,8 +62,15 @@ def run(cfg: RunConfig | str | None = None, *, data_dir: str | Path | None = Non
     return train_run(identified(cfg, load_dataset(cfg.data.dataset, data_dir)), data_dir, on_task)
 
 
-def plan(cfg: RunConfig | str | None = None, *, budget: int, knob: str = "lam", probe: int = 3,
-         data_dir: str | Path | None = None, **settings: Any):
+def plan(
+    cfg: RunConfig | str | None = None,
+    *,
+    budget: int,
+    knob: str = "lam",
+    probe: int = 3,
+    data_dir: str | Path | None = None,
+    **settings: Any,
+):
     """The largest ``knob`` ("lam" or "lr") that the blackout forecast says survives ``budget`` tasks, from a
     ``probe``-task run of the configuration (``cfg`` and ``settings`` as for ``run``); a ``Plan`` whose
     ``config`` is the planned run (``run(p.config)`` trains it)."""
@@ -91,8 +103,9 @@ class Study:
         self.store_path = self.path / STORE_FILE
 
     # -- sweeping ---------------------------------------------------------------------------
-    def spec(self, preset: str | None = None, spec_file: str | Path | None = None, name: str | None = None,
-             **settings: Any) -> SweepSpec:
+    def spec(
+        self, preset: str | None = None, spec_file: str | Path | None = None, name: str | None = None, **settings: Any
+    ) -> SweepSpec:
         """Preset < sweep file < ``settings``; a list (or a comma string) of values makes an axis."""
         spec = SweepSpec(RunConfig(), name=name)
         if preset:
@@ -102,14 +115,29 @@ class Study:
             spec = spec.with_settings({k: (v,) for k, v in p["base"].items()}, where=f"preset {preset}: ")
         if spec_file is not None:
             loaded = load_spec(spec_file, spec.base)
-            spec = SweepSpec(loaded.base, loaded.grids if loaded.grids != ({},) else spec.grids,
-                             name or loaded.name or spec.name, {**spec.common, **loaded.common})
+            spec = SweepSpec(
+                loaded.base,
+                loaded.grids if loaded.grids != ({},) else spec.grids,
+                name or loaded.name or spec.name,
+                {**spec.common, **loaded.common},
+            )
         axes = {k.replace("-", "_"): parse_axis(k, _axis_text(v), "--") for k, v in settings.items()}
         return spec.with_settings(axes)
 
-    def sweep(self, preset: str | None = None, spec_file: str | Path | None = None, *, jobs: int | None = None,
-              ray: str | None = None, data_dir: str | Path | None = None, batched: bool = True, extend: bool = False,
-              on_event: Callable[[str, str, dict], None] | None = None, on_plan=None, **settings: Any):
+    def sweep(
+        self,
+        preset: str | None = None,
+        spec_file: str | Path | None = None,
+        *,
+        jobs: int | None = None,
+        ray: str | None = None,
+        data_dir: str | Path | None = None,
+        batched: bool = True,
+        extend: bool = False,
+        on_event: Callable[[str, str, dict], None] | None = None,
+        on_plan=None,
+        **settings: Any,
+    ):
         """Run every combination not yet done into the study; returns the ``SweepReport``.
 
         A study holds one grid: runs beyond those it already has are refused unless ``extend``.
@@ -126,8 +154,10 @@ class Study:
         name = spec.name or self._recorded_name() or self.path.resolve().name
         in_main = any(registry()[c.method.method].__module__ == "__main__" for c in configs)
         pool = RayPool(ray, jobs) if ray else InlinePool() if in_main else LocalPool(jobs)
-        data = {d: load_dataset(d, None if data_dir is None else str(data_dir))  # a missing data file fails now
-                for d in sorted({c.data.dataset for c in configs})}
+        data = {
+            d: load_dataset(d, None if data_dir is None else str(data_dir))  # a missing data file fails now
+            for d in sorted({c.data.dataset for c in configs})
+        }
         configs = [identified(c, data[c.data.dataset]) for c in configs]  # run ids name the data too
         store = self._store(name, create=True)
         try:
@@ -135,8 +165,10 @@ class Study:
             older = _older_numerics(store, [c for c in configs if c.run_id in set(new)])
             held = sum(store.status_counts().values())
             if len(new) > sum(older.values()) and held and not extend:
-                raise ConfigError(f"{self.path}: this study already holds {held} runs of another grid; "
-                                  f"--extend adds these {len(new)} new runs to it, or choose a new study folder")
+                raise ConfigError(
+                    f"{self.path}: this study already holds {held} runs of another grid; "
+                    f"--extend adds these {len(new)} new runs to it, or choose a new study folder"
+                )
             self._record_spec(spec, name, len(configs), len(new))
             if on_plan:
                 on_plan(len(configs), len(store.todo([c.run_id for c in configs])) + len(new), pool)
@@ -180,9 +212,13 @@ class Study:
         from .files import need_folder
         from .study.store import Store
 
-        if not create and not (need_folder(self.path, "a study folder or a results archive (.jsonl or .jsonl.gz)")
-                               and self.store_path.exists()):
-            raise ConfigError(f"{self.path}: no study here (missing {STORE_FILE}); run `blackout sweep {self.path}` first")
+        if not create and not (
+            need_folder(self.path, "a study folder or a results archive (.jsonl or .jsonl.gz)")
+            and self.store_path.exists()
+        ):
+            raise ConfigError(
+                f"{self.path}: no study here (missing {STORE_FILE}); run `blackout sweep {self.path}` first"
+            )
         return Store(self.store_path, name, create=create, readonly=not create)
 
     # -- reading ----------------------------------------------------------------------------
@@ -208,15 +244,18 @@ class Study:
             raise ConfigError(f"--bootstrap: expected at least 1 resample, got {bootstrap}")
         return analyze(self.results().runs, axis=axis, n_boot=bootstrap)
 
-    def report(self, out: str | Path | None = None, axis: str = "width",
-               on_note: Callable[[str], None] | None = None) -> Path:
+    def report(
+        self, out: str | Path | None = None, axis: str = "width", on_note: Callable[[str], None] | None = None
+    ) -> Path:
         """Write the self-contained HTML report (default ``STUDY/report.html``) and, beside it, its
         figures as PNG and SVG (``STUDY/figures``, or ``NAME-figures`` next to a report written elsewhere).
         ``on_note`` receives each line the report says about the runs' numerics versions."""
         from .files import check_output
         from .study.report import is_report, write_report
 
-        default = self.path.with_name(self.path.name.split(".")[0] + ".html") if self.archive else self.path / "report.html"
+        default = (
+            self.path.with_name(self.path.name.split(".")[0] + ".html") if self.archive else self.path / "report.html"
+        )
         out = check_output(Path(out) if out else default, is_report, store=self.store_path)
         beside = not self.archive and out.resolve() == default.resolve()
         figures = self.path / "figures" if beside else out.with_name(f"{out.stem}-figures")
@@ -225,8 +264,14 @@ class Study:
             for note in rs.notes():
                 on_note(note)
         meta = self._sweep_json()
-        return write_report(out, rs, axis=axis, title=f"blackout study: {(meta or {}).get('study') or self.path.name}",
-                            study=meta, figures=figures)
+        return write_report(
+            out,
+            rs,
+            axis=axis,
+            title=f"blackout study: {(meta or {}).get('study') or self.path.name}",
+            study=meta,
+            figures=figures,
+        )
 
     def export(self, fmt: str = "csv", out: str | Path | None = None) -> Path:
         from .files import check_output
@@ -236,8 +281,11 @@ class Study:
             raise ConfigError(f"--format: expected csv, parquet or jsonl, got {fmt!r}")
         if self.archive:
             raise ConfigError(f"{self.path}: already an export; `blackout report` and `analyze` read it")
-        out = check_output(Path(out) if out else self.path / f"results.{fmt}{'.gz' if fmt == 'jsonl' else ''}",
-                           EXPORTS[fmt], store=self.store_path)
+        out = check_output(
+            Path(out) if out else self.path / f"results.{fmt}{'.gz' if fmt == 'jsonl' else ''}",
+            EXPORTS[fmt],
+            store=self.store_path,
+        )
         with self._store(None, create=False) as store:
             return store.export(out, fmt)
 

@@ -46,31 +46,51 @@ def _f(default: Any, help: str, choices: tuple[str, ...] | None = None, check=No
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = _f("digits", "dataset: digits (embedded, 8x8), mnist or fashion-mnist (28x28 IDX files)", DATASETS)
-    stream: str = _f("permuted", "task stream: permuted pixels, split classes or rotated images",
-                     ("permuted", "split", "rotated"))
+    stream: str = _f(
+        "permuted", "task stream: permuted pixels, split classes or rotated images", ("permuted", "split", "rotated")
+    )
     tasks: int = _f(10, "number of tasks in the sequence", check=lambda n: n >= 1, expected="at least 1")
     keep_first: bool = _f(False, "permuted: leave task 1 unpermuted (the original images)")
-    classes_per_task: int = _f(2, "split: classes in each task (tasks x classes_per_task <= 10)",
-                               check=lambda n: n >= 2, expected="at least 2 (a one-class task is solved by a constant output)")
-    class_order: str = _f("seeded", "split: which classes form each task: seeded (a random order drawn from the seed) "
-                                     "or natural (0-1, 2-3, ...: tasks of consecutive labels, as most papers split MNIST)",
-                          ("seeded", "natural"))
-    scenario: str = _f("auto", "what the network is told and must answer (van de Ven & Tolias 2019): task (task "
-                               "identity given, one head per task), domain (one shared head of classes_per_task "
-                               "outputs on split: first or second class of the task), class (one shared head over "
-                               "all classes); auto: class on split, domain on permuted and rotated, which are "
-                               "domain-incremental with one 10-way head and offer no other (--multi-head: task)",
-                       ("auto",) + SCENARIOS)
+    classes_per_task: int = _f(
+        2,
+        "split: classes in each task (tasks x classes_per_task <= 10)",
+        check=lambda n: n >= 2,
+        expected="at least 2 (a one-class task is solved by a constant output)",
+    )
+    class_order: str = _f(
+        "seeded",
+        "split: which classes form each task: seeded (a random order drawn from the seed) "
+        "or natural (0-1, 2-3, ...: tasks of consecutive labels, as most papers split MNIST)",
+        ("seeded", "natural"),
+    )
+    scenario: str = _f(
+        "auto",
+        "what the network is told and must answer (van de Ven & Tolias 2019): task (task "
+        "identity given, one head per task), domain (one shared head of classes_per_task "
+        "outputs on split: first or second class of the task), class (one shared head over "
+        "all classes); auto: class on split, domain on permuted and rotated, which are "
+        "domain-incremental with one 10-way head and offer no other (--multi-head: task)",
+        ("auto",) + SCENARIOS,
+    )
     angle_step: float = _f(10.0, "rotated: task t is rotated by (t - 1) x angle_step degrees")
-    train_limit: int = _f(0, "use only the first N training images (0: all); the test set is unchanged",
-                          check=lambda n: n >= 0, expected=">= 0")
-    data_id: str = _f("", "the data's identity (image size, train+test counts, content hash), recorded from the data "
-                          "when a run or sweep is planned, so runs on different data never share a run id; a recorded "
-                          "one must match the data read (empty: not recorded)")
-    test_limit: int = _f(0, "evaluate on the first N test images of each task (0: all)",
-                         check=lambda n: n == 0 or n >= MIN_TEST_IMAGES,
-                         expected=f"0 (all) or at least {MIN_TEST_IMAGES} test images per task (fewer cannot tell "
-                                  "learning from chance)")
+    train_limit: int = _f(
+        0,
+        "use only the first N training images (0: all); the test set is unchanged",
+        check=lambda n: n >= 0,
+        expected=">= 0",
+    )
+    data_id: str = _f(
+        "",
+        "the data's identity (image size, train+test counts, content hash), recorded from the data "
+        "when a run or sweep is planned, so runs on different data never share a run id; a recorded "
+        "one must match the data read (empty: not recorded)",
+    )
+    test_limit: int = _f(
+        0,
+        "evaluate on the first N test images of each task (0: all)",
+        check=lambda n: n == 0 or n >= MIN_TEST_IMAGES,
+        expected=f"0 (all) or at least {MIN_TEST_IMAGES} test images per task (fewer cannot tell learning from chance)",
+    )
 
     @property
     def resolved_scenario(self) -> str:
@@ -86,7 +106,9 @@ class DataConfig:
         """Outputs of the network: a head per task (task), one task's classes (domain) or every class."""
         if self.stream != "split":
             return N_CLASSES
-        return {"task": self.tasks * self.classes_per_task, "domain": self.classes_per_task}.get(self.resolved_scenario, N_CLASSES)
+        return {"task": self.tasks * self.classes_per_task, "domain": self.classes_per_task}.get(
+            self.resolved_scenario, N_CLASSES
+        )
 
 
 def natural_scenario(stream: str) -> str:
@@ -107,16 +129,27 @@ def scenario_of(data: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str = _f("mlp", "network: mlp (fully connected) or cnn (small convolutional net)", ("mlp", "cnn"))
-    hidden: tuple[int, ...] = _f((100,), "hidden layer widths, e.g. 50 or 400,400 (cnn: widths of its dense layers)",
-                                 check=lambda h: len(h) >= 1 and all(w >= 1 for w in h),
-                                 expected="one or more widths >= 1")
+    hidden: tuple[int, ...] = _f(
+        (100,),
+        "hidden layer widths, e.g. 50 or 400,400 (cnn: widths of its dense layers)",
+        check=lambda h: len(h) >= 1 and all(w >= 1 for w in h),
+        expected="one or more widths >= 1",
+    )
     activation: str = _f("relu", "hidden activation", ("relu", "tanh", "sigmoid"))
-    channels: tuple[int, ...] = _f((16, 32), "cnn: output channels of each 3x3 conv + 2x2 max-pool block",
-                                   check=lambda h: len(h) >= 1 and all(w >= 1 for w in h),
-                                   expected="one or more channel counts >= 1")
-    gating: float = _f(0.0, "xdg: fraction of each hidden layer silenced per task by a fixed random mask "
-                            "(context-dependent gating, Masse et al. 2018; the task identity is then used at "
-                            "test time too); 0: off", check=lambda g: 0 <= g < 1, expected="0 <= gating < 1")
+    channels: tuple[int, ...] = _f(
+        (16, 32),
+        "cnn: output channels of each 3x3 conv + 2x2 max-pool block",
+        check=lambda h: len(h) >= 1 and all(w >= 1 for w in h),
+        expected="one or more channel counts >= 1",
+    )
+    gating: float = _f(
+        0.0,
+        "xdg: fraction of each hidden layer silenced per task by a fixed random mask "
+        "(context-dependent gating, Masse et al. 2018; the task identity is then used at "
+        "test time too); 0: off",
+        check=lambda g: 0 <= g < 1,
+        expected="0 <= gating < 1",
+    )
 
 
 @dataclass(frozen=True)
@@ -144,35 +177,75 @@ class TrainConfig:
     optimizer: str = _f("sgd", "optimizer", ("sgd", "adam"))
     lr: float = _f(0.1, "learning rate", check=lambda v: v > 0, expected="a learning rate > 0")
     batch_size: int = _f(100, "mini-batch size", check=lambda n: n >= 1, expected="at least 1")
-    iterations: int = _f(800, "optimizer steps per task (ignored when epochs > 0)", check=lambda n: n <= MAX_STEPS,
-                         expected=f"at most {MAX_STEPS:,} steps per task")
-    epochs: float = _f(0.0, "passes over each task's training set (0: use iterations)",
-                       check=lambda v: 0 <= v <= MAX_EPOCHS, expected=f"0 <= epochs <= {MAX_EPOCHS} (a run must end)")
-    seed: int = _f(0, "seed of weights, permutations, batches and Fisher labels", check=lambda n: 0 <= n <= MAX_SEED,
-                   expected=f"a seed from 0 to {MAX_SEED} (the seeds derived from it must fit torch's generator)")
+    iterations: int = _f(
+        800,
+        "optimizer steps per task (ignored when epochs > 0)",
+        check=lambda n: n <= MAX_STEPS,
+        expected=f"at most {MAX_STEPS:,} steps per task",
+    )
+    epochs: float = _f(
+        0.0,
+        "passes over each task's training set (0: use iterations)",
+        check=lambda v: 0 <= v <= MAX_EPOCHS,
+        expected=f"0 <= epochs <= {MAX_EPOCHS} (a run must end)",
+    )
+    seed: int = _f(
+        0,
+        "seed of weights, permutations, batches and Fisher labels",
+        check=lambda n: 0 <= n <= MAX_SEED,
+        expected=f"a seed from 0 to {MAX_SEED} (the seeds derived from it must fit torch's generator)",
+    )
     eval_all: bool = _f(False, "after each task evaluate every task, also future ones (forward transfer)")
-    sharpness: int = _f(8, "Lanczos steps of the sharpness measurement (top Hessian eigenvalue of the penalised "
-                            "loss) at the end of each task; 0: off", check=lambda n: n >= 0, expected=">= 0")
-    device: str = _f("cpu", "where a run trains; part of its identity, since devices round differently "
-                            "(the flag also takes auto: the best one present)", ("cpu", "cuda", "mps"))
-    threads: int = _f(1, "CPU threads of one run's arithmetic; part of the run's identity because a matrix product "
-                         "split over more threads rounds differently (studies run one process per core instead)",
-                      check=lambda n: 1 <= n <= MAX_THREADS, expected=f"1 to {MAX_THREADS} threads")
+    sharpness: int = _f(
+        8,
+        "Lanczos steps of the sharpness measurement (top Hessian eigenvalue of the penalised "
+        "loss) at the end of each task; 0: off",
+        check=lambda n: n >= 0,
+        expected=">= 0",
+    )
+    device: str = _f(
+        "cpu",
+        "where a run trains; part of its identity, since devices round differently "
+        "(the flag also takes auto: the best one present)",
+        ("cpu", "cuda", "mps"),
+    )
+    threads: int = _f(
+        1,
+        "CPU threads of one run's arithmetic; part of the run's identity because a matrix product "
+        "split over more threads rounds differently (studies run one process per core instead)",
+        check=lambda n: 1 <= n <= MAX_THREADS,
+        expected=f"1 to {MAX_THREADS} threads",
+    )
 
 
 @dataclass(frozen=True)
 class BlackoutConfig:
-    margin: float = _f(0.1, "blackout: every task so far scores at most its chance level + margin",
-                       check=lambda v: 0 <= v < 1, expected="0 <= margin < 1")
-    retain_frac: float = _f(0.9, "a task is retained while its accuracy is >= this fraction of its just-learned accuracy",
-                            check=lambda v: 0 < v <= 1, expected="0 < retain_frac <= 1")
+    margin: float = _f(
+        0.1,
+        "blackout: every task so far scores at most its chance level + margin",
+        check=lambda v: 0 <= v < 1,
+        expected="0 <= margin < 1",
+    )
+    retain_frac: float = _f(
+        0.9,
+        "a task is retained while its accuracy is >= this fraction of its just-learned accuracy",
+        check=lambda v: 0 < v <= 1,
+        expected="0 < retain_frac <= 1",
+    )
     stop_on_blackout: bool = _f(True, "stop the run at the blackout task")
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig,
-                             "train": TrainConfig, "blackout": BlackoutConfig}
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "method": MethodConfig,
+    "train": TrainConfig,
+    "blackout": BlackoutConfig,
+}
 FIXED: dict[str, tuple[str, Setting]] = {
-    f.name: (section, f.metadata["setting"]) for section, cls in SECTIONS.items() if section != "method"
+    f.name: (section, f.metadata["setting"])
+    for section, cls in SECTIONS.items()
+    if section != "method"
     for f in fields(cls)
 }
 METHOD_FIELD = Setting("ewc", "continual-learning method (see `blackout methods`)")
@@ -208,11 +281,15 @@ def method_settings() -> dict[str, tuple[Setting, list[str]]]:
     for name, cls in registry().items():
         for key, s in cls.settings.items():
             if key in FIXED or key == "method":
-                raise ConfigError(f"method {name}: setting {key!r} clashes with the {FIXED[key][0] if key in FIXED else 'method'} "
-                                  "section's setting of that name")
+                raise ConfigError(
+                    f"method {name}: setting {key!r} clashes with the {FIXED[key][0] if key in FIXED else 'method'} "
+                    "section's setting of that name"
+                )
             if key in out and out[key][0].kind is not s.kind:
-                raise ConfigError(f"method {name}: setting {key!r} is {s.describe()}, but {out[key][1][0]} declares "
-                                  f"it as {out[key][0].describe()}")
+                raise ConfigError(
+                    f"method {name}: setting {key!r} is {s.describe()}, but {out[key][1][0]} declares "
+                    f"it as {out[key][0].describe()}"
+                )
             out.setdefault(key, (s, []))[1].append(name)
     return out
 
@@ -263,8 +340,9 @@ class RunConfig:
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_flat(cls, values: dict[str, Any], base: RunConfig | None = None, where: str = "",
-                  strict: bool = True) -> RunConfig:
+    def from_flat(
+        cls, values: dict[str, Any], base: RunConfig | None = None, where: str = "", strict: bool = True
+    ) -> RunConfig:
         """Build from flat ``{setting: value}`` applied over ``base`` (default config).
 
         ``where`` names the source (a file, "--") in error messages. A method setting the chosen
@@ -289,15 +367,20 @@ class RunConfig:
         return cls(method=_method_config(method, own, where), **parts)
 
     @classmethod
-    def from_dict(cls, nested: dict[str, Any], base: RunConfig | None = None, where: str = "", strict: bool = True) -> RunConfig:
+    def from_dict(
+        cls, nested: dict[str, Any], base: RunConfig | None = None, where: str = "", strict: bool = True
+    ) -> RunConfig:
         """Build from ``{section: {field: value}}`` (TOML, stored JSON) or flat keys, or a mix."""
         return cls.from_flat(flat_settings(nested, where), base, where, strict)
 
     # -- identity -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The canonical config: the scenario in force (never ``auto``), inert settings at their default."""
-        out = {s: {f.name: _jsonable(getattr(getattr(self, s), f.name)) for f in fields(SECTIONS[s])}
-               for s in SECTIONS if s != "method"}
+        out = {
+            s: {f.name: _jsonable(getattr(getattr(self, s), f.name)) for f in fields(SECTIONS[s])}
+            for s in SECTIONS
+            if s != "method"
+        }
         out["data"]["scenario"] = self.data.resolved_scenario
         for name, idle in INERT.items():
             if idle(self):
@@ -340,8 +423,10 @@ def _scenario_from_multi_head(given: dict[str, Any], where: str) -> dict[str, An
     multi = given.pop("multi_head")
     scenario = given.get("scenario")
     if scenario not in (None, "auto") and (scenario == "task") != multi:
-        raise ConfigError(f"{where}multi_head: {str(multi).lower()} contradicts scenario {scenario!r} "
-                          "(multi_head true means scenario task); give only scenario")
+        raise ConfigError(
+            f"{where}multi_head: {str(multi).lower()} contradicts scenario {scenario!r} "
+            "(multi_head true means scenario task); give only scenario"
+        )
     if scenario in (None, "auto"):
         given["scenario"] = "task" if multi else "auto"
     return given
@@ -374,7 +459,11 @@ def flat_settings(nested: dict[str, Any], where: str = "") -> dict[str, Any]:
         if key in SECTIONS and isinstance(value, dict):
             for k, v in value.items():
                 name = k.replace("-", "_")
-                in_section = (FIXED.get(name, ("",))[0] == key) if key != "method" else (name == "method" or name in method_settings())
+                in_section = (
+                    (FIXED.get(name, ("",))[0] == key)
+                    if key != "method"
+                    else (name == "method" or name in method_settings())
+                )
                 if not in_section:
                     raise ConfigError(f"{where}unknown setting {key}.{printable(k)}")
                 add(k, v, f"{key}.{printable(k)}")
@@ -407,22 +496,32 @@ def validate(c: RunConfig) -> None:
     if t.iterations < 1 and t.epochs == 0:
         raise ConfigError(f"iterations: expected at least 1 (or epochs > 0), got {t.iterations}")
     if d.stream == "split" and d.tasks * d.classes_per_task > N_CLASSES:
-        raise ConfigError(f"tasks: a split stream needs tasks x classes_per_task <= {N_CLASSES} classes, "
-                          f"got {d.tasks} x {d.classes_per_task}")
+        raise ConfigError(
+            f"tasks: a split stream needs tasks x classes_per_task <= {N_CLASSES} classes, "
+            f"got {d.tasks} x {d.classes_per_task}"
+        )
     if d.stream != "split" and d.resolved_scenario != "domain":
-        raise ConfigError(f"scenario: a {d.stream} stream is domain-incremental (one {N_CLASSES}-way head for every "
-                          f"task); task and class scenarios need stream split, got {d.resolved_scenario}")
+        raise ConfigError(
+            f"scenario: a {d.stream} stream is domain-incremental (one {N_CLASSES}-way head for every "
+            f"task); task and class scenarios need stream split, got {d.resolved_scenario}"
+        )
     per_task = d.classes_per_task if d.stream == "split" else N_CLASSES
     if 1 / per_task + b.margin >= 1:
-        raise ConfigError(f"margin: expected chance + margin < 1 (chance is about 1/{per_task} on tasks of {per_task} "
-                          f"classes, so every run would count as collapsed), got {b.margin}")
+        raise ConfigError(
+            f"margin: expected chance + margin < 1 (chance is about 1/{per_task} on tasks of {per_task} "
+            f"classes, so every run would count as collapsed), got {b.margin}"
+        )
     if t.device != "cpu" and best_device() == "cpu" or t.device == "mps" and best_device() == "cuda":
-        raise ConfigError(f"device: {t.device} is not available on this machine (use cpu, or auto for the best one present)")
+        raise ConfigError(
+            f"device: {t.device} is not available on this machine (use cpu, or auto for the best one present)"
+        )
     if c.model.gating and c.model.arch != "mlp":
         raise ConfigError(f"gating: context-dependent gating masks MLP hidden units, got arch {c.model.arch!r}")
     if t.sharpness > n_params_estimate(c):  # Lanczos finds at most one new direction per parameter
-        raise ConfigError(f"sharpness: expected at most {_count(n_params_estimate(c))} Lanczos steps (the network's "
-                          f"parameters), got {t.sharpness}")
+        raise ConfigError(
+            f"sharpness: expected at most {_count(n_params_estimate(c))} Lanczos steps (the network's "
+            f"parameters), got {t.sharpness}"
+        )
     cls.check(c)
     _check_size(c)
 
@@ -455,18 +554,24 @@ def _check_size(c: RunConfig) -> None:
     tasks = c.data.tasks
     matrix = 8 * tasks * tasks * 3  # the matrix, its JSON text and the result's copy of it
     if matrix > memory:
-        raise ConfigError(f"tasks: {_count(tasks)} tasks need an accuracy matrix of about {_gib(matrix)} GiB, "
-                          f"more than this machine's {memory / 2**30:.1f} GiB")
+        raise ConfigError(
+            f"tasks: {_count(tasks)} tasks need an accuracy matrix of about {_gib(matrix)} GiB, "
+            f"more than this machine's {memory / 2**30:.1f} GiB"
+        )
     weights = 4 * n_params_estimate(c) * 8  # the weights, their gradients and the method's state
     if weights > memory:
-        raise ConfigError(f"hidden: a network of {_count(n_params_estimate(c))} parameters needs about "
-                          f"{_gib(weights)} GiB for its weights and their state, more than this machine's "
-                          f"{memory / 2**30:.1f} GiB")
+        raise ConfigError(
+            f"hidden: a network of {_count(n_params_estimate(c))} parameters needs about "
+            f"{_gib(weights)} GiB for its weights and their state, more than this machine's "
+            f"{memory / 2**30:.1f} GiB"
+        )
     k = c.train.sharpness
     probe = 4 * 8 * k * k  # the sharpness probe's k x k tridiagonal matrix, built densely, and its copies
     if probe > memory:
-        raise ConfigError(f"sharpness: {k:,} Lanczos steps need about {_gib(probe)} GiB, more than this machine's "
-                          f"{memory / 2**30:.1f} GiB")
+        raise ConfigError(
+            f"sharpness: {k:,} Lanczos steps need about {_gib(probe)} GiB, more than this machine's "
+            f"{memory / 2**30:.1f} GiB"
+        )
 
 
 def _count(n: int) -> str:

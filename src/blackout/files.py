@@ -22,8 +22,13 @@ from pathlib import Path
 from .errors import ConfigError
 
 FILE, FOLDER = "a file", "a folder"
-_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+_SPECIAL = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
 HEAD = 1 << 20  # how much of an existing file is read to recognise it
 
 
@@ -64,8 +69,9 @@ def need_folder(path: Path, expected: str = "a folder", label: str | None = None
     return what is not None
 
 
-def check_output(out: Path, is_ours: Callable[[Path], bool], *, label: str | None = None,
-                 store: Path | None = None) -> Path:
+def check_output(
+    out: Path, is_ours: Callable[[Path], bool], *, label: str | None = None, store: Path | None = None
+) -> Path:
     """``out`` if blackout may write there: nothing, an empty file, or a file that ``is_ours`` recognises
     as the same kind of output that blackout wrote (it reads at most ``HEAD`` bytes); else ConfigError."""
     out = Path(out)

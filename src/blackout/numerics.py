@@ -45,11 +45,14 @@ def describe(kept: int, version: int | None, left_out: dict[int, int]) -> list[s
     """Lines that say which numerics versions a set of runs holds, when that is not plain current runs."""
     lines = []
     if version is not None and version != NUMERICS_VERSION:
-        lines.append(f"{_runs(kept)} from numerics version {version} (this blackout computes version "
-                     f"{NUMERICS_VERSION}, so a sweep of the same grid trains them again)")
+        lines.append(
+            f"{_runs(kept)} from numerics version {version} (this blackout computes version "
+            f"{NUMERICS_VERSION}, so a sweep of the same grid trains them again)"
+        )
     for v, n in left_out.items():
-        lines.append(f"{_runs(n)} from numerics version {v} left out: not comparable with the {_runs(kept)} "
-                     f"of version {version}")
+        lines.append(
+            f"{_runs(n)} from numerics version {v} left out: not comparable with the {_runs(kept)} of version {version}"
+        )
     return lines
 
 

@@ -10,29 +10,71 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
     # The seed study: permuted MNIST, 784-50-10 ReLU, EWC lambda=15, plain SGD lr 0.1, batch 100,
     # 800 iterations per task, Fisher from 200 samples with labels sampled from the model.
     "seed-blog": {
-        "dataset": "mnist", "stream": "permuted", "tasks": 20, "arch": "mlp", "hidden": (50,),
-        "activation": "relu", "method": "ewc", "lam": 15.0, "fisher_samples": 200,
-        "fisher_labels": "sampled", "optimizer": "sgd", "lr": 0.1, "batch_size": 100, "iterations": 800,
+        "dataset": "mnist",
+        "stream": "permuted",
+        "tasks": 20,
+        "arch": "mlp",
+        "hidden": (50,),
+        "activation": "relu",
+        "method": "ewc",
+        "lam": 15.0,
+        "fisher_samples": 200,
+        "fisher_labels": "sampled",
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "batch_size": 100,
+        "iterations": 800,
     },
     # Hsu et al. 2018, Table 2 (docs/published/hsu2018.toml): split MNIST in 5 tasks of 2 classes,
     # MLP 784-400-400 ReLU, Adam lr 0.001, batch 128, 4 epochs per task; fine-tuning (the Adam row).
     # The scenario is chosen per run (--scenario task, domain or class).
     "hsu2018-split-mnist": {
-        "dataset": "mnist", "stream": "split", "tasks": 5, "classes_per_task": 2, "class_order": "natural", "arch": "mlp",
-        "hidden": (400, 400), "activation": "relu", "method": "sgd", "optimizer": "adam", "lr": 0.001,
-        "batch_size": 128, "epochs": 4.0, "sharpness": 0, "stop_on_blackout": False,
+        "dataset": "mnist",
+        "stream": "split",
+        "tasks": 5,
+        "classes_per_task": 2,
+        "class_order": "natural",
+        "arch": "mlp",
+        "hidden": (400, 400),
+        "activation": "relu",
+        "method": "sgd",
+        "optimizer": "adam",
+        "lr": 0.001,
+        "batch_size": 128,
+        "epochs": 4.0,
+        "sharpness": 0,
+        "stop_on_blackout": False,
     },
     # Zenke, Poole & Ganguli 2017 (docs/published/zenke2017.toml): permuted MNIST, 10 tasks, MLP
     # 784-2000-2000 ReLU, Adam lr 0.001, batch 256, 20 epochs per task, SI at c = 0.1, xi = 0.1.
     "zenke2017-permuted-mnist": {
-        "dataset": "mnist", "stream": "permuted", "tasks": 10, "arch": "mlp", "hidden": (2000, 2000),
-        "activation": "relu", "method": "si", "lam": 0.1, "xi": 0.1, "optimizer": "adam", "lr": 0.001,
-        "batch_size": 256, "epochs": 20.0, "sharpness": 0, "stop_on_blackout": False,
+        "dataset": "mnist",
+        "stream": "permuted",
+        "tasks": 10,
+        "arch": "mlp",
+        "hidden": (2000, 2000),
+        "activation": "relu",
+        "method": "si",
+        "lam": 0.1,
+        "xi": 0.1,
+        "optimizer": "adam",
+        "lr": 0.001,
+        "batch_size": 256,
+        "epochs": 20.0,
+        "sharpness": 0,
+        "stop_on_blackout": False,
     },
     # The embedded default at a size that runs in seconds: permuted 8x8 digits.
     "digits": {
-        "dataset": "digits", "stream": "permuted", "tasks": 10, "hidden": (50,), "method": "ewc",
-        "lam": 15.0, "lr": 0.1, "batch_size": 100, "iterations": 300,
+        "dataset": "digits",
+        "stream": "permuted",
+        "tasks": 10,
+        "hidden": (50,),
+        "method": "ewc",
+        "lam": 15.0,
+        "lr": 0.1,
+        "batch_size": 100,
+        "iterations": 300,
     },
 }
 
@@ -91,16 +133,20 @@ STUDY_PRESETS["keep-learning"] = {
     # their papers' scales at this learning rate; cbp at the paper's rate and ten times it.
     "preset": "seed-blog",
     "base": {"tasks": 30},
-    "grid": _per_method(METHODS_STUDY + [
-        {"method": ["online-ewc-prox"], "lam": [15.0, 50.0, 150.0], "gamma": [0.8, 0.9]},
-        {"method": ["ewc-capped"], "lam": [15.0, 50.0], "cap": [1.0, 1.9]},
-        {"method": ["l2-init"], "lam": [0.001, 0.01]},
-        {"method": ["shrink-perturb"], "shrink": [0.8, 0.95], "noise": [0.01]},
-        {"method": ["cbp"], "replacement_rate": [1e-4, 1e-3]},
-        {"method": ["sgd"], "gating": [0.8]},
-        {"method": ["ewc"], "lam": [5.0], "gating": [0.8]},
-        {"method": ["si"], "lam": [0.1], "gating": [0.8]},
-    ], {"hidden": [[50], [100]], "seed": [0, 1, 2, 3, 4]}),
+    "grid": _per_method(
+        METHODS_STUDY
+        + [
+            {"method": ["online-ewc-prox"], "lam": [15.0, 50.0, 150.0], "gamma": [0.8, 0.9]},
+            {"method": ["ewc-capped"], "lam": [15.0, 50.0], "cap": [1.0, 1.9]},
+            {"method": ["l2-init"], "lam": [0.001, 0.01]},
+            {"method": ["shrink-perturb"], "shrink": [0.8, 0.95], "noise": [0.01]},
+            {"method": ["cbp"], "replacement_rate": [1e-4, 1e-3]},
+            {"method": ["sgd"], "gating": [0.8]},
+            {"method": ["ewc"], "lam": [5.0], "gating": [0.8]},
+            {"method": ["si"], "lam": [0.1], "gating": [0.8]},
+        ],
+        {"hidden": [[50], [100]], "seed": [0, 1, 2, 3, 4]},
+    ),
 }
 
 STUDY_PRESETS["fashion-capacity"] = {
@@ -141,8 +187,13 @@ def _hsu_rows(scenario: str) -> dict[str, dict[str, Any]]:
         "SGD": {"method": "sgd", "optimizer": "sgd", "lr": 0.01},
         "L2": {"method": "l2", "lam": 2 * reg["L2"]},
         "EWC": {"method": "ewc", "lam": 2 * reg["EWC"], "fisher_samples": 60000, "fisher_labels": "max"},
-        "Online EWC": {"method": "online-ewc", "lam": 2 * reg["Online EWC"], "gamma": 1.0, "fisher_samples": 60000,
-                       "fisher_labels": "max"},
+        "Online EWC": {
+            "method": "online-ewc",
+            "lam": 2 * reg["Online EWC"],
+            "gamma": 1.0,
+            "fisher_samples": 60000,
+            "fisher_labels": "max",
+        },
         "SI": {"method": "si", "lam": reg["SI"], "xi": 0.1},
         "MAS": {"method": "mas", "lam": reg["MAS"]},
     }
@@ -155,9 +206,13 @@ def _hsu_rows(scenario: str) -> dict[str, dict[str, Any]]:
 
 
 PUBLISHED_ROWS: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
-    "hsu2018-split-mnist": {(sc, name): row for sc in ("task", "domain", "class") for name, row in _hsu_rows(sc).items()},
-    "zenke2017-permuted-mnist": {("domain", "SGD (Adam, c = 0)"): {"method": "sgd"},
-                                 ("domain", "SI"): {"method": "si", "lam": 0.1, "xi": 0.1}},
+    "hsu2018-split-mnist": {
+        (sc, name): row for sc in ("task", "domain", "class") for name, row in _hsu_rows(sc).items()
+    },
+    "zenke2017-permuted-mnist": {
+        ("domain", "SGD (Adam, c = 0)"): {"method": "sgd"},
+        ("domain", "SI"): {"method": "si", "lam": 0.1, "xi": 0.1},
+    },
 }
 PUBLISHED_SEEDS = {"hsu2018-split-mnist": list(range(10)), "zenke2017-permuted-mnist": list(range(5))}
 for _name, _rows in PUBLISHED_ROWS.items():
@@ -176,11 +231,21 @@ def study_preset(name: str) -> dict[str, Any]:
 
 # `blackout demo`: a capacity study small enough for a laptop (well under a minute on 2 cores).
 DEMO = {
-    "about": ("demo: permuted 8x8 digits (scikit-learn, no download), MLPs of width 16-256, SGD vs EWC "
-              "(lambda 15, lr 0.1), up to 30 tasks of 300 steps, 3 seeds: 30 runs"),
+    "about": (
+        "demo: permuted 8x8 digits (scikit-learn, no download), MLPs of width 16-256, SGD vs EWC "
+        "(lambda 15, lr 0.1), up to 30 tasks of 300 steps, 3 seeds: 30 runs"
+    ),
 }
 STUDY_PRESETS["demo"] = {
-    "base": {"dataset": "digits", "stream": "permuted", "tasks": 30, "iterations": 300, "batch_size": 100,
-             "lr": 0.1, "lam": 15.0, "fisher_samples": 200},
+    "base": {
+        "dataset": "digits",
+        "stream": "permuted",
+        "tasks": 30,
+        "iterations": 300,
+        "batch_size": 100,
+        "lr": 0.1,
+        "lam": 15.0,
+        "fisher_samples": 200,
+    },
     "grid": {"hidden": [[16], [32], [64], [128], [256]], "method": ["sgd", "ewc"], "seed": [0, 1, 2]},
 }

@@ -23,10 +23,17 @@ CASES: list[dict[str, Any]] = [
     {"dataset": "digits", "tasks": 3, "hidden": [32], "iterations": 60, "method": "sgd", "seed": 0},
     {"dataset": "digits", "tasks": 3, "hidden": [32], "iterations": 60, "method": "ewc", "lam": 15, "seed": 1},
     {"dataset": "digits", "tasks": 3, "hidden": [16, 16], "iterations": 60, "method": "si", "lam": 1, "seed": 0},
-    {"dataset": "digits", "tasks": 3, "hidden": [32], "iterations": 60, "method": "online-ewc-prox", "lam": 50,
-     "gamma": 0.9, "seed": 2},
-    {"dataset": "digits", "tasks": 3, "hidden": [32], "iterations": 60, "method": "replay", "memory": 200,
-     "seed": 0},
+    {
+        "dataset": "digits",
+        "tasks": 3,
+        "hidden": [32],
+        "iterations": 60,
+        "method": "online-ewc-prox",
+        "lam": 50,
+        "gamma": 0.9,
+        "seed": 2,
+    },
+    {"dataset": "digits", "tasks": 3, "hidden": [32], "iterations": 60, "method": "replay", "memory": 200, "seed": 0},
 ]
 
 
@@ -36,9 +43,11 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     r = blackout.run(**settings)
-    return {"settings": settings,
-            "acc": [[None if v != v else float(v) for v in row] for row in r.acc.tolist()],
-            "train_loss": [float(d["train_loss"]) for d in r.diagnostics]}
+    return {
+        "settings": settings,
+        "acc": [[None if v != v else float(v) for v in row] for row in r.acc.tolist()],
+        "train_loss": [float(d["train_loss"]) for d in r.diagnostics],
+    }
 
 
 def main() -> None:

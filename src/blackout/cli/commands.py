@@ -12,9 +12,11 @@ from typing import Any
 from ..config import FIXED, method_settings, setting_of
 from ..numerics import NUMERICS_VERSION
 
-REMEDIES = ("a smaller --lr or --lam, a decaying importance (--method online-ewc --gamma 0.9), the proximal "
-            "step (--method ewc-prox or online-ewc-prox) or a capped curvature (--method ewc-capped); "
-            "see docs/findings.md")
+REMEDIES = (
+    "a smaller --lr or --lam, a decaying importance (--method online-ewc --gamma 0.9), the proximal "
+    "step (--method ewc-prox or online-ewc-prox) or a capped curvature (--method ewc-capped); "
+    "see docs/findings.md"
+)
 
 
 def positive_int(text: str) -> int:
@@ -33,11 +35,14 @@ def path_arg(text: str) -> str:
 
 # -- settings as flags ------------------------------------------------------------------------
 
+
 def add_setting_flags(p: argparse.ArgumentParser, as_lists: bool = False) -> None:
     """One flag per setting, help text from its declaration; defaults None so only given flags override."""
     groups: dict[str, Any] = {}
     entries = [(name, section, s, "") for name, (section, s) in FIXED.items()]
-    entries.insert(next(i for i, e in enumerate(entries) if e[1] == "train"), ("method", "method", setting_of("method"), ""))
+    entries.insert(
+        next(i for i, e in enumerate(entries) if e[1] == "train"), ("method", "method", setting_of("method"), "")
+    )
     at = next(i for i, e in enumerate(entries) if e[1] == "train")
     entries[at:at] = [(name, "method", s, f" ({', '.join(owners)})") for name, (s, owners) in method_settings().items()]
     for name, section, s, owners in entries:
@@ -46,14 +51,18 @@ def add_setting_flags(p: argparse.ArgumentParser, as_lists: bool = False) -> Non
         default = ",".join(map(str, s.default)) if isinstance(s.default, tuple) else s.default
         shown = "" if owners else f" (default: {default})"
         if s.kind is bool and not as_lists:
-            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"{s.help}{owners}{shown}")
+            group.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=f"{s.help}{owners}{shown}"
+            )
             continue
         extra = ""
         if as_lists:
-            extra = (" (to sweep: values separated by ';', e.g. 50,50;100,100, or commas for one-entry values, "
-                     "e.g. 25,50,100; one multi-entry value ends with ';', e.g. 8,16;)" if s.kind is tuple
-                     else " (comma-separated list to sweep)")
+            extra = (
+                " (to sweep: values separated by ';', e.g. 50,50;100,100, or commas for one-entry values, "
+                "e.g. 25,50,100; one multi-entry value ends with ';', e.g. 8,16;)"
+                if s.kind is tuple
+                else " (comma-separated list to sweep)"
+            )
         metavar = "{" + ",".join(s.choices) + "}" if s.choices else name.upper()
         group.add_argument(flag, dest=name, metavar=metavar, default=None, help=f"{s.help}{owners}{extra}{shown}")
 
@@ -65,11 +74,16 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- blackout run -------------------------------------------------------------------------------
 
+
 def args_run(r: argparse.ArgumentParser) -> None:
     from ..presets import RUN_PRESETS
 
     r.add_argument("--preset", choices=sorted(RUN_PRESETS), help="start from a named configuration")
-    r.add_argument("--config", metavar="FILE.toml", help="settings file ([data], [model], ... sections or flat keys); flags override it")
+    r.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="settings file ([data], [model], ... sections or flat keys); flags override it",
+    )
     r.add_argument("--data-dir", help="directory holding the dataset's IDX files (else the user cache, then download)")
     r.add_argument("--out", type=path_arg, help="results folder (default: runs/RUN_ID); created if missing")
     r.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -116,18 +130,25 @@ def _train(cfg, args: argparse.Namespace) -> int:
         d = info["diagnostics"]
         for kind, v in watch.after(t + 1, d, info.get("next_stability")):
             if kind == "unstable":
-                say(f"blackout: warning: after task {t + 1} the stability number lr x lambda x max importance is {v:.2f}"
+                say(
+                    f"blackout: warning: after task {t + 1} the stability number lr x lambda x max importance is {v:.2f}"
                     f" (>= {LIMIT:g}): some weights' penalty is now unstable under this step size; such runs diverge"
-                    f" once a task's inputs reach those weights. Remedies: {REMEDIES}.")
+                    f" once a task's inputs reach those weights. Remedies: {REMEDIES}."
+                )
             elif kind == "forecast":
                 say(f"blackout: forecast after task {t + 1}: {v.text()}.")
             else:
-                why = (f"an unstable weight has grown to {d['unstable_drift']:.3g} from its anchor" if kind == "drift"
-                       else f"the stability number for task {t + 2} is {info['next_stability']:.2f}")
+                why = (
+                    f"an unstable weight has grown to {d['unstable_drift']:.3g} from its anchor"
+                    if kind == "drift"
+                    else f"the stability number for task {t + 2} is {info['next_stability']:.2f}"
+                )
                 say(f"blackout: warning: {why}; blackout is expected around task {v}. Remedies: {REMEDIES}.")
         if t == 1 and not info.get("forecasts"):
-            say(f"blackout: no forecast of the blackout task for {cfg.method.method}: it is designed and scored"
-                f" for ewc only (docs/findings.md).")
+            say(
+                f"blackout: no forecast of the blackout task for {cfg.method.method}: it is designed and scored"
+                f" for ewc only (docs/findings.md)."
+            )
 
     result = run(cfg, data_dir=args.data_dir, on_task=on_task)
     if bar:
@@ -148,8 +169,11 @@ def args_plan(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=positive_int, required=True, help="tasks the planned run must survive")
     p.add_argument("--for", dest="knob", choices=KNOBS, default="lam", help="the setting to plan (default: lam)")
     p.add_argument("--probe", type=positive_int, default=3, help="tasks of the probe run (default: 3)")
-    p.add_argument("--apply", action="store_true",
-                   help="then run the planned configuration (with --json: a second line, its result)")
+    p.add_argument(
+        "--apply",
+        action="store_true",
+        help="then run the planned configuration (with --json: a second line, its result)",
+    )
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -186,6 +210,7 @@ def _task_bar(total: int, quiet: bool):
 
 # -- studies --------------------------------------------------------------------------------------
 
+
 def args_sweep(s: argparse.ArgumentParser) -> None:
     s.add_argument("study", type=path_arg, help="study folder (created if needed)")
     s.add_argument("--preset", help="a named study grid (seed-capacity, methods-blackout, keep-learning, ...)")
@@ -195,11 +220,16 @@ def args_sweep(s: argparse.ArgumentParser) -> None:
     s.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster: "auto" or host:port')
     s.add_argument("--data-dir", help="directory holding the dataset's IDX files")
     s.add_argument("--verbose", action="store_true", help="one line per finished run, also on a terminal")
-    s.add_argument("--no-batch", action="store_true",
-                   help="train every run alone (default: runs that share an MLP architecture and differ in seed, "
-                        "lr or a method's numeric settings train together as one stacked model, with identical results)")
+    s.add_argument(
+        "--no-batch",
+        action="store_true",
+        help="train every run alone (default: runs that share an MLP architecture and differ in seed, "
+        "lr or a method's numeric settings train together as one stacked model, with identical results)",
+    )
     s.add_argument("--extend", action="store_true", help="add runs of a different grid to an existing study")
-    s.add_argument("--check", action="store_true", help="validate every combination and print how many runs, run nothing")
+    s.add_argument(
+        "--check", action="store_true", help="validate every combination and print how many runs, run nothing"
+    )
     add_setting_flags(s, as_lists=True)
 
 
@@ -217,13 +247,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.check:
         spec = study.spec(args.preset, args.spec, **flags)
         configs = spec.configs()
-        print(f"{len(configs)} runs, every combination valid; methods: "
-              f"{', '.join(sorted({c.method.method for c in configs}))}")
+        print(
+            f"{len(configs)} runs, every combination valid; methods: "
+            f"{', '.join(sorted({c.method.method for c in configs}))}"
+        )
         return 0
     progress = Progress(verbose=args.verbose)
-    report = study.sweep(args.preset, args.spec, jobs=args.jobs, ray=args.ray, data_dir=args.data_dir,
-                         batched=not args.no_batch, extend=args.extend, on_event=progress.event,
-                         on_plan=progress.plan, **flags)
+    report = study.sweep(
+        args.preset,
+        args.spec,
+        jobs=args.jobs,
+        ray=args.ray,
+        data_dir=args.data_dir,
+        batched=not args.no_batch,
+        extend=args.extend,
+        on_event=progress.event,
+        on_plan=progress.plan,
+        **flags,
+    )
     progress.close()
     _summary(study, report)
     return 1 if report.failed else 0
@@ -231,12 +272,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _summary(study, report) -> None:
     alone = "; ".join(f"{n} alone: {why}" for why, n in report.alone.items())
-    print(f"study {study.path}: {report.total} runs · {report.done_before} already done · {report.ran} ran"
-          f" · {report.failed} failed · {report.skipped_elsewhere} held by another sweep"
-          f" · {report.batched} trained in stacked groups" + (f" ({alone})" if alone else ""))
+    print(
+        f"study {study.path}: {report.total} runs · {report.done_before} already done · {report.ran} ran"
+        f" · {report.failed} failed · {report.skipped_elsewhere} held by another sweep"
+        f" · {report.batched} trained in stacked groups" + (f" ({alone})" if alone else "")
+    )
     for version, n in report.older_numerics.items():
-        print(f"  {n} of these runs were stored by numerics version {version}, whose results are not comparable "
-              f"with this blackout's (version {NUMERICS_VERSION}): trained again")
+        print(
+            f"  {n} of these runs were stored by numerics version {version}, whose results are not comparable "
+            f"with this blackout's (version {NUMERICS_VERSION}): trained again"
+        )
     for rid, msg in report.failures[:5]:
         print(f"  failed {rid}: {msg}")
     print(f"next: blackout analyze {study.path}  ·  blackout report {study.path}")
@@ -255,7 +300,11 @@ class Progress:
 
     def plan(self, n_runs: int, n_todo: int, pool) -> None:
         self.total, self.start = n_todo, time.monotonic()
-        where = f"Ray at {pool.address}" if hasattr(pool, "address") else f"{pool.jobs} local process" + ("es" if pool.jobs != 1 else "")
+        where = (
+            f"Ray at {pool.address}"
+            if hasattr(pool, "address")
+            else f"{pool.jobs} local process" + ("es" if pool.jobs != 1 else "")
+        )
         print(f"sweep: {n_runs} runs, {n_todo} to do, on {where}", file=sys.stderr, flush=True)
         if self.tty and n_todo:
             from tqdm import tqdm
@@ -276,10 +325,17 @@ class Progress:
         elapsed = now - self.start
         eta = elapsed / self.done * (self.total - self.done)
         b = (out.get("result") or {}).get("blackout") or {}
-        what = (f"blackout {b.get('task')} ({b.get('cause')})" if b.get("task") else "no blackout") if kind == "done" \
+        what = (
+            (f"blackout {b.get('task')} ({b.get('cause')})" if b.get("task") else "no blackout")
+            if kind == "done"
             else f"FAILED: {out.get('error')}"
-        print(f"[{self.done:>{len(str(self.total))}}/{self.total}] {rid} {what} · {self.failed} failed"
-              f" · {_duration(elapsed)} elapsed · ETA {_duration(eta)}", file=sys.stderr, flush=True)
+        )
+        print(
+            f"[{self.done:>{len(str(self.total))}}/{self.total}] {rid} {what} · {self.failed} failed"
+            f" · {_duration(elapsed)} elapsed · ETA {_duration(eta)}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self.bar:
@@ -304,9 +360,12 @@ def args_analyze(a: argparse.ArgumentParser) -> None:
     _axis_arg(a)
     a.add_argument("--json", action="store_true", help="print the analysis as JSON")
     a.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the intervals")
-    a.add_argument("--methods", action="store_true",
-                   help="also rank the settings by tasks learned, accuracy after 10, 20, 30 (and 100) tasks, "
-                        "new-task accuracy and tasks retained")
+    a.add_argument(
+        "--methods",
+        action="store_true",
+        help="also rank the settings by tasks learned, accuracy after 10, 20, 30 (and 100) tasks, "
+        "new-task accuracy and tasks retained",
+    )
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -342,9 +401,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def args_export(e: argparse.ArgumentParser) -> None:
     e.add_argument("study", type=path_arg)
-    e.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv",
-                   help="csv or parquet: one flat row per run; jsonl: every result whole, an archive that "
-                        "`blackout analyze` and `report` read like a study (gzipped for a .gz name)")
+    e.add_argument(
+        "--format",
+        choices=("csv", "parquet", "jsonl"),
+        default="csv",
+        help="csv or parquet: one flat row per run; jsonl: every result whole, an archive that "
+        "`blackout analyze` and `report` read like a study (gzipped for a .gz name)",
+    )
     e.add_argument("--out", type=path_arg, help="output file (default: STUDY/results.FORMAT, results.jsonl.gz)")
 
 
@@ -371,8 +434,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     progress.close()
     path = study.report()
     print(render_analysis(study.analyze()))
-    print(f"\n{report.ran} runs ran ({report.batched} in stacked groups), {report.done_before} were already done,"
-          f" {report.failed} failed")
+    print(
+        f"\n{report.ran} runs ran ({report.batched} in stacked groups), {report.done_before} were already done,"
+        f" {report.failed} failed"
+    )
     print(f"report: {path}")
     return 1 if report.failed else 0
 

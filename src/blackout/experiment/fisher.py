@@ -34,8 +34,9 @@ def head_logits(logits: torch.Tensor, head: tuple[int, int] | None) -> torch.Ten
     return logits if head is None else logits[..., head[0] : head[1]]
 
 
-def fisher_dlogits(logits: torch.Tensor, mode: str, y: torch.Tensor, gens: list[torch.Generator],
-                   head: tuple[int, int] | None = None) -> list[torch.Tensor]:
+def fisher_dlogits(
+    logits: torch.Tensor, mode: str, y: torch.Tensor, gens: list[torch.Generator], head: tuple[int, int] | None = None
+) -> list[torch.Tensor]:
     """Logit gradients (M, N, C) whose per-sample squared backward passes sum to the Fisher.
 
     ``logits`` (M, N, C); ``y`` (M, N) true labels (within the head); ``gens`` one per member.
@@ -49,8 +50,12 @@ def fisher_dlogits(logits: torch.Tensor, mode: str, y: torch.Tensor, gens: list[
         outs = [(eye[c] - p) * p[..., c : c + 1].sqrt() for c in range(p.shape[-1])]
     else:
         if mode == "sampled":
-            labels = torch.stack([torch.multinomial(p[m].cpu().clamp_min(0) + 1e-12, 1, generator=g).squeeze(1)
-                                  for m, g in enumerate(gens)]).to(p.device)  # drawn by each member's own CPU generator
+            labels = torch.stack(
+                [
+                    torch.multinomial(p[m].cpu().clamp_min(0) + 1e-12, 1, generator=g).squeeze(1)
+                    for m, g in enumerate(gens)
+                ]
+            ).to(p.device)  # drawn by each member's own CPU generator
         elif mode == "max":
             labels = p.argmax(-1)
         else:
@@ -66,8 +71,14 @@ def fisher_dlogits(logits: torch.Tensor, mode: str, y: torch.Tensor, gens: list[
     return full
 
 
-def fisher(net: StackedMLP | ModuleNet, x: torch.Tensor, y: torch.Tensor, mode: str, gens: list[torch.Generator],
-           head: tuple[int, int] | None = None) -> list[torch.Tensor]:
+def fisher(
+    net: StackedMLP | ModuleNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mode: str,
+    gens: list[torch.Generator],
+    head: tuple[int, int] | None = None,
+) -> list[torch.Tensor]:
     """Diagonal Fisher of every member on its own samples ``x`` (M, N, ...): one (M, ...) tensor per parameter."""
     with torch.no_grad():
         logits = net(x)
@@ -80,11 +91,15 @@ def fisher(net: StackedMLP | ModuleNet, x: torch.Tensor, y: torch.Tensor, mode: 
 
 # -- any nn.Module -------------------------------------------------------------------------------
 
-def module_grad_stats(model: nn.Module, x: torch.Tensor, dlogits: torch.Tensor, stat: str,
-                      chunk: int = 1024) -> list[torch.Tensor]:
+
+def module_grad_stats(
+    model: nn.Module, x: torch.Tensor, dlogits: torch.Tensor, stat: str, chunk: int = 1024
+) -> list[torch.Tensor]:
     """sum_n stat(per-sample gradient of <dlogits_n, model(x_n)>) per parameter; stat "sq" or "abs"."""
-    if any(not isinstance(m, (nn.Linear, nn.Conv2d)) and any(True for _ in m.parameters(recurse=False))
-           for m in model.modules()):
+    if any(
+        not isinstance(m, (nn.Linear, nn.Conv2d)) and any(True for _ in m.parameters(recurse=False))
+        for m in model.modules()
+    ):
         return _grad_stats_vmap(model, x, dlogits, stat)
     params = list(model.parameters())
     total = [torch.zeros_like(p) for p in params]
@@ -154,8 +169,9 @@ def _grad_stats_vmap(model: nn.Module, x: torch.Tensor, dlogits: torch.Tensor, s
     return [f(g[n]).sum(0) for n in names]
 
 
-def fisher_diag_loop(model: nn.Module, x: torch.Tensor, labels: torch.Tensor | None,
-                     head: tuple[int, int] | None = None) -> list[torch.Tensor]:
+def fisher_diag_loop(
+    model: nn.Module, x: torch.Tensor, labels: torch.Tensor | None, head: tuple[int, int] | None = None
+) -> list[torch.Tensor]:
     """Reference: one backward pass per sample (and per class for ``expected``, ``labels`` None). Slow."""
     params = list(model.parameters())
     total = [torch.zeros_like(p) for p in params]

@@ -44,8 +44,9 @@ def first_unstable(stability: Values, threshold: float = LIMIT) -> int | None:
     return None
 
 
-def drift_fires(s: float | None, drift_before: float | None, limit: float = DRIFT_LIMIT,
-                s_limit: float = S_LIMIT) -> str | None:
+def drift_fires(
+    s: float | None, drift_before: float | None, limit: float = DRIFT_LIMIT, s_limit: float = S_LIMIT
+) -> str | None:
     """Why the drift rule fires for a task that trains with ``s`` and starts with an unstable weight
     ``drift_before`` from its anchor ("drift" or "steep"), or None."""
     if drift_before is not None and drift_before >= limit:
@@ -55,8 +56,9 @@ def drift_fires(s: float | None, drift_before: float | None, limit: float = DRIF
     return None
 
 
-def drift_rule(stability: Values, drift: Values, limit: float = DRIFT_LIMIT, s_limit: float = S_LIMIT,
-               lag: int = LAG) -> int | None:
+def drift_rule(
+    stability: Values, drift: Values, limit: float = DRIFT_LIMIT, s_limit: float = S_LIMIT, lag: int = LAG
+) -> int | None:
     """``lag`` tasks after the first task t that ``drift_fires`` for; known at task t's start."""
     for t, s in enumerate(stability):
         if drift_fires(s, drift[t - 1] if 0 < t <= len(drift) else None, limit, s_limit):
@@ -93,8 +95,14 @@ def growth(stability: Values) -> float | None:
     return sum(u * s for u, s in pts) / den if den else None
 
 
-def forecast(stability: Values, drift: Values, budget: int, s_at: float = FORECAST_S, lag: int = FORECAST_LAG,
-             spread: float = FORECAST_SPREAD) -> Forecast:
+def forecast(
+    stability: Values,
+    drift: Values,
+    budget: int,
+    s_at: float = FORECAST_S,
+    lag: int = FORECAST_LAG,
+    spread: float = FORECAST_SPREAD,
+) -> Forecast:
     """The forecast after ``len(drift)`` tasks, from the stability numbers of the tasks trained so far and
     the next one (``stability``: one longer than ``drift``, the unstable drift at each task's end).
 
@@ -130,11 +138,17 @@ def forecasts(stability: Values, drift: Values, budget: int) -> list[Forecast]:
 def recorded(diagnostics: list[dict], next_stability: float | None, budget: int) -> dict:
     """The forecast as a run records it after the last of ``diagnostics`` (each with "stability" and
     "unstable_drift"): ``forecast`` is the task, budget + 1 for none within the budget."""
-    f = forecast([d.get("stability") for d in diagnostics] + [next_stability],
-                 [d.get("unstable_drift") for d in diagnostics], budget)
+    f = forecast(
+        [d.get("stability") for d in diagnostics] + [next_stability],
+        [d.get("unstable_drift") for d in diagnostics],
+        budget,
+    )
     late = budget + 1
-    return {"forecast": late if f.task is None else f.task, "forecast_lo": late if f.lo is None else f.lo,
-            "forecast_hi": None if f.task is None else f.hi}
+    return {
+        "forecast": late if f.task is None else f.task,
+        "forecast_lo": late if f.lo is None else f.lo,
+        "forecast_hi": None if f.task is None else f.hi,
+    }
 
 
 def from_recorded(d: dict, budget: int) -> Forecast | None:
@@ -143,8 +157,14 @@ def from_recorded(d: dict, budget: int) -> Forecast | None:
     if task is None:
         return None
     late = int(task) > budget
-    return Forecast(int(d["task"]), None if late else int(task), None if late else d.get("forecast_lo"),
-                    None if late else d.get("forecast_hi"), budget, "recorded")
+    return Forecast(
+        int(d["task"]),
+        None if late else int(task),
+        None if late else d.get("forecast_lo"),
+        None if late else d.get("forecast_hi"),
+        budget,
+        "recorded",
+    )
 
 
 class Watch:

@@ -36,7 +36,9 @@ class Gates:
 
     def use(self, net, t: int) -> None:
         device = net.weights[0].device
-        net.gates = [torch.stack([m[t][l] for m in self.per_member]).to(device) for l in range(len(self.per_member[0][t]))]
+        net.gates = [
+            torch.stack([m[t][l] for m in self.per_member]).to(device) for l in range(len(self.per_member[0][t]))
+        ]
 
     def select(self, keep: list[int]) -> None:
         self.per_member = [self.per_member[i] for i in keep]

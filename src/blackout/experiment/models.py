@@ -38,8 +38,9 @@ def mlp(in_features: int, hidden: tuple[int, ...], out: int, activation: str) ->
     return nn.Sequential(*layers)
 
 
-def cnn(in_shape: tuple[int, int, int], channels: tuple[int, ...], hidden: tuple[int, ...], out: int,
-        activation: str) -> nn.Sequential:
+def cnn(
+    in_shape: tuple[int, int, int], channels: tuple[int, ...], hidden: tuple[int, ...], out: int, activation: str
+) -> nn.Sequential:
     """Conv 3x3 (same padding) + activation + 2x2 max-pool per entry of ``channels``, then an MLP head.
 
     Pooling stops once the map is 1x1, so the 8x8 digits take up to three blocks.
@@ -90,9 +91,11 @@ class StackedMLP(nn.Module):
                 members.append(mlp(sizes[0], tuple(sizes[1:-1]), sizes[-1], activation))
         linears = [[m for m in net if isinstance(m, nn.Linear)] for net in members]
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.stack([ls[i].weight.detach() for ls in linears])) for i in range(len(sizes) - 1))
+            nn.Parameter(torch.stack([ls[i].weight.detach() for ls in linears])) for i in range(len(sizes) - 1)
+        )
         self.biases = nn.ParameterList(
-            nn.Parameter(torch.stack([ls[i].bias.detach() for ls in linears])) for i in range(len(sizes) - 1))
+            nn.Parameter(torch.stack([ls[i].bias.detach() for ls in linears])) for i in range(len(sizes) - 1)
+        )
         self.gates: list[torch.Tensor] | None = None  # per hidden layer (M, width) 0/1 masks, or None
         self._views()
 
@@ -132,8 +135,9 @@ class StackedMLP(nn.Module):
         """
         weights = [w[m : m + 1] for w in self._wt]
         if perm is not None:
-            weights[0] = weights[0].index_select(1, torch.empty_like(perm).scatter_(
-                0, perm, torch.arange(len(perm), device=perm.device)))
+            weights[0] = weights[0].index_select(
+                1, torch.empty_like(perm).scatter_(0, perm, torch.arange(len(perm), device=perm.device))
+            )
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             h = x.flatten(2)
@@ -144,6 +148,7 @@ class StackedMLP(nn.Module):
                     if self.gates is not None:
                         h = h * self.gates[i][m : m + 1].unsqueeze(1)
             return h
+
         return forward
 
     @torch.no_grad()

@@ -35,11 +35,13 @@ def _is_accuracy_csv(path: Path) -> bool:
 
 def _is_diagnostics_csv(path: Path) -> bool:
     """``diagnostics_csv``'s header: "task", then known fields in ``DIAGNOSTICS`` order, then others sorted."""
-    names = [re.sub(r"_\d+$", "", n) if re.sub(r"_\d+$", "", n) in DIAGNOSTICS else n
-             for n in first_line(path).rstrip("\r\n").split(",")]
+    names = [
+        re.sub(r"_\d+$", "", n) if re.sub(r"_\d+$", "", n) in DIAGNOSTICS else n
+        for n in first_line(path).rstrip("\r\n").split(",")
+    ]
     names = list(dict.fromkeys(names))
     known = [n for n in names if n in DIAGNOSTICS]
-    rest = names[len(known):]
+    rest = names[len(known) :]
     return names[:1] == ["task"] and known == [n for n in DIAGNOSTICS if n in known] and rest == sorted(rest)
 
 

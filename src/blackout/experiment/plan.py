@@ -44,25 +44,38 @@ class Plan:
 
     def text(self) -> str:
         if self.value is None:
-            return (f"the probe's stability number did not grow over {self.probe.tasks_run} tasks: no {self.knob} is "
-                    f"limited by the forecast")
+            return (
+                f"the probe's stability number did not grow over {self.probe.tasks_run} tasks: no {self.knob} is "
+                f"limited by the forecast"
+            )
         margin = f"its interval's first task past {self.budget}"
-        return (f"plan: {self.knob} = {self.value:.3g} (probed at {self.probed:g}: s grew {self.growth:.3g} per task) "
-                f"survives {self.budget} tasks by the forecast, with {margin}; the forecast at it: "
-                f"{self.forecast.text() if self.forecast else 'none'}. The probe's average accuracy after "
-                f"{self.probe.tasks_run} tasks at {self.probed:g}: {self.probe_avg_acc:.3f} (at the planned value it is "
-                f"not forecast)")
+        return (
+            f"plan: {self.knob} = {self.value:.3g} (probed at {self.probed:g}: s grew {self.growth:.3g} per task) "
+            f"survives {self.budget} tasks by the forecast, with {margin}; the forecast at it: "
+            f"{self.forecast.text() if self.forecast else 'none'}. The probe's average accuracy after "
+            f"{self.probe.tasks_run} tasks at {self.probed:g}: {self.probe_avg_acc:.3f} (at the planned value it is "
+            f"not forecast)"
+        )
 
     def to_dict(self) -> dict:
         f = self.forecast
-        return {"knob": self.knob, "value": self.value, "probed": self.probed, "budget": self.budget,
-                "growth": self.growth, "forecast": None if f is None else dataclasses.asdict(f), "curve": self.curve,
-                "probe_tasks": self.probe.tasks_run, "probe_avg_acc": self.probe_avg_acc,
-                "config": None if self.config is None else self.config.to_dict()}
+        return {
+            "knob": self.knob,
+            "value": self.value,
+            "probed": self.probed,
+            "budget": self.budget,
+            "growth": self.growth,
+            "forecast": None if f is None else dataclasses.asdict(f),
+            "curve": self.curve,
+            "probe_tasks": self.probe.tasks_run,
+            "probe_avg_acc": self.probe_avg_acc,
+            "config": None if self.config is None else self.config.to_dict(),
+        }
 
 
-def largest(g: float, budget: int, s_at: float = fc.FORECAST_S, lag: int = fc.FORECAST_LAG,
-            spread: float = fc.FORECAST_SPREAD) -> float:
+def largest(
+    g: float, budget: int, s_at: float = fc.FORECAST_S, lag: int = fc.FORECAST_LAG, spread: float = fc.FORECAST_SPREAD
+) -> float:
     """The largest growth per task whose forecast interval starts after ``budget``: the inverse of
     ``forecast.forecast``'s low end (a hair below the bound, where ceil would still land on it)."""
     room = budget - lag - 1
@@ -75,8 +88,10 @@ def check(cfg: RunConfig, budget: int, knob: str, probe: int) -> None:
     if knob not in KNOBS:
         raise ConfigError(f"--for: expected one of {', '.join(KNOBS)}, got {knob!r}")
     if cfg.method.method not in fc.FORECAST_METHODS or cfg.train.optimizer != "sgd":
-        raise ConfigError(f"method: the forecast is designed for {', '.join(fc.FORECAST_METHODS)} with the sgd optimizer, "
-                          f"got {cfg.method.method} with {cfg.train.optimizer}")
+        raise ConfigError(
+            f"method: the forecast is designed for {', '.join(fc.FORECAST_METHODS)} with the sgd optimizer, "
+            f"got {cfg.method.method} with {cfg.train.optimizer}"
+        )
     if probe < 2:
         raise ConfigError(f"--probe: expected at least 2 tasks (the forecast needs the growth of s), got {probe}")
     if budget <= probe:
@@ -84,8 +99,13 @@ def check(cfg: RunConfig, budget: int, knob: str, probe: int) -> None:
     largest(1.0, budget)
 
 
-def plan(cfg: RunConfig, budget: int, knob: str = "lam", probe: int = 3,
-         train: Callable[[RunConfig, Callable], Result] | None = None) -> Plan:
+def plan(
+    cfg: RunConfig,
+    budget: int,
+    knob: str = "lam",
+    probe: int = 3,
+    train: Callable[[RunConfig, Callable], Result] | None = None,
+) -> Plan:
     """Probe ``cfg`` for ``probe`` tasks and plan ``knob`` for ``budget`` tasks (``train(cfg, on_task)``
     runs a configuration; the default trains it here)."""
     from .train import run

@@ -29,8 +29,15 @@ def measure(net, x: torch.Tensor) -> list[dict]:
     _, inputs = net.forward_cached(x)
     hidden = inputs[1:]  # each hidden layer's output (M, N, width)
     # units a gating mask silences for this task are not counted: they are off by design
-    live = torch.cat(net.gates if net.gates is not None else [torch.ones(h.shape[0], h.shape[2], device=h.device)
-                                                              for h in hidden], 1) > 0
+    live = (
+        torch.cat(
+            net.gates
+            if net.gates is not None
+            else [torch.ones(h.shape[0], h.shape[2], device=h.device) for h in hidden],
+            1,
+        )
+        > 0
+    )
     n_live = live.sum(1).clamp_min(1)
     if net.activation == "relu":
         dead = ((torch.cat([(h <= 0).all(1) for h in hidden], 1) & live).sum(1) / n_live).tolist()
@@ -46,5 +53,12 @@ def measure(net, x: torch.Tensor) -> list[dict]:
     entropy = -(p * p.clamp_min(1e-300).log()).sum(1)
     rank = entropy.exp()
     norms = torch.stack([w.detach().flatten(1).norm(dim=1) for w in net.weights], 1).cpu()  # (M, layers)
-    return [{"dead_units": dead[m], "saturated_units": saturated[m], "effective_rank": float(rank[m]) if ok[m] else None,
-             "weight_norm": norms[m].tolist()} for m in range(net.M)]
+    return [
+        {
+            "dead_units": dead[m],
+            "saturated_units": saturated[m],
+            "effective_rank": float(rank[m]) if ok[m] else None,
+            "weight_norm": norms[m].tolist(),
+        }
+        for m in range(net.M)
+    ]

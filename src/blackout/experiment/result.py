@@ -40,10 +40,32 @@ from ..numerics import numerics_of
 TEST_ONLY_NOTE = "only the"
 
 DIAGNOSTICS = (
-    "task", "train_loss", "penalty", "importance_mean", "importance_task_max", "importance_max", "stability",
-    "unstable_weights", "unstable_drift", "unstable_active", "unstable_reach", "sharpness", "sharpness_task", "sharpness_penalty", "new_task_acc", "dead_units", "saturated_units",
-    "effective_rank", "weight_norm", "memory_floats", "memory_samples", "subspace_use", "forecast", "forecast_lo",
-    "forecast_hi", "seconds",
+    "task",
+    "train_loss",
+    "penalty",
+    "importance_mean",
+    "importance_task_max",
+    "importance_max",
+    "stability",
+    "unstable_weights",
+    "unstable_drift",
+    "unstable_active",
+    "unstable_reach",
+    "sharpness",
+    "sharpness_task",
+    "sharpness_penalty",
+    "new_task_acc",
+    "dead_units",
+    "saturated_units",
+    "effective_rank",
+    "weight_norm",
+    "memory_floats",
+    "memory_samples",
+    "subspace_use",
+    "forecast",
+    "forecast_lo",
+    "forecast_hi",
+    "seconds",
 )
 DIAGNOSTIC_HELP = {
     "task": "task number (1-based)",
@@ -152,16 +174,24 @@ class Result:
         if not isinstance(n_train, int) or not isinstance(n_test, int):
             return "split not recorded"
         note, d = str(self.data.get("note") or ""), self.config["data"]
-        kind = ("test-only split" if note.startswith(TEST_ONLY_NOTE) else "digits split" if d.get("dataset") == "digits"
-                else "standard split")
+        kind = (
+            "test-only split"
+            if note.startswith(TEST_ONLY_NOTE)
+            else "digits split"
+            if d.get("dataset") == "digits"
+            else "standard split"
+        )
         text = f"{kind} {n_train:,}/{n_test:,}"
-        used = [f"first {lim:,} {part}" for lim, n, part in ((d.get("train_limit"), n_train, "train"),
-                                                              (d.get("test_limit"), n_test, "test")) if lim and lim < n]
+        used = [
+            f"first {lim:,} {part}"
+            for lim, n, part in ((d.get("train_limit"), n_train, "train"), (d.get("test_limit"), n_test, "test"))
+            if lim and lim < n
+        ]
         return text + (f" ({', '.join(used)} used)" if used else "")
 
     @property
     def data_label(self) -> str:
-        """"mnist permuted · domain-incremental · standard split 60,000/10,000": what a number belongs to."""
+        """ "mnist permuted · domain-incremental · standard split 60,000/10,000": what a number belongs to."""
         d = self.config["data"]
         return f"{d.get('dataset')} {d.get('stream')} · {self.scenario}-incremental · {self.split}"
 
@@ -179,23 +209,42 @@ class Result:
         """A matplotlib Figure of this run: "matrix" (accuracy heatmap), "curves" or "stability"."""
         from ..study import plots
 
-        draw = {"matrix": plots.figure_accuracy_matrix, "curves": plots.figure_task_curves,
-                "stability": lambda r: plots.figure_stability([r])}
+        draw = {
+            "matrix": plots.figure_accuracy_matrix,
+            "curves": plots.figure_task_curves,
+            "stability": lambda r: plots.figure_stability([r]),
+        }
         if kind not in draw:
             raise ValueError(f"kind: expected one of {', '.join(draw)}, got {kind!r}")
         return draw[kind](self)
 
     # -- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return jsonable({
-            "run_id": self.run_id, "version": self.version, "numerics": self.numerics, "seed": self.seed, "config": self.config,
-            "n_params": self.n_params, "data": self.data, "acc": self.acc.tolist(), "diagnostics": self.diagnostics,
-            "metrics": self.metrics,
-            "blackout": {"task": self.verdict.task, "cause": self.verdict.cause, "learned": self.verdict.learned,
-                         "retained": self.verdict.retained, "retained_tasks": self.verdict.retained_tasks,
-                         "stability_applies": self.verdict.stability_applies},
-            "tasks_run": self.tasks_run, "timings": self.timings, "environment": self.environment,
-        })
+        return jsonable(
+            {
+                "run_id": self.run_id,
+                "version": self.version,
+                "numerics": self.numerics,
+                "seed": self.seed,
+                "config": self.config,
+                "n_params": self.n_params,
+                "data": self.data,
+                "acc": self.acc.tolist(),
+                "diagnostics": self.diagnostics,
+                "metrics": self.metrics,
+                "blackout": {
+                    "task": self.verdict.task,
+                    "cause": self.verdict.cause,
+                    "learned": self.verdict.learned,
+                    "retained": self.verdict.retained,
+                    "retained_tasks": self.verdict.retained_tasks,
+                    "stability_applies": self.verdict.stability_applies,
+                },
+                "tasks_run": self.tasks_run,
+                "timings": self.timings,
+                "environment": self.environment,
+            }
+        )
 
     @classmethod
     def from_dict(cls, d: Any) -> Result:
@@ -215,24 +264,40 @@ class Result:
             v = cfg[section].get(key)
             _need(isinstance(v, str) and v != "", f"config.{section}.{key}", "a name", v)
         hidden = cfg["model"].get("hidden")
-        _need(isinstance(hidden, list) and all(_int(h) and h >= 1 for h in hidden), "config.model.hidden",
-              "a list of integers >= 1", hidden)
+        _need(
+            isinstance(hidden, list) and all(_int(h) and h >= 1 for h in hidden),
+            "config.model.hidden",
+            "a list of integers >= 1",
+            hidden,
+        )
         rows = d["acc"]
         _need(all(isinstance(r, list) and len(r) == tasks for r in rows), "acc", f"rows of {tasks} values", rows[:1])
         _need(len(rows) <= tasks, "acc", f"at most {tasks} rows", len(rows))
         bad = next((v for r in rows for v in r if not (v is None or (_num(v) and 0 <= v <= 1))), None)
         _need(bad is None, "acc", "numbers in [0, 1] or null", bad)
         n = len(rows)
-        _need(d.get("tasks_run", n) == n and _int(d.get("tasks_run", n)), "tasks_run", f"{n} (the rows of acc)",
-              d.get("tasks_run"))
+        _need(
+            d.get("tasks_run", n) == n and _int(d.get("tasks_run", n)),
+            "tasks_run",
+            f"{n} (the rows of acc)",
+            d.get("tasks_run"),
+        )
         acc = np.array([[np.nan if v is None else float(v) for v in r] for r in rows], dtype=float).reshape(n, tasks)
         diags = d.get("diagnostics", [])
-        _need(isinstance(diags, list) and len(diags) == n and all(isinstance(x, dict) for x in diags), "diagnostics",
-              f"a list of {n} objects (one per task run)", diags)
+        _need(
+            isinstance(diags, list) and len(diags) == n and all(isinstance(x, dict) for x in diags),
+            "diagnostics",
+            f"a list of {n} objects (one per task run)",
+            diags,
+        )
         for i, row in enumerate(diags):
             for k, v in row.items():
-                _need(v is None or _num(v) or (isinstance(v, list) and all(x is None or _num(x) for x in v)),
-                      f"diagnostics[{i}].{k}", "a number, a list of numbers or null", v)
+                _need(
+                    v is None or _num(v) or (isinstance(v, list) and all(x is None or _num(x) for x in v)),
+                    f"diagnostics[{i}].{k}",
+                    "a number, a list of numbers or null",
+                    v,
+                )
         metrics = d.get("metrics", {})
         _need(isinstance(metrics, dict), "metrics", "an object", metrics)
         for k, v in metrics.items():
@@ -240,30 +305,57 @@ class Result:
             _need(ok, f"metrics.{k}", "a number or null" if not isinstance(v, list) else "a list of numbers", v)
         b = d["blackout"]
         task = b.get("task")
-        _need(task is None or (_int(task) and 1 <= task <= n), "blackout.task", f"an integer from 1 to {n} or null", task)
+        _need(
+            task is None or (_int(task) and 1 <= task <= n), "blackout.task", f"an integer from 1 to {n} or null", task
+        )
         cause = b.get("cause")
-        _need(cause in (("collapsed", "diverged") if task is not None else (None,)), "blackout.cause",
-              "'collapsed' or 'diverged'" if task is not None else "null (no blackout task)", cause)
+        _need(
+            cause in (("collapsed", "diverged") if task is not None else (None,)),
+            "blackout.cause",
+            "'collapsed' or 'diverged'" if task is not None else "null (no blackout task)",
+            cause,
+        )
         for key in ("learned", "stability_applies"):
             _need(isinstance(b.get(key, False), bool), f"blackout.{key}", "true or false", b.get(key))
         kept = b.get("retained_tasks", [])
-        _need(isinstance(kept, list) and all(_int(k) and 1 <= k <= n for k in kept), "blackout.retained_tasks",
-              f"task numbers from 1 to {n}", kept)
-        _need(b.get("retained", len(kept)) == len(kept), "blackout.retained", f"{len(kept)} (the retained tasks)",
-              b.get("retained"))
+        _need(
+            isinstance(kept, list) and all(_int(k) and 1 <= k <= n for k in kept),
+            "blackout.retained_tasks",
+            f"task numbers from 1 to {n}",
+            kept,
+        )
+        _need(
+            b.get("retained", len(kept)) == len(kept),
+            "blackout.retained",
+            f"{len(kept)} (the retained tasks)",
+            b.get("retained"),
+        )
         seed = d.get("seed", cfg["train"].get("seed"))
         _need(_int(seed), "seed", "an integer", seed)
         n_params = d.get("n_params", 0)
         _need(_int(n_params) and n_params >= 0, "n_params", "an integer >= 0", n_params)
         for key, what in (("data", "an object"), ("timings", "an object of numbers"), ("environment", "an object")):
             v = d.get(key, {})
-            _need(isinstance(v, dict) and (key != "timings" or all(x is None or _num(x) for x in v.values())),
-                  key, what, v)
+            _need(
+                isinstance(v, dict) and (key != "timings" or all(x is None or _num(x) for x in v.values())),
+                key,
+                what,
+                v,
+            )
         return cls(
-            run_id=d["run_id"], version=d["version"], seed=seed, config=cfg, n_params=n_params,
-            data=d.get("data", {}), acc=acc, diagnostics=diags, metrics=metrics,
+            run_id=d["run_id"],
+            version=d["version"],
+            seed=seed,
+            config=cfg,
+            n_params=n_params,
+            data=d.get("data", {}),
+            acc=acc,
+            diagnostics=diags,
+            metrics=metrics,
             verdict=Verdict(task, cause, b.get("learned", True), list(kept), b.get("stability_applies", False)),
-            timings=d.get("timings", {}), environment=d.get("environment", {}), numerics=numerics_of(d),
+            timings=d.get("timings", {}),
+            environment=d.get("environment", {}),
+            numerics=numerics_of(d),
         )
 
 

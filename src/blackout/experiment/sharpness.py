@@ -39,8 +39,15 @@ def _normalise(v: list[torch.Tensor]) -> list[torch.Tensor]:
     return [x / Method.per_member(n, x) for x in v]
 
 
-def top_eigenvalues(net: StackedMLP, penalty: list[torch.Tensor] | None, x: torch.Tensor, y: torch.Tensor, task,
-                    iters: int, seeds: list[int]) -> tuple[list[float], list[float]]:
+def top_eigenvalues(
+    net: StackedMLP,
+    penalty: list[torch.Tensor] | None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    task,
+    iters: int,
+    seeds: list[int],
+) -> tuple[list[float], list[float]]:
     """(top eigenvalue of H_task + diag(penalty), of H_task alone), per member, by ``iters`` Lanczos steps.
 
     ``penalty``: the penalty's Hessian diagonal per parameter, (M, ...) each, or None. Lanczos
@@ -55,6 +62,7 @@ def top_eigenvalues(net: StackedMLP, penalty: list[torch.Tensor] | None, x: torc
         start = [torch.stack([torch.randn(p.shape[1:], generator=g) for g in gens]).to(p) for p in leaves]
         out = []
         for pen in (penalty, None):
+
             def hvp(v, pen=pen):
                 # the gradient of <grad, v>, a scalar: passing v as grad_outputs instead would make torch
                 # import its symbolic-shapes machinery (sympy, about a second) on first use
@@ -94,15 +102,24 @@ def _lanczos_top(hvp, start: list[torch.Tensor], k: int) -> list[float]:
     return out
 
 
-def measure(net, method: Method, x: torch.Tensor, y: torch.Tensor, task, lr: torch.Tensor, iters: int,
-            seeds: list[int]) -> list[dict]:
+def measure(
+    net, method: Method, x: torch.Tensor, y: torch.Tensor, task, lr: torch.Tensor, iters: int, seeds: list[int]
+) -> list[dict]:
     """The three sharpness numbers per member (empty dicts for networks other than an MLP)."""
     if not isinstance(net, StackedMLP) or iters < 1:
         return [{} for _ in range(x.shape[0])]
     pen = method.hessian_diagonal()
     total, alone = top_eigenvalues(net, pen, x, y, task, iters, seeds)
-    top_pen = [0.0] * net.M if pen is None else torch.stack([d.flatten(1).max(1).values for d in pen]).max(0).values.cpu().tolist()
+    top_pen = (
+        [0.0] * net.M
+        if pen is None
+        else torch.stack([d.flatten(1).max(1).values for d in pen]).max(0).values.cpu().tolist()
+    )
     lrs = lr.tolist()
     finite = [all(v == v for v in (a, b)) for a, b in zip(total, alone)]
-    return [{"sharpness": lrs[m] * total[m], "sharpness_task": lrs[m] * alone[m], "sharpness_penalty": lrs[m] * top_pen[m]}
-            if finite[m] else {} for m in range(net.M)]
+    return [
+        {"sharpness": lrs[m] * total[m], "sharpness_task": lrs[m] * alone[m], "sharpness_penalty": lrs[m] * top_pen[m]}
+        if finite[m]
+        else {}
+        for m in range(net.M)
+    ]

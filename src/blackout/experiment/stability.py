@@ -34,8 +34,16 @@ def unstable(method: Method, net) -> tuple[list, list]:
     if hot is None or anchor is None:
         return [None] * M, [None] * M
     count = cast(torch.Tensor, sum(h.flatten(1).sum(1) for h in hot))
-    drift = torch.stack([torch.where(h, (p.detach() - mu).abs(), 0.0).flatten(1).max(1).values
-                         for h, p, mu in zip(hot, net.params(), anchor)]).max(0).values
+    drift = (
+        torch.stack(
+            [
+                torch.where(h, (p.detach() - mu).abs(), 0.0).flatten(1).max(1).values
+                for h, p, mu in zip(hot, net.params(), anchor)
+            ]
+        )
+        .max(0)
+        .values
+    )
     return count.tolist(), [float(v) if c else None for v, c in zip(drift.tolist(), count.tolist())]
 
 

@@ -52,7 +52,9 @@ def _minus_ones(like: torch.Tensor) -> torch.Tensor:
     return _ONES[key]
 
 
-def loss_grads(net, method: Method, x: torch.Tensor, y: torch.Tensor, task) -> tuple[torch.Tensor, list[torch.Tensor], list | None]:
+def loss_grads(
+    net, method: Method, x: torch.Tensor, y: torch.Tensor, task
+) -> tuple[torch.Tensor, list[torch.Tensor], list | None]:
     """The per-member loss (M,), the gradients of its sum in ``net.params()`` order, and (fused) layer inputs."""
     if fused_ok(net, method):
         logits, inputs = net.forward_cached(x)
@@ -126,7 +128,7 @@ class Adam:
     @torch.no_grad()
     def step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         self.t += 1
-        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
+        c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
         for p, g, m, v, lr in zip(params, grads, self.m, self.v, self.lr):
             m.lerp_(g, 1 - self.b1)
             v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)

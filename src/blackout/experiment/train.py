@@ -42,8 +42,9 @@ def run(cfg: RunConfig, data_dir: str | None = None, on_task: Callable[[int, dic
     return run_group([cfg], data_dir, on_task=None if on_task is None else lambda m, t, info: on_task(t, info))[0]
 
 
-def run_group(configs: list[RunConfig], data_dir: str | None = None,
-              on_task: Callable[[int, int, dict], None] | None = None) -> list[Result]:
+def run_group(
+    configs: list[RunConfig], data_dir: str | None = None, on_task: Callable[[int, int, dict], None] | None = None
+) -> list[Result]:
     """Train ``configs`` (one ``group_key``) as one stacked model; one Result per config, in order.
 
     ``on_task(member, t, info)`` as for ``run``."""
@@ -116,8 +117,9 @@ def on_device(data, device: torch.device):
     if key not in _ON_DEVICE:
         import dataclasses
 
-        _ON_DEVICE[key] = dataclasses.replace(data, **{k: getattr(data, k).to(device)
-                                                       for k in ("x_train", "y_train", "x_test", "y_test")})
+        _ON_DEVICE[key] = dataclasses.replace(
+            data, **{k: getattr(data, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")}
+        )
     return _ON_DEVICE[key]
 
 
@@ -181,8 +183,9 @@ class Experiment:
         self.applies = type(self.method).gradient_penalty and cfg.train.optimizer == "sgd"
         self.forecasts = self.applies and cfg.method.method in forecast.FORECAST_METHODS
         T = self.tasks
-        self.members = [Member(c, np.full((T, T), np.nan), np.array(self.streams.chance(m)), None)
-                        for m, c in enumerate(configs)]
+        self.members = [
+            Member(c, np.full((T, T), np.nan), np.array(self.streams.chance(m)), None) for m, c in enumerate(configs)
+        ]
         self.active = list(range(len(configs)))  # members still in the stack, in stack order
         if cfg.train.eval_all:
             base = self.evaluate_tasks(range(T))
@@ -206,7 +209,9 @@ class Experiment:
         task = streams.task(t)
         if self.gates:
             self.gates.use(net, t)
-        self.active_at_start, self.reach_at_start = stability.unstable_active(method, net, self._probe(t, "train", ACTIVE_PROBE))
+        self.active_at_start, self.reach_at_start = stability.unstable_active(
+            method, net, self._probe(t, "train", ACTIVE_PROBE)
+        )
         draws = [batches(n, tc.batch_size, steps, g) for g in self.batch_gens]
         streams.begin(t, steps * tc.batch_size)
         method.begin_task(net, task, streams)
@@ -218,8 +223,10 @@ class Experiment:
             losses.append(update(net, method, opt, x, y, task))
         streams.end()
         # one member at a time through the same kernel, so a member's loss does not depend on its group
-        tail = [math.fsum(float(step[m].mean()) for step in losses[-loss_tail(steps):]) / loss_tail(steps)
-                for m in range(len(self.active))]
+        tail = [
+            math.fsum(float(step[m].mean()) for step in losses[-loss_tail(steps) :]) / loss_tail(steps)
+            for m in range(len(self.active))
+        ]
         return tail, torch.isfinite(torch.cat(losses, 1)).all(1)
 
     def finite(self, finite_loss: torch.Tensor) -> list[bool]:
@@ -239,8 +246,10 @@ class Experiment:
             correct = torch.zeros(len(self.active), device=self.device)
             # a permuted task permutes an MLP's first-layer weights instead of every test image
             by_weights = isinstance(self.net, StackedMLP) and self.streams.task(j).perm is not None
-            members = [self.net.member(m, st.tasks[j].perm) if by_weights else self.net.member(m)
-                       for m, st in enumerate(self.streams.members)]
+            members = [
+                self.net.member(m, st.tasks[j].perm) if by_weights else self.net.member(m)
+                for m, st in enumerate(self.streams.members)
+            ]
             for s in range(0, n, EVAL_CHUNK):
                 rows = slice(s, min(n, s + EVAL_CHUNK))
                 for m, st in enumerate(self.streams.members):  # one member at a time: no stacked copy of the test set
@@ -261,16 +270,25 @@ class Experiment:
         return accs
 
     # -- after a task ----------------------------------------------------------------------------
-    def record(self, t: int, tail: list[float], finite: list[bool], accs: np.ndarray,
-               in_force: list, tic: float, toc: float) -> None:
+    def record(
+        self, t: int, tail: list[float], finite: list[bool], accs: np.ndarray, in_force: list, tic: float, toc: float
+    ) -> None:
         """Consolidate the members that stayed finite, record every member's diagnostics and verdict."""
         before = list(self.active)
         penalty = self.method.penalty_value(self.net)
         plastic = plasticity.measure(self.net, self._probe(t, "test", plasticity.PROBE))
         tsh = time.perf_counter()
         x, y = self._probe(t, "train", sharpness.PROBE, with_labels=True)
-        sharp = sharpness.measure(self.net, self.method, x, y, self.streams.task(t), self.method.lr,
-                                  self.configs[0].train.sharpness, [m.cfg.seed * 31 + t for m in map(self.members.__getitem__, before)])
+        sharp = sharpness.measure(
+            self.net,
+            self.method,
+            x,
+            y,
+            self.streams.task(t),
+            self.method.lr,
+            self.configs[0].train.sharpness,
+            [m.cfg.seed * 31 + t for m in map(self.members.__getitem__, before)],
+        )
         sharp_time = (time.perf_counter() - tsh) / len(before)
         unstable, drift = stability.unstable(self.method, self.net)
         # a non-finite network cannot be consolidated: it leaves the stack now
@@ -286,10 +304,19 @@ class Experiment:
             mem.R[t, : accs.shape[1]] = accs[i]
             mem.clock["train"] += (toc - tic) / len(before)
             mem.clock["fisher"] += fisher_time if finite[i] else 0.0
-            d = {"task": t + 1, "train_loss": tail[i], "penalty": penalty[i], "stability": in_force[i],
-                 "unstable_weights": unstable[i], "unstable_drift": drift[i],
-                 "unstable_active": self.active_at_start[i], "unstable_reach": self.reach_at_start[i],
-                 "new_task_acc": float(accs[i, t]), **plastic[i], **sharp[i]}
+            d = {
+                "task": t + 1,
+                "train_loss": tail[i],
+                "penalty": penalty[i],
+                "stability": in_force[i],
+                "unstable_weights": unstable[i],
+                "unstable_drift": drift[i],
+                "unstable_active": self.active_at_start[i],
+                "unstable_reach": self.reach_at_start[i],
+                "new_task_acc": float(accs[i, t]),
+                **plastic[i],
+                **sharp[i],
+            }
             mem.clock["sharpness"] = mem.clock.get("sharpness", 0.0) + sharp_time
             if finite[i]:
                 d.update(info[keep.index(i)], **held[keep.index(i)])
@@ -308,8 +335,17 @@ class Experiment:
         applies, upcoming = self.applies, self.method.stability()
         for i, m in enumerate(self.active):
             mem = self.members[m]
-            on_task(m, t, {"row": mem.R[t], "diagnostics": mem.diags[-1], "next_stability": upcoming[i],
-                           "stability_applies": applies, "forecasts": self.forecasts})
+            on_task(
+                m,
+                t,
+                {
+                    "row": mem.R[t],
+                    "diagnostics": mem.diags[-1],
+                    "next_stability": upcoming[i],
+                    "stability_applies": applies,
+                    "forecasts": self.forecasts,
+                },
+            )
 
     def _probe(self, t: int, part: str, n: int, with_labels: bool = False):
         """The first ``n`` samples of task t's ``part``, through every member's own transform."""
@@ -346,11 +382,27 @@ class Experiment:
             task, cause, learned = verdict.verdict(R, mem.chance, cfg.blackout.margin, mem.diverged_at)
             kept = verdict.retained(R, cfg.blackout.retain_frac, mem.chance, cfg.blackout.margin)
             mem.clock["total"] = time.perf_counter() - self.start
-            out.append(Result(
-                run_id=cfg.run_id, version=__version__, numerics=numerics.NUMERICS_VERSION, seed=cfg.seed, config=cfg.to_dict(), n_params=self.n_params,
-                data={"source": self.data.source, "note": self.data.note, "n_train": int(len(self.data.y_train)),
-                      "n_test": int(len(self.data.y_test)), "chance": mem.chance.tolist()},
-                acc=R, diagnostics=mem.diags, metrics=metrics.summary(R, mem.baseline),
-                verdict=Verdict(task, cause, learned, kept, applies), timings=dict(mem.clock), environment=env,
-            ))
+            out.append(
+                Result(
+                    run_id=cfg.run_id,
+                    version=__version__,
+                    numerics=numerics.NUMERICS_VERSION,
+                    seed=cfg.seed,
+                    config=cfg.to_dict(),
+                    n_params=self.n_params,
+                    data={
+                        "source": self.data.source,
+                        "note": self.data.note,
+                        "n_train": int(len(self.data.y_train)),
+                        "n_test": int(len(self.data.y_test)),
+                        "chance": mem.chance.tolist(),
+                    },
+                    acc=R,
+                    diagnostics=mem.diags,
+                    metrics=metrics.summary(R, mem.baseline),
+                    verdict=Verdict(task, cause, learned, kept, applies),
+                    timings=dict(mem.clock),
+                    environment=env,
+                )
+            )
         return out

@@ -45,8 +45,10 @@ def unjudgeable(y_train: np.ndarray, y_test: np.ndarray, margin: float) -> str |
             return f"its {part} images hold {len(classes)} class{shown}; a verdict needs at least 2 in both its training and test images"
     chance = chance_level(y_test)
     if chance + margin >= 1:
-        return (f"chance {chance:.2f} (its most frequent class) + margin {margin:g} >= 1: even a perfect score could "
-                "not count as learned")
+        return (
+            f"chance {chance:.2f} (its most frequent class) + margin {margin:g} >= 1: even a perfect score could "
+            "not count as learned"
+        )
     return None
 
 
@@ -63,7 +65,9 @@ def collapsed(row: np.ndarray, chance: np.ndarray, margin: float) -> bool:
     return not bool(_above(np.asarray(row, dtype=float)[None], chance, margin).any())
 
 
-def verdict(R: np.ndarray, chance: np.ndarray, margin: float, diverged_at: int | None = None) -> tuple[int | None, str | None, bool]:
+def verdict(
+    R: np.ndarray, chance: np.ndarray, margin: float, diverged_at: int | None = None
+) -> tuple[int | None, str | None, bool]:
     """(first blackout task, 1-based, or None; its cause; whether any task was ever learned).
 
     ``diverged_at``: 0-based task during which training became non-finite, if any.

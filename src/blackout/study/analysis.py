@@ -61,8 +61,18 @@ class Fit:
     @classmethod
     def of(cls, kind: str, d: dict) -> Fit:
         a, b = ("intercept", "slope") if kind == "linear" else ("coef", "exponent")
-        return cls(kind, bool(d.get("ok")) and d.get(b) is not None, d.get(a), d.get(b), d.get(f"{b}_ci"),
-                   d.get("r2"), d.get("aic"), str(d.get("method") or ""), str(d.get("reason") or ""), d)
+        return cls(
+            kind,
+            bool(d.get("ok")) and d.get(b) is not None,
+            d.get(a),
+            d.get(b),
+            d.get(f"{b}_ci"),
+            d.get("r2"),
+            d.get("aic"),
+            str(d.get("method") or ""),
+            str(d.get("reason") or ""),
+            d,
+        )
 
     @property
     def ci_has_zero(self) -> bool:
@@ -71,7 +81,7 @@ class Fit:
 
     def at(self, x):
         """The law's value at ``x`` (a number or a numpy array)."""
-        return self.a + self.b * x if self.kind == "linear" else self.a * x ** self.b
+        return self.a + self.b * x if self.kind == "linear" else self.a * x**self.b
 
 
 @dataclass(frozen=True)
@@ -96,10 +106,18 @@ class Group:
         return sum(p.censored for p in self.points)
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "settings": self.settings, "n": self.n, "n_censored": self.n_censored,
-                "points": [dataclasses.asdict(p) for p in self.points],
-                "summary": [dataclasses.asdict(s) for s in self.summary], "linear": self.linear.raw,
-                "power": self.power.raw, "better": self.better, "delta_aic": self.delta_aic}
+        return {
+            "label": self.label,
+            "settings": self.settings,
+            "n": self.n,
+            "n_censored": self.n_censored,
+            "points": [dataclasses.asdict(p) for p in self.points],
+            "summary": [dataclasses.asdict(s) for s in self.summary],
+            "linear": self.linear.raw,
+            "power": self.power.raw,
+            "better": self.better,
+            "delta_aic": self.delta_aic,
+        }
 
 
 @dataclass(frozen=True)
@@ -173,8 +191,24 @@ class Agreement:
         return sum(r.first_unstable is None and r.blackout_task is not None for r in self.runs)
 
     def to_dict(self) -> dict:
-        keys = ("name", "threshold", "limit", "s_limit", "fires_before", "n_runs", "n_left_out", "n_compared", "n_agree", "n_exact",
-                "share_within_one", "warn_lead", "n_neither", "share_right", "n_only_unstable", "n_only_blackout")
+        keys = (
+            "name",
+            "threshold",
+            "limit",
+            "s_limit",
+            "fires_before",
+            "n_runs",
+            "n_left_out",
+            "n_compared",
+            "n_agree",
+            "n_exact",
+            "share_within_one",
+            "warn_lead",
+            "n_neither",
+            "share_right",
+            "n_only_unstable",
+            "n_only_blackout",
+        )
         return {**{k: getattr(self, k) for k in keys}, "runs": [dataclasses.asdict(r) for r in self.runs]}
 
 
@@ -221,9 +255,11 @@ class ForecastCheck:
     n_left_out: int  # runs the forecast is not made for (other methods, optimisers)
 
     def to_dict(self) -> dict:
-        return {"n_left_out": self.n_left_out,
-                "horizons": [{**dataclasses.asdict(h), "share_right": h.share_right} for h in self.horizons],
-                "runs": [dataclasses.asdict(r) for r in self.runs]}
+        return {
+            "n_left_out": self.n_left_out,
+            "horizons": [{**dataclasses.asdict(h), "share_right": h.share_right} for h in self.horizons],
+            "runs": [dataclasses.asdict(r) for r in self.runs],
+        }
 
 
 @dataclass(frozen=True)
@@ -247,7 +283,18 @@ class Analysis:
         return sum(g.n_censored for g in self.groups)
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable({"axis": self.axis, "n_runs": self.n_runs, "n_never_learned": self.n_never_learned,
-                         "n_censored": self.n_censored, "data": self.data, "varying": self.varying, "sigma_min": self.sigma_min,
-                         "groups": [g.to_dict() for g in self.groups], "stability": self.stability.to_dict(),
-                         "predictor": self.predictor.to_dict(), "forecast": self.forecast.to_dict()})
+        return jsonable(
+            {
+                "axis": self.axis,
+                "n_runs": self.n_runs,
+                "n_never_learned": self.n_never_learned,
+                "n_censored": self.n_censored,
+                "data": self.data,
+                "varying": self.varying,
+                "sigma_min": self.sigma_min,
+                "groups": [g.to_dict() for g in self.groups],
+                "stability": self.stability.to_dict(),
+                "predictor": self.predictor.to_dict(),
+                "forecast": self.forecast.to_dict(),
+            }
+        )

@@ -129,8 +129,16 @@ def analyze(results: list[Result], axis: str = "width", n_boot: int = 1000, seed
         points: list[dict[str, Any]] = []
         for r in runs:
             task, cens = outcome(r)
-            points.append({"x": capacity_of(r, axis), "y": task, "censored": cens, "seed": r.seed,
-                           "run_id": r.run_id, "cause": r.verdict.cause})
+            points.append(
+                {
+                    "x": capacity_of(r, axis),
+                    "y": task,
+                    "censored": cens,
+                    "seed": r.seed,
+                    "run_id": r.run_id,
+                    "cause": r.verdict.cause,
+                }
+            )
         points.sort(key=lambda p: (p["x"], p["seed"], str(p["run_id"])))
         x, y, c = ([p[k] for p in points] for k in ("x", "y", "censored"))
         lin = fit_linear(x, y, c, n_boot=n_boot, seed=seed, sigma_min=TASK_SIGMA_MIN)
@@ -139,13 +147,43 @@ def analyze(results: list[Result], axis: str = "width", n_boot: int = 1000, seed
         if lin["aic"] is not None and pw["aic"] is not None:
             delta = abs(lin["aic"] - pw["aic"])
             better = "tie" if delta < 1e-6 else "linear" if lin["aic"] < pw["aic"] else "power"
-        out_groups.append({"label": label, "settings": settings, "n": len(points), "n_censored": int(sum(c)),
-                           "points": points, "summary": summarize(x, y, c), "linear": lin, "power": pw,
-                           "better": better, "delta_aic": delta})
+        out_groups.append(
+            {
+                "label": label,
+                "settings": settings,
+                "n": len(points),
+                "n_censored": int(sum(c)),
+                "points": points,
+                "summary": summarize(x, y, c),
+                "linear": lin,
+                "power": pw,
+                "better": better,
+                "delta_aic": delta,
+            }
+        )
     out_groups.sort(key=lambda g: tuple(_sort_key(g["settings"].get(n)) for n in varying))
-    typed = [Group(g["label"], jsonable(g["settings"]), [Point(**p) for p in g["points"]],
-                   [Interval(**row) for row in jsonable(g["summary"])], Fit.of("linear", jsonable(g["linear"])),
-                   Fit.of("power", jsonable(g["power"])), g["better"], g["delta_aic"]) for g in out_groups]
-    return Analysis(axis, len(results), len(results) - len(learned), varying, TASK_SIGMA_MIN, typed,
-                    stability_agreement(results), predictor_agreement(results), forecast_check(results),
-                    data=sorted({r.data_label for r in results}))
+    typed = [
+        Group(
+            g["label"],
+            jsonable(g["settings"]),
+            [Point(**p) for p in g["points"]],
+            [Interval(**row) for row in jsonable(g["summary"])],
+            Fit.of("linear", jsonable(g["linear"])),
+            Fit.of("power", jsonable(g["power"])),
+            g["better"],
+            g["delta_aic"],
+        )
+        for g in out_groups
+    ]
+    return Analysis(
+        axis,
+        len(results),
+        len(results) - len(learned),
+        varying,
+        TASK_SIGMA_MIN,
+        typed,
+        stability_agreement(results),
+        predictor_agreement(results),
+        forecast_check(results),
+        data=sorted({r.data_label for r in results}),
+    )

@@ -91,11 +91,18 @@ def method_table(results: list[Result], checkpoints: tuple[int, ...] | None = No
         last_new = [finite_or_none(r.acc[r.tasks_run - 1, r.tasks_run - 1]) for r in runs if r.tasks_run]
         dead = [r.diagnostic("dead_units")[-1] for r in runs if r.diagnostics]
         row: dict[str, Any] = {
-            "setting": label, "method": runs[0].method, "width": width, "runs": len(runs),
-            "censored": censored, "blackout": mean(bounds), "blackout_is_bound": censored > 0,
+            "setting": label,
+            "method": runs[0].method,
+            "width": width,
+            "runs": len(runs),
+            "censored": censored,
+            "blackout": mean(bounds),
+            "blackout_is_bound": censored > 0,
             "tasks_learned": mean(b - 1 for b in bounds),
             "causes": dict(Counter(r.verdict.cause for r in runs if r.verdict.cause)),
-            "new_task_acc": mean(v for v in last_new if v is not None) if any(v is not None for v in last_new) else None,
+            "new_task_acc": mean(v for v in last_new if v is not None)
+            if any(v is not None for v in last_new)
+            else None,
             "dead_units": mean(v for v in dead if v is not None) if any(v is not None for v in dead) else None,
             "retained": mean(r.verdict.retained for r in runs),
             "tasks_run": max(r.tasks_run for r in runs),

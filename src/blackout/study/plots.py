@@ -125,8 +125,13 @@ def save_figure(fig: Figure, stem: Path | str, formats: Iterable[str] = ("png", 
     for fmt in formats:
         path = stem.with_name(f"{stem.name}.{fmt}")
         with rc_context({"svg.fonttype": "none", "svg.hashsalt": "blackout"}):
-            fig.savefig(path, format=fmt, dpi=DPI, bbox_inches="tight",
-                        metadata={"Date": None, "Creator": "blackout"} if fmt == "svg" else {"Software": "blackout"})
+            fig.savefig(
+                path,
+                format=fmt,
+                dpi=DPI,
+                bbox_inches="tight",
+                metadata={"Date": None, "Creator": "blackout"} if fmt == "svg" else {"Software": "blackout"},
+            )
         paths.append(path)
     fig.clear()
     return paths
@@ -135,8 +140,11 @@ def save_figure(fig: Figure, stem: Path | str, formats: Iterable[str] = ("png", 
 def is_figure(path: Path) -> bool:
     """A PNG or SVG that ``save_figure`` wrote: it names blackout as its software (PNG) or creator (SVG)."""
     start = head(path, 4096)
-    return start.startswith(b"\x89PNG") and b"tEXtSoftware\x00blackout" in start or \
-        re.search(rb"<dc:creator>\s*<cc:Agent>\s*<dc:title>blackout<", start) is not None
+    return (
+        start.startswith(b"\x89PNG")
+        and b"tEXtSoftware\x00blackout" in start
+        or re.search(rb"<dc:creator>\s*<cc:Agent>\s*<dc:title>blackout<", start) is not None
+    )
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -174,8 +182,16 @@ def figure_accuracy_matrix(r: Result) -> Figure:
     if small:
         for (i, j), v in np.ndenumerate(acc):
             if not np.isnan(v):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black",
-                        gid=f"cell-{i + 1}-{j + 1}")
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if v < 0.6 else "black",
+                    gid=f"cell-{i + 1}-{j + 1}",
+                )
     step = max(1, math.ceil(max(rows, cols) / 25))
     ax.set_xticks(range(0, cols, step), [str(j + 1) for j in range(0, cols, step)])
     ylabels = [str(i + 1) for i in range(rows)]
@@ -184,8 +200,9 @@ def figure_accuracy_matrix(r: Result) -> Figure:
     if b is not None and 1 <= b <= rows:
         ylabels[b - 1] = f"{b} blackout"
         yticks.add(b - 1)
-        ax.add_patch(Rectangle((-0.5, b - 1.5), cols, 1, fill=False, edgecolor=BLACKOUT_COLOUR, linewidth=2,
-                               gid="blackout-row"))
+        ax.add_patch(
+            Rectangle((-0.5, b - 1.5), cols, 1, fill=False, edgecolor=BLACKOUT_COLOUR, linewidth=2, gid="blackout-row")
+        )
     ax.set_yticks(sorted(yticks), [ylabels[i] for i in sorted(yticks)])
     ax.set_xlabel("task evaluated")
     ax.set_ylabel("after training task")
@@ -205,16 +222,31 @@ def figure_task_curves(r: Result) -> Figure:
     for j in range(trained):
         x, y = np.arange(j + 1, rows + 1), acc[j:, j]
         keep = ~np.isnan(y)
-        ax.plot(x[keep], y[keep], color=colours[j], marker="o" if rows <= 30 else None, markersize=3, linewidth=1.4,
-                label=f"task {j + 1}", gid=f"task-{j + 1}")
+        ax.plot(
+            x[keep],
+            y[keep],
+            color=colours[j],
+            marker="o" if rows <= 30 else None,
+            markersize=3,
+            linewidth=1.4,
+            label=f"task {j + 1}",
+            gid=f"task-{j + 1}",
+        )
     for k, c in enumerate(_chance(r)):
-        ax.axhline(c, color="grey", linestyle="--", linewidth=1, label=None if k else "chance",
-                   gid=f"chance-{k}" if k else "chance")
+        ax.axhline(
+            c,
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label=None if k else "chance",
+            gid=f"chance-{k}" if k else "chance",
+        )
     b = r.blackout_task
     if b is not None:
         cause = f", {r.verdict.cause}" if r.verdict.cause else ""
-        ax.axvline(b, color=BLACKOUT_COLOUR, linestyle=":", linewidth=1.6, gid="blackout",
-                   label=f"blackout (task {b}{cause})")
+        ax.axvline(
+            b, color=BLACKOUT_COLOUR, linestyle=":", linewidth=1.6, gid="blackout", label=f"blackout (task {b}{cause})"
+        )
     ax.set_xlim(0.5, rows + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(0.0, 1.02)
@@ -263,21 +295,44 @@ def figure_capacity(analysis: Analysis) -> Figure:
         done = [(x, y) for x, y, c in pts if not c]
         cens = [(x, y) for x, y, c in pts if c]
         if done:
-            ax.scatter(*zip(*done), s=22, color=colour, alpha=0.55, linewidths=0, gid=f"points-{gi}", label=label,
-                       zorder=3)
+            ax.scatter(
+                *zip(*done), s=22, color=colour, alpha=0.55, linewidths=0, gid=f"points-{gi}", label=label, zorder=3
+            )
         if cens:
             any_censored = True
-            ax.scatter(*zip(*cens), s=40, marker="^", facecolors="none", edgecolors=colour, linewidths=1.2,
-                       gid=f"censored-{gi}", label=None if done else label, zorder=3)
+            ax.scatter(
+                *zip(*cens),
+                s=40,
+                marker="^",
+                facecolors="none",
+                edgecolors=colour,
+                linewidths=1.2,
+                gid=f"censored-{gi}",
+                label=None if done else label,
+                zorder=3,
+            )
         summ = [(s.x, finite_or_none(s.mean), s.ci_lo, s.ci_hi) for s in g.summary]
         summ = [s for s in summ if s[0] is not None and s[1] is not None]
         if summ:
             any_mean = True
             sx, sm = np.array([s[0] for s in summ]), np.array([s[1] for s in summ])
-            err = np.array([[m - lo if lo is not None else 0.0 for _, m, lo, _ in summ],
-                            [hi - m if hi is not None else 0.0 for _, m, _, hi in summ]])
-            bars = ax.errorbar(sx, sm, yerr=np.clip(err, 0, None), fmt="s", color=colour, markersize=6, capsize=3,
-                               linewidth=1.2, zorder=4)
+            err = np.array(
+                [
+                    [m - lo if lo is not None else 0.0 for _, m, lo, _ in summ],
+                    [hi - m if hi is not None else 0.0 for _, m, _, hi in summ],
+                ]
+            )
+            bars = ax.errorbar(
+                sx,
+                sm,
+                yerr=np.clip(err, 0, None),
+                fmt="s",
+                color=colour,
+                markersize=6,
+                capsize=3,
+                linewidth=1.2,
+                zorder=4,
+            )
             bars.lines[0].set_gid(f"means-{gi}")
             for k, coll in enumerate(bars.lines[2]):
                 coll.set_gid(f"ci-{gi}-{k}")
@@ -287,8 +342,15 @@ def figure_capacity(analysis: Analysis) -> Figure:
         line_x = np.geomspace(min(gx), max(gx), 200) if log_x else np.linspace(min(gx), max(gx), 200)
         for law, style in ((g.linear, "-"), (g.power, "--")):
             if (text := _law_label(law, axis)) and (law.kind == "linear" or min(gx) > 0):
-                ax.plot(line_x, law.at(line_x), color=colour, linewidth=1.5, linestyle=style,
-                        label=text + (" [better]" if g.better == law.kind else ""), gid=f"{law.kind}-{gi}")
+                ax.plot(
+                    line_x,
+                    law.at(line_x),
+                    color=colour,
+                    linewidth=1.5,
+                    linestyle=style,
+                    label=text + (" [better]" if g.better == law.kind else ""),
+                    gid=f"{law.kind}-{gi}",
+                )
     if log_x:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
@@ -298,8 +360,17 @@ def figure_capacity(analysis: Analysis) -> Figure:
     handles, labels = ax.get_legend_handles_labels()
     proxies = [Line2D([], [], marker="o", color="grey", alpha=0.55, linestyle="none", label="one seed")]
     if any_censored:
-        proxies.append(Line2D([], [], marker="^", markerfacecolor="none", markeredgecolor="grey", linestyle="none",
-                              label="no blackout by the last task (lower bound)"))
+        proxies.append(
+            Line2D(
+                [],
+                [],
+                marker="^",
+                markerfacecolor="none",
+                markeredgecolor="grey",
+                linestyle="none",
+                label="no blackout by the last task (lower bound)",
+            )
+        )
     if any_mean:
         proxies.append(Line2D([], [], marker="s", color="grey", label="mean with interval"))
     _legend_outside(ax, handles=handles + proxies, labels=labels + [p.get_label() for p in proxies])
@@ -312,8 +383,10 @@ def figure_capacity(analysis: Analysis) -> Figure:
 
 # -- stability and sharpness ----------------------------------------------------------------
 
-CURVATURES = {"stability": "stability number (lr·λ·max importance)",
-              "sharpness": "sharpness (lr × top Hessian eigenvalue)"}
+CURVATURES = {
+    "stability": "stability number (lr·λ·max importance)",
+    "sharpness": "sharpness (lr × top Hessian eigenvalue)",
+}
 
 
 def figure_stability(results: list[Result]) -> Figure:
@@ -326,8 +399,10 @@ def figure_stability(results: list[Result]) -> Figure:
     series: dict[str, dict[int, list[tuple[int, float]]]] = {name: {} for name in CURVATURES}
     runs: list[Result] = []
     for r in results:
-        got = {name: [(t + 1, v) for t, v in enumerate(r.diagnostic(name)) if v is not None and v > 0]
-               for name in CURVATURES}
+        got = {
+            name: [(t + 1, v) for t, v in enumerate(r.diagnostic(name)) if v is not None and v > 0]
+            for name in CURVATURES
+        }
         if any(got.values()):
             for name, pts in got.items():
                 if pts:
@@ -342,16 +417,39 @@ def figure_stability(results: list[Result]) -> Figure:
     for name, ax in zip(panels, axes):
         for k, pts in series[name].items():
             t, s = zip(*pts)
-            ax.plot(t, s, color=colours[k], linewidth=1.3, marker="o" if len(t) <= 30 else None, markersize=3,
-                    label=labels[k], gid=f"{name}-{k}")
+            ax.plot(
+                t,
+                s,
+                color=colours[k],
+                linewidth=1.3,
+                marker="o" if len(t) <= 30 else None,
+                markersize=3,
+                label=labels[k],
+                gid=f"{name}-{k}",
+            )
             b = runs[k].blackout_task
             at = dict(pts).get(b) if b is not None else None
             if at is not None:
-                ax.plot([b], [at], marker="X", markersize=10, color=BLACKOUT_COLOUR, markeredgecolor=colours[k],
-                        linestyle="none", gid=f"blackout-{name}-{k}")
+                ax.plot(
+                    [b],
+                    [at],
+                    marker="X",
+                    markersize=10,
+                    color=BLACKOUT_COLOUR,
+                    markeredgecolor=colours[k],
+                    linestyle="none",
+                    gid=f"blackout-{name}-{k}",
+                )
             elif b is not None:
                 ax.axvline(b, color=colours[k], linestyle=":", linewidth=1.2, gid=f"blackout-{name}-{k}")
-        ax.axhline(STABLE_LIMIT, color="black", linestyle="--", linewidth=1, label=f"limit {STABLE_LIMIT:g}", gid=f"limit-{name}")
+        ax.axhline(
+            STABLE_LIMIT,
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label=f"limit {STABLE_LIMIT:g}",
+            gid=f"limit-{name}",
+        )
         ax.set_yscale("log")
         # plain 0.5, 1, 2, 5 labels: readable, the limit is one of them, and no mathtext to lay out
         ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -375,8 +473,16 @@ def _setting_lines(ax, curves: list[tuple[int, str, np.ndarray]], n_settings: in
     for k, label, mean in curves:
         x = np.arange(1, len(mean) + 1)
         keep = ~np.isnan(mean)
-        ax.plot(x[keep], mean[keep], color=colours[k], marker="o" if len(mean) <= 30 else None, markersize=3,
-                linewidth=1.5, label=label, gid=f"{prefix}-{k}")
+        ax.plot(
+            x[keep],
+            mean[keep],
+            color=colours[k],
+            marker="o" if len(mean) <= 30 else None,
+            markersize=3,
+            linewidth=1.5,
+            label=label,
+            gid=f"{prefix}-{k}",
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("tasks trained")
     ax.grid(True, alpha=0.3)
@@ -390,8 +496,9 @@ def _chance_line(ax, results: list[Result]) -> None:
 
 def _curves(results: list[Result], series: Callable[[Result], list[float | None]]) -> list[tuple[int, str, np.ndarray]]:
     """(setting index, setting label, mean over seeds per task) for each setting with some value."""
-    out = [(k, label, mean_over_seeds([series(r) for r in runs]))
-           for k, (label, runs) in enumerate(settings_of(results))]
+    out = [
+        (k, label, mean_over_seeds([series(r) for r in runs])) for k, (label, runs) in enumerate(settings_of(results))
+    ]
     return [(k, label, mean) for k, label, mean in out if mean.size and not np.isnan(mean).all()]
 
 
@@ -413,8 +520,11 @@ def figure_methods(results: list[Result]) -> Figure:
 def figure_plasticity(results: list[Result]) -> Figure:
     """Whether the network can still learn: accuracy on each new task just after learning it, and the
     fraction of dead hidden units, per setting (mean over seeds). A panel without data is left out."""
-    panels = [(name, curves) for name in ("new_task_acc", "dead_units")
-              if (curves := _curves(results, partial(Result.diagnostic, name=name)))]
+    panels = [
+        (name, curves)
+        for name in ("new_task_acc", "dead_units")
+        if (curves := _curves(results, partial(Result.diagnostic, name=name)))
+    ]
     if not panels:
         raise NothingToPlot("no run recorded new-task accuracy or dead units")
     n_settings = len(settings_of(results))
@@ -443,21 +553,42 @@ FORECAST_AFTER = (2, 3, 5, 8)
 def figure_forecast(check: ForecastCheck, after: tuple[int, ...] = FORECAST_AFTER) -> Figure:
     """The blackout task forecast after task k (y) against the one observed (x), one colour per k; a
     run without blackout and a forecast of none sit at the budget + 1. The band is max(2 tasks, 20%)."""
-    pts = {k: [(f.blackout_task or f.budget + 1, f.task[i] or f.budget + 1) for f in check.runs
-               if (i := f.made_after(k)) is not None and (f.blackout_task is None or f.blackout_task > k)]
-           for k in after}
+    pts = {
+        k: [
+            (f.blackout_task or f.budget + 1, f.task[i] or f.budget + 1)
+            for f in check.runs
+            if (i := f.made_after(k)) is not None and (f.blackout_task is None or f.blackout_task > k)
+        ]
+        for k in after
+    }
     pts = {k: v for k, v in pts.items() if v}
     if not pts:
         raise NothingToPlot("no run made a forecast of its blackout task (EWC with plain SGD, two tasks or more)")
     fig, (ax,) = _new_figure(7.0, 5.0)
     top = max(max(max(p) for p in v) for v in pts.values()) + 1
     line = np.linspace(1, top, 100)
-    ax.fill_between(line, line - np.maximum(2, 0.2 * line), line + np.maximum(2, 0.2 * line), color="grey",
-                    alpha=0.15, linewidth=0, gid="band", label="within max(2 tasks, 20%)")
+    ax.fill_between(
+        line,
+        line - np.maximum(2, 0.2 * line),
+        line + np.maximum(2, 0.2 * line),
+        color="grey",
+        alpha=0.15,
+        linewidth=0,
+        gid="band",
+        label="within max(2 tasks, 20%)",
+    )
     ax.plot(line, line, color="black", linewidth=1, linestyle="--", gid="diagonal", label="forecast = observed")
     for (k, v), colour in zip(pts.items(), _colours(len(pts))):
-        ax.scatter(*zip(*v), s=18, color=colour, alpha=0.6, linewidths=0, gid=f"after-{k}",
-                   label=f"forecast after task {k} ({len(v)} runs)", zorder=3)
+        ax.scatter(
+            *zip(*v),
+            s=18,
+            color=colour,
+            alpha=0.6,
+            linewidths=0,
+            gid=f"after-{k}",
+            label=f"forecast after task {k} ({len(v)} runs)",
+            zorder=3,
+        )
     _legend_outside(ax)
     ax.set_xlabel("observed blackout task (budget + 1: none)")
     ax.set_ylabel("forecast blackout task (budget + 1: none)")

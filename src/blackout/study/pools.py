@@ -93,8 +93,9 @@ class LocalPool:
     def __init__(self, jobs: int | None = None):
         cores = os.cpu_count() or 1
         if jobs is not None and not 1 <= jobs <= 4 * cores:  # each worker holds its own data and network
-            raise ConfigError(f"--jobs: expected 1 to {4 * cores} worker processes (4 x this machine's {cores} cores), "
-                              f"got {jobs}")
+            raise ConfigError(
+                f"--jobs: expected 1 to {4 * cores} worker processes (4 x this machine's {cores} cores), got {jobs}"
+            )
         self.jobs = jobs or cores
         self._idle: list[subprocess.Popen] = []
         self._busy: dict[Future, subprocess.Popen] = {}
@@ -102,15 +103,24 @@ class LocalPool:
 
     def __enter__(self) -> LocalPool:
         path = [p or os.getcwd() for p in sys.path]  # "" (the caller's folder) as an absolute path
-        self._argv = [sys.executable, "-c", BOOT, json.dumps(path), str(os.getpid()),
-                      *(m for m in user_method_modules() if m != "__main__")]
+        self._argv = [
+            sys.executable,
+            "-c",
+            BOOT,
+            json.dumps(path),
+            str(os.getpid()),
+            *(m for m in user_method_modules() if m != "__main__"),
+        ]
         return self
 
     def submit(self, configs: list[dict], data_dir: str | None) -> Future:
         while self._idle and self._idle[-1].poll() is not None:  # died while idle: nothing of ours lost
             _close_pipes(self._idle.pop())
-        proc = self._idle.pop() if self._idle else subprocess.Popen(self._argv, stdin=subprocess.PIPE,
-                                                                     stdout=subprocess.PIPE)
+        proc = (
+            self._idle.pop()
+            if self._idle
+            else subprocess.Popen(self._argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        )
         fut: Future = Future()
         self._busy[fut] = proc
         try:
@@ -177,7 +187,11 @@ def died(proc: subprocess.Popen) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             name = "a signal"
-        oom = ", most likely by the out-of-memory killer (the machine ran short of memory)" if -code == signal.SIGKILL else ""
+        oom = (
+            ", most likely by the out-of-memory killer (the machine ran short of memory)"
+            if -code == signal.SIGKILL
+            else ""
+        )
         return f"the worker process was killed by {name} (signal {-code}){oom}"
     return f"the worker process exited with code {code} before it finished"
 
@@ -222,8 +236,12 @@ class RayPool:
         self.jobs = jobs
 
     def __enter__(self) -> RayPool:
-        self.ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False,
-                      runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+        self.ray.init(
+            address=self.address,
+            ignore_reinit_error=True,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}},
+        )
         self.jobs = self.jobs or max(1, int(self.ray.cluster_resources().get("CPU", 1)))
         self._remote = self.ray.remote(num_cpus=1)(execute)
         return self
@@ -255,8 +273,10 @@ def _check_reachable(address: str, ray) -> None:
         socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT).close()
     except (OSError, OverflowError) as e:
         why = getattr(e, "strerror", None) or str(e)
-        raise ConfigError(f"--ray {address}: cannot connect ({why}, waited at most {RAY_CONNECT_TIMEOUT:g} s); "
-                          "start a cluster with `ray start --head` or give its address") from None
+        raise ConfigError(
+            f"--ray {address}: cannot connect ({why}, waited at most {RAY_CONNECT_TIMEOUT:g} s); "
+            "start a cluster with `ray start --head` or give its address"
+        ) from None
 
 
 @dataclass
@@ -273,8 +293,14 @@ class SweepReport:
     older_numerics: dict[int, int] = field(default_factory=dict)
 
 
-def run_sweep(configs: list[RunConfig], store: Store, pool, data_dir: str | None = None,
-              on_event: Callable[[str, str, dict], None] | None = None, batched: bool = True) -> SweepReport:
+def run_sweep(
+    configs: list[RunConfig],
+    store: Store,
+    pool,
+    data_dir: str | None = None,
+    on_event: Callable[[str, str, dict], None] | None = None,
+    batched: bool = True,
+) -> SweepReport:
     """Run every config the store does not have done; record each result or failure as it arrives.
 
     On an interrupt, the runs in flight go back to pending before the exception propagates.

@@ -35,8 +35,11 @@ def drift_rule(r: Result, limit: float = DRIFT_LIMIT, s_limit: float = S_LIMIT, 
 
 RULES: dict[str, tuple[Rule, str]] = {
     "stability": (stability_rule, f"first task with s >= {LIMIT:g}"),
-    "drift": (drift_rule, f"the task after one that starts with an unstable weight >= {DRIFT_LIMIT:g} from its "
-                          f"anchor or trains with s >= {S_LIMIT:g}"),
+    "drift": (
+        drift_rule,
+        f"the task after one that starts with an unstable weight >= {DRIFT_LIMIT:g} from its "
+        f"anchor or trains with s >= {S_LIMIT:g}",
+    ),
 }
 
 
@@ -53,8 +56,9 @@ def agreement(results: list[Result], rule: Rule = stability_rule, name: str = ""
             continue
         first, bt = rule(r), r.verdict.task
         both = first is not None and bt is not None
-        runs.append(RuleRun(r.run_id, r.seed, first, bt, abs(first - bt) <= 1 if both else None,
-                            bt - first if both else None))
+        runs.append(
+            RuleRun(r.run_id, r.seed, first, bt, abs(first - bt) <= 1 if both else None, bt - first if both else None)
+        )
     return Agreement(name, runs, len(results) - len(runs), **params)
 
 
@@ -77,8 +81,16 @@ def forecasts_of(r: Result) -> Forecasted:
         made = [f for d in r.diagnostics if (f := fc.from_recorded(d, budget)) is not None]
     else:
         made = fc.forecasts(r.diagnostic("stability"), r.diagnostic("unstable_drift"), budget)[1:]  # from task 2 on
-    return Forecasted(r.run_id, r.seed, r.verdict.task, budget, [f.after for f in made], [f.task for f in made],
-                      [f.lo for f in made], [f.hi for f in made])
+    return Forecasted(
+        r.run_id,
+        r.seed,
+        r.verdict.task,
+        budget,
+        [f.after for f in made],
+        [f.task for f in made],
+        [f.lo for f in made],
+        [f.hi for f in made],
+    )
 
 
 def forecast_check(results: list[Result]) -> ForecastCheck:

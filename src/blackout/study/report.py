@@ -36,8 +36,13 @@ __all__ = ["write_report", "render_report", "representative_runs", "is_report"]
 
 MAX_REPRESENTATIVES = 8
 
-_ENV = jinja2.Environment(loader=jinja2.PackageLoader("blackout.study", "templates"), autoescape=True,
-                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("blackout.study", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 def is_report(path: Path) -> bool:
@@ -116,14 +121,17 @@ def _summary(rs: ResultSet) -> dict:
     blackouts = [r.verdict.task for r in runs if r.verdict.task is not None]
     causes = Counter(r.verdict.cause or "unknown" for r in runs if r.verdict.task is not None)
     return {
-        "n_runs": len(runs), "n_failed": len(rs.failed), "n_blackout": len(blackouts),
+        "n_runs": len(runs),
+        "n_failed": len(rs.failed),
+        "n_blackout": len(blackouts),
         "n_censored": sum(r.verdict.task is None and r.verdict.learned for r in runs),
         "n_never_learned": sum(not r.verdict.learned for r in runs),
         "settings": sorted(set(setting_labels(runs).values())),
         "data": sorted({r.data_label for r in runs}),
         "causes": ", ".join(f"{c} {k}" for c, k in sorted(causes.items())),
         "median": statistics.median(blackouts) if blackouts else None,
-        "first": min(blackouts, default=None), "last": max(blackouts, default=None),
+        "first": min(blackouts, default=None),
+        "last": max(blackouts, default=None),
         "numerics": rs.notes(),
     }
 
@@ -148,20 +156,39 @@ def _failed(rs: ResultSet) -> list[dict]:
     for f in rs.failed:
         cfg = f.get("config")
         hidden = _section(cfg, "model").get("hidden")
-        out.append({"run_id": f.get("run_id"), "attempts": f.get("attempts"), "error": f.get("error") or "",
-                    "method": _section(cfg, "method").get("method"), "seed": _section(cfg, "train").get("seed"),
-                    "hidden": ",".join(map(str, hidden)) if isinstance(hidden, (list, tuple)) else hidden})
+        out.append(
+            {
+                "run_id": f.get("run_id"),
+                "attempts": f.get("attempts"),
+                "error": f.get("error") or "",
+                "method": _section(cfg, "method").get("method"),
+                "seed": _section(cfg, "train").get("seed"),
+                "hidden": ",".join(map(str, hidden)) if isinstance(hidden, (list, tuple)) else hidden,
+            }
+        )
     return out
 
 
 def _runs(runs: list[Result]) -> list[dict]:
     labels = setting_labels(runs)
-    return [{"run_id": r.run_id, "setting": labels[r.run_id], "network": network_label(r), "seed": r.seed,
-             "blackout": r.verdict.task, "cause": r.verdict.cause, "learned": r.verdict.learned,
-             "retained": r.verdict.retained, "tasks_run": r.tasks_run, "avg_acc": r.metrics.get("avg_acc"),
-             "new_task_acc": r.acc[r.tasks_run - 1, r.tasks_run - 1] if r.tasks_run else None,
-             "label": plots.run_label(r), "config": _json(r.config)}
-            for r in sorted(runs, key=_order)]
+    return [
+        {
+            "run_id": r.run_id,
+            "setting": labels[r.run_id],
+            "network": network_label(r),
+            "seed": r.seed,
+            "blackout": r.verdict.task,
+            "cause": r.verdict.cause,
+            "learned": r.verdict.learned,
+            "retained": r.verdict.retained,
+            "tasks_run": r.tasks_run,
+            "avg_acc": r.metrics.get("avg_acc"),
+            "new_task_acc": r.acc[r.tasks_run - 1, r.tasks_run - 1] if r.tasks_run else None,
+            "label": plots.run_label(r),
+            "config": _json(r.config),
+        }
+        for r in sorted(runs, key=_order)
+    ]
 
 
 def _versions(runs: list[Result]) -> list[tuple[str, str, str]]:
@@ -173,9 +200,14 @@ def _versions(runs: list[Result]) -> list[tuple[str, str, str]]:
         return ", ".join(f"{v} ({n} run{'s' * (n != 1)})" for v, n in counts.most_common()) or "—"
 
     names = list(here) + sorted({k for r in runs for k in r.environment} - set(here))
-    return [(k, str(here.get(k, "—")),
-             made([r.version for r in runs] if k == "blackout" else [r.environment.get(k) for r in runs]))
-            for k in names]
+    return [
+        (
+            k,
+            str(here.get(k, "—")),
+            made([r.version for r in runs] if k == "blackout" else [r.environment.get(k) for r in runs]),
+        )
+        for k in names
+    ]
 
 
 def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
@@ -188,29 +220,63 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
 
     reps = representative_runs(runs, analysis)
     return {
-        "capacity": draw("capacity", capacity_figure, "capacity",
-                         f"Blackout task against {axis}: dots are seeds, open triangles runs without blackout (drawn "
-                         "at their bound, a lower bound), squares group means with intervals, solid lines the linear "
-                         "law, dashed lines the power law."),
-        "stability": draw("stability", lambda: plots.figure_stability(runs), "stability",
-                          "Stability number per task (log scale), and the sharpness of the penalised loss where it was "
-                          "measured; above the dashed line at 2 gradient descent is no longer stable. Crosses mark "
-                          "each run's blackout task."),
-        "forecast": draw("forecast", lambda: plots.figure_forecast(analysis.forecast), "forecast",
-                         "The blackout task each run forecast after task k (one colour per k) against the one observed; "
-                         "the shaded band is within max(2 tasks, 20%). Runs without blackout, and forecasts of none "
-                         "within the budget, sit at the budget + 1."),
-        "methods": draw("methods", lambda: plots.figure_methods(runs), "methods",
-                        "Average accuracy over the tasks seen so far, mean over the seeds that reached that task."),
-        "plasticity": draw("plasticity", lambda: plots.figure_plasticity(runs), "plasticity",
-                           "Accuracy on each task just after learning it, and the fraction of dead hidden units, mean "
-                           "over seeds: a network that cannot learn the new task has lost plasticity."),
-        "reps": [{"why": why, "run_id": r.run_id, "label": plots.run_label(r),
-                  "matrix": draw(f"run-{r.run_id}-matrix", partial(plots.figure_accuracy_matrix, r),
-                                 "accuracy matrix", "Accuracy on each task (columns) after training each task (rows)."),
-                  "curves": draw(f"run-{r.run_id}-curves", partial(plots.figure_task_curves, r), "task curves",
-                                 "Each task's accuracy from when it was trained; dashed: chance.")}
-                 for why, r in reps[:MAX_REPRESENTATIVES]],
+        "capacity": draw(
+            "capacity",
+            capacity_figure,
+            "capacity",
+            f"Blackout task against {axis}: dots are seeds, open triangles runs without blackout (drawn "
+            "at their bound, a lower bound), squares group means with intervals, solid lines the linear "
+            "law, dashed lines the power law.",
+        ),
+        "stability": draw(
+            "stability",
+            lambda: plots.figure_stability(runs),
+            "stability",
+            "Stability number per task (log scale), and the sharpness of the penalised loss where it was "
+            "measured; above the dashed line at 2 gradient descent is no longer stable. Crosses mark "
+            "each run's blackout task.",
+        ),
+        "forecast": draw(
+            "forecast",
+            lambda: plots.figure_forecast(analysis.forecast),
+            "forecast",
+            "The blackout task each run forecast after task k (one colour per k) against the one observed; "
+            "the shaded band is within max(2 tasks, 20%). Runs without blackout, and forecasts of none "
+            "within the budget, sit at the budget + 1.",
+        ),
+        "methods": draw(
+            "methods",
+            lambda: plots.figure_methods(runs),
+            "methods",
+            "Average accuracy over the tasks seen so far, mean over the seeds that reached that task.",
+        ),
+        "plasticity": draw(
+            "plasticity",
+            lambda: plots.figure_plasticity(runs),
+            "plasticity",
+            "Accuracy on each task just after learning it, and the fraction of dead hidden units, mean "
+            "over seeds: a network that cannot learn the new task has lost plasticity.",
+        ),
+        "reps": [
+            {
+                "why": why,
+                "run_id": r.run_id,
+                "label": plots.run_label(r),
+                "matrix": draw(
+                    f"run-{r.run_id}-matrix",
+                    partial(plots.figure_accuracy_matrix, r),
+                    "accuracy matrix",
+                    "Accuracy on each task (columns) after training each task (rows).",
+                ),
+                "curves": draw(
+                    f"run-{r.run_id}-curves",
+                    partial(plots.figure_task_curves, r),
+                    "task curves",
+                    "Each task's accuracy from when it was trained; dashed: chance.",
+                ),
+            }
+            for why, r in reps[:MAX_REPRESENTATIVES]
+        ],
         "n_reps_hidden": max(0, len(reps) - MAX_REPRESENTATIVES),
     }
 
@@ -218,30 +284,50 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
 # -- the page -------------------------------------------------------------------------------
 
 
-def render_report(rs: ResultSet, analysis: Analysis, *, title: str, study: dict | None = None,
-                  figures: Path | None = None) -> str:
+def render_report(
+    rs: ResultSet, analysis: Analysis, *, title: str, study: dict | None = None, figures: Path | None = None
+) -> str:
     """The page as a string, from a ``capacity.analyze`` output of ``rs.runs``; figures saved into ``figures``."""
     runs = rs.runs
     return _ENV.get_template("report.html.j2").render(
-        title=title, version=__version__, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        summary=_summary(rs), axis=analysis.axis, n_never_learned=analysis.n_never_learned, laws=analysis.groups,
-        methods=_methods(runs), stability=analysis.stability, predictor=analysis.predictor, forecast=analysis.forecast,
-        forecast_s=FORECAST_S, forecast_lag=FORECAST_LAG,
-        figures=_figures(runs, analysis, _Figures(figures)), failed=_failed(rs), runs=_runs(runs),
-        study=None if study is None else _json(study), versions=_versions(runs),
+        title=title,
+        version=__version__,
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        summary=_summary(rs),
+        axis=analysis.axis,
+        n_never_learned=analysis.n_never_learned,
+        laws=analysis.groups,
+        methods=_methods(runs),
+        stability=analysis.stability,
+        predictor=analysis.predictor,
+        forecast=analysis.forecast,
+        forecast_s=FORECAST_S,
+        forecast_lag=FORECAST_LAG,
+        figures=_figures(runs, analysis, _Figures(figures)),
+        failed=_failed(rs),
+        runs=_runs(runs),
+        study=None if study is None else _json(study),
+        versions=_versions(runs),
     )
 
 
-def write_report(out: Path, rs: ResultSet, *, axis: str = "width", title: str, study: dict | None = None,
-                 figures: Path | None = None, n_boot: int = 1000) -> Path:
+def write_report(
+    out: Path,
+    rs: ResultSet,
+    *,
+    axis: str = "width",
+    title: str,
+    study: dict | None = None,
+    figures: Path | None = None,
+    n_boot: int = 1000,
+) -> Path:
     """Analyse ``rs`` along ``axis`` (``n_boot`` bootstrap resamples for the laws' intervals) and write
     the HTML report to ``out``, aside and then renamed, so a reader never sees half a page and a
     failure leaves the previous report; figures also go to ``figures`` as PNG + SVG when given."""
     out = Path(out)
     if figures is not None:
         need_folder(Path(figures), "a folder for the report's figures")
-    page = render_report(rs, capacity.analyze(rs.runs, axis, n_boot=n_boot), title=title, study=study,
-                         figures=figures)
+    page = render_report(rs, capacity.analyze(rs.runs, axis, n_boot=n_boot), title=title, study=study, figures=figures)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, page)
     return out

@@ -83,9 +83,17 @@ class ResultSet:
             row = {"run_id": r.run_id, "setting": labels[r.run_id], **flat_config(r)}
             row["hidden"] = ",".join(map(str, row["hidden"]))
             row["channels"] = ",".join(map(str, row.get("channels", [])))
-            row.update(blackout_task=r.verdict.task, cause=r.verdict.cause, learned=r.verdict.learned,
-                       retained=r.verdict.retained, tasks_run=r.tasks_run, avg_acc=r.metrics.get("avg_acc"),
-                       forgetting=r.metrics.get("forgetting"), n_params=r.n_params, version=r.version,
-                       numerics=r.numerics)
+            row.update(
+                blackout_task=r.verdict.task,
+                cause=r.verdict.cause,
+                learned=r.verdict.learned,
+                retained=r.verdict.retained,
+                tasks_run=r.tasks_run,
+                avg_acc=r.metrics.get("avg_acc"),
+                forgetting=r.metrics.get("forgetting"),
+                n_params=r.n_params,
+                version=r.version,
+                numerics=r.numerics,
+            )
             rows.append(row)
         return pd.DataFrame(rows)

@@ -62,15 +62,19 @@ class SweepSpec:
             axes = list(grid)
             for combo in itertools.product(*(grid[a] for a in axes)):
                 values = {**self.common, **dict(zip(axes, combo))}
-                where = "grid: " + ", ".join(f"{k}={_show(v)}" for k, v in zip(axes, combo)) + ": " if axes else "base: "
+                where = (
+                    "grid: " + ", ".join(f"{k}={_show(v)}" for k, v in zip(axes, combo)) + ": " if axes else "base: "
+                )
                 cfg = RunConfig.from_flat(values, self.base, where=where, strict=False)
                 used |= {k for k in values if k in FIXED or k == "method" or k in dict(cfg.method.options)}
                 out.setdefault(cfg.run_id, cfg)
         given = set(self.common) | {k for g in self.grids for k in g}
         unused = sorted(given - used)
         if unused:
-            raise ConfigError(f"{unused[0]}: no run of this sweep has this setting (its methods: "
-                              f"{', '.join(sorted({c.method.method for c in out.values()}))})")
+            raise ConfigError(
+                f"{unused[0]}: no run of this sweep has this setting (its methods: "
+                f"{', '.join(sorted({c.method.method for c in out.values()}))})"
+            )
         return list(out.values())
 
     def check_size(self, where: str = "") -> None:
@@ -79,8 +83,10 @@ class SweepSpec:
         if sum(sizes) > MAX_RUNS:
             big = max(self.grids, key=lambda g: math.prod(len(v) for v in g.values()))
             axes = " x ".join(f"{len(v):,} {k}" for k, v in big.items() if len(v) > 1)
-            raise ConfigError(f"{where}grid: {sum(sizes):,} runs ({axes}{' and more grids' if len(sizes) > 1 else ''}), "
-                              f"expected at most {MAX_RUNS:,} in one sweep; split it into several studies")
+            raise ConfigError(
+                f"{where}grid: {sum(sizes):,} runs ({axes}{' and more grids' if len(sizes) > 1 else ''}), "
+                f"expected at most {MAX_RUNS:,} in one sweep; split it into several studies"
+            )
 
     def with_settings(self, values: dict[str, tuple[Any, ...]], where: str = "--") -> SweepSpec:
         """One value sets the base (a method setting: every run that has it); several make an axis.
@@ -93,16 +99,21 @@ class SweepSpec:
         common = {k: v for k, v in one.items() if k not in singles}
         axes = {k: v for k, v in values.items() if len(v) > 1}
         base = RunConfig.from_flat(singles, self.base, where=where, strict=False) if singles else self.base
-        grids = tuple({**{k: v for k, v in g.items() if k not in singles and k not in common}, **axes} for g in self.grids)
+        grids = tuple(
+            {**{k: v for k, v in g.items() if k not in singles and k not in common}, **axes} for g in self.grids
+        )
         return SweepSpec(base, grids, self.name, {**self.common, **common})
 
     def to_dict(self) -> dict[str, Any]:
         def plain(vs):
             return [list(v) if isinstance(v, tuple) else v for v in vs]
 
-        return {"study": self.name, "base": self.base.to_dict(),
-                "common": {k: list(v) if isinstance(v, tuple) else v for k, v in self.common.items()},
-                "grids": [{k: plain(vs) for k, vs in g.items()} for g in self.grids]}
+        return {
+            "study": self.name,
+            "base": self.base.to_dict(),
+            "common": {k: list(v) if isinstance(v, tuple) else v for k, v in self.common.items()},
+            "grids": [{k: plain(vs) for k, vs in g.items()} for g in self.grids],
+        }
 
 
 def _show(v: Any) -> str:
@@ -115,8 +126,11 @@ def parse_grids(raw: Any, where: Callable[[str], str]) -> tuple[dict[str, tuple[
         return ({},)
     tables = raw if isinstance(raw, list) else [raw]
     if not tables or not all(isinstance(t, dict) for t in tables):
-        raise ConfigError(f"{where('grid')}grid: expected a table ([grid]) or tables ([[grid]]) of setting = [values], "
-                          f"got {raw!r}"[:200])
+        raise ConfigError(
+            f"{where('grid')}grid: expected a table ([grid]) or tables ([[grid]]) of setting = [values], got {raw!r}"[
+                :200
+            ]
+        )
     return tuple({k.replace("-", "_"): parse_axis(k, v, where(k)) for k, v in t.items()} for t in tables)
 
 
@@ -148,8 +162,10 @@ def parse_axis(name: str, raw: Any, where: str = "") -> tuple[Any, ...]:
                     if hi < lo:
                         raise ConfigError(f"{where}{name}: range {part.strip()!r} runs backwards; write {hi}-{lo}")
                     if hi - lo >= MAX_RUNS:
-                        raise ConfigError(f"{where}{name}: range {part.strip()!r} has {hi - lo + 1:,} values, "
-                                          f"expected at most {MAX_RUNS:,} (runs in one sweep)")
+                        raise ConfigError(
+                            f"{where}{name}: range {part.strip()!r} has {hi - lo + 1:,} values, "
+                            f"expected at most {MAX_RUNS:,} (runs in one sweep)"
+                        )
                     items += list(range(lo, hi + 1))
                 elif not part.strip():
                     raise ConfigError(f"{where}{name}: empty value in {raw!r}")
@@ -182,7 +198,9 @@ def load_spec(path: str | Path, base: RunConfig | None = None) -> SweepSpec:
     unknown = set(doc) - {"study", "preset", "base", "grid"}
     if unknown:
         key = sorted(unknown)[0]
-        raise ConfigError(f"{where(key)}unknown section or key {key!r} (expected study, preset, [base], [grid] or [[grid]])")
+        raise ConfigError(
+            f"{where(key)}unknown section or key {key!r} (expected study, preset, [base], [grid] or [[grid]])"
+        )
     if "study" in doc and (not isinstance(doc["study"], str) or not doc["study"].strip()):
         raise ConfigError(f"{where('study')}study: expected a name in quotes, got {doc['study']!r}")
     if "base" in doc and not isinstance(doc["base"], dict):
@@ -192,7 +210,9 @@ def load_spec(path: str | Path, base: RunConfig | None = None) -> SweepSpec:
         if not isinstance(doc["preset"], str):
             raise ConfigError(f"{where('preset')}preset: expected a name in quotes, got {doc['preset']!r}")
         cfg = RunConfig.from_flat(run_preset(doc["preset"]), cfg, where=where("preset"), strict=False)
-    flat = dict(checked_setting(k, v, where(k)) for k, v in flat_settings(doc.get("base") or {}, f"{shown}: [base] ").items())
+    flat = dict(
+        checked_setting(k, v, where(k)) for k, v in flat_settings(doc.get("base") or {}, f"{shown}: [base] ").items()
+    )
     spec = SweepSpec(cfg, parse_grids(doc.get("grid"), where), doc.get("study"))
     spec = spec.with_settings({k: (v,) for k, v in flat.items()}, where=f"{shown}: [base] ")
     spec.check_size(where("grid"))

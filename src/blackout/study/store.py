@@ -67,14 +67,36 @@ _SCHEMA = (
 )
 
 _COLUMNS = (
-    "run_id", "config", "status", "error", "owner", "attempts", "created", "started",
-    "finished", "seconds", "version", "seed", "blackout_task", "avg_acc", "result",
+    "run_id",
+    "config",
+    "status",
+    "error",
+    "owner",
+    "attempts",
+    "created",
+    "started",
+    "finished",
+    "seconds",
+    "version",
+    "seed",
+    "blackout_task",
+    "avg_acc",
+    "result",
 )
 
 _EXPORT_LEAD = ("run_id", "status", "error", "seconds", "version", "seed")
 _EXPORT_TAIL = (
-    "avg_acc", "bwt", "fwt", "forgetting", "blackout_task", "blackout_cause",
-    "retained", "tasks_run", "n_params", "acc", "diagnostics",
+    "avg_acc",
+    "bwt",
+    "fwt",
+    "forgetting",
+    "blackout_task",
+    "blackout_cause",
+    "retained",
+    "tasks_run",
+    "n_params",
+    "acc",
+    "diagnostics",
 )
 
 
@@ -150,8 +172,9 @@ class Store:
     process on the same host can tell whether the owner is still alive.
     """
 
-    def __init__(self, path: str | Path, study: str | None, *, create: bool = True, readonly: bool = False,
-                 timeout: float = 30.0):
+    def __init__(
+        self, path: str | Path, study: str | None, *, create: bool = True, readonly: bool = False, timeout: float = 30.0
+    ):
         """``study`` None accepts whatever study the store belongs to; ``readonly`` never writes a byte."""
         self.path = Path(path)
         self.study = study
@@ -171,8 +194,11 @@ class Store:
                 raise StoreError(f"{self.path.parent}: cannot create the study folder ({e.strerror})") from None
 
         try:
-            conn = _connect_readonly(self.path, timeout) if readonly else \
-                sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+            conn = (
+                _connect_readonly(self.path, timeout)
+                if readonly
+                else sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+            )
         except sqlite3.DatabaseError as e:
             raise _error(self.path, e) from None
         try:
@@ -320,11 +346,14 @@ class Store:
     def release(self, run_id: str) -> bool:
         """Hand a run this process claimed back to pending (an interrupted sweep's in-flight runs)."""
         with self._write() as conn:
-            return conn.execute(
-                "UPDATE runs SET status = 'pending', owner = NULL, started = NULL "
-                "WHERE run_id = ? AND status = 'running' AND owner = ?",
-                (run_id, self.owner),
-            ).rowcount == 1
+            return (
+                conn.execute(
+                    "UPDATE runs SET status = 'pending', owner = NULL, started = NULL "
+                    "WHERE run_id = ? AND status = 'running' AND owner = ?",
+                    (run_id, self.owner),
+                ).rowcount
+                == 1
+            )
 
     @_guarded
     def finish(self, run_id: str, result: dict, seconds: float) -> None:
@@ -342,8 +371,14 @@ class Store:
                 "seed = ?, blackout_task = ?, avg_acc = ?, result = ? "
                 "WHERE run_id = ? AND status != 'done'",
                 (
-                    time.time(), float(seconds), result.get("version"), result.get("seed"),
-                    blackout.get("task"), metrics.get("avg_acc"), json.dumps(result), run_id,
+                    time.time(),
+                    float(seconds),
+                    result.get("version"),
+                    result.get("seed"),
+                    blackout.get("task"),
+                    metrics.get("avg_acc"),
+                    json.dumps(result),
+                    run_id,
                 ),
             ).rowcount
             if n == 0 and conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
@@ -437,7 +472,8 @@ class Store:
         """(config, numerics version) of every done run; results written before numerics versions read as 0."""
         out = []
         for rid, config, version in self._connection().execute(
-                "SELECT run_id, config, json_extract(result, '$.numerics') FROM runs WHERE status = 'done'"):
+            "SELECT run_id, config, json_extract(result, '$.numerics') FROM runs WHERE status = 'done'"
+        ):
             try:
                 out.append((json.loads(config), numerics_of({"numerics": version})))
             except (ValueError, TypeError) as e:
@@ -447,8 +483,11 @@ class Store:
     @_guarded
     def failures(self) -> list[dict]:
         """Failed runs: run_id, config, error and attempts, ordered by run_id."""
-        rows = self._connection().execute(
-            "SELECT run_id, config, error, attempts FROM runs WHERE status = 'failed' ORDER BY run_id").fetchall()
+        rows = (
+            self._connection()
+            .execute("SELECT run_id, config, error, attempts FROM runs WHERE status = 'failed' ORDER BY run_id")
+            .fetchall()
+        )
         out = []
         for rid, cfg, err, attempts in rows:
             try:
@@ -587,12 +626,16 @@ def _check_layout(conn: sqlite3.Connection, path: Path) -> None:
     for table, want in _layout().items():
         have = _columns(conn, table)
         if [c for c, _ in have] != [c for c, _ in want]:
-            raise StoreError(f"{path}: not a blackout store (table {table} has columns "
-                             f"{', '.join(c for c, _ in have)}; expected {', '.join(c for c, _ in want)})")
+            raise StoreError(
+                f"{path}: not a blackout store (table {table} has columns "
+                f"{', '.join(c for c, _ in have)}; expected {', '.join(c for c, _ in want)})"
+            )
         for (column, got), (_, expected) in zip(have, want):
             if got != expected:
-                raise StoreError(f"{path}: not a blackout store (table {table}: column {column} is {got or 'untyped'}, "
-                                 f"expected {expected})")
+                raise StoreError(
+                    f"{path}: not a blackout store (table {table}: column {column} is {got or 'untyped'}, "
+                    f"expected {expected})"
+                )
 
 
 def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str] | None:
@@ -680,9 +723,7 @@ def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, dict):
             out.update(_flatten(value, name + "."))
         elif isinstance(value, (list, tuple)):
-            out[name] = ",".join(
-                json.dumps(v) if isinstance(v, (dict, list, tuple)) else str(v) for v in value
-            )
+            out[name] = ",".join(json.dumps(v) if isinstance(v, (dict, list, tuple)) else str(v) for v in value)
         else:
             out[name] = value
     return out

@@ -21,7 +21,9 @@ from ..experiment.result import finite_or_none
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def _nll(mu: np.ndarray, dmu: np.ndarray, log_sigma: float, y: np.ndarray, cens: np.ndarray) -> tuple[float, np.ndarray]:
+def _nll(
+    mu: np.ndarray, dmu: np.ndarray, log_sigma: float, y: np.ndarray, cens: np.ndarray
+) -> tuple[float, np.ndarray]:
     """Negative Tobit log-likelihood and its gradient in (mean parameters..., log sigma).
 
     Uncensored y contribute log phi(z)/sigma, censored bounds c contribute
@@ -53,8 +55,13 @@ def _minimize_quiet(fun, x0: np.ndarray, bounds) -> tuple[np.ndarray, float, boo
     res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 2000})
     if res.success:
         return res.x, float(res.fun), True, ""
-    res2 = optimize.minimize(lambda p: fun(p)[0], res.x, method="Nelder-Mead", bounds=bounds,
-                             options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000})
+    res2 = optimize.minimize(
+        lambda p: fun(p)[0],
+        res.x,
+        method="Nelder-Mead",
+        bounds=bounds,
+        options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000},
+    )
     best = res2 if res2.fun <= res.fun else res
     return best.x, float(best.fun), bool(res2.success), "" if res2.success else f"optimizer: {res.message}"
 
@@ -65,8 +72,14 @@ def _line(x: np.ndarray, y: np.ndarray, cens: np.ndarray, sigma_min: float) -> d
     a, b, sigma = float(fit["a"][0]), float(fit["b"][0]), float(fit["sigma"][0])
     ok = bool(fit["converged"][0])
     ll = -_nll(a + b * x, np.zeros((len(x), 2)), math.log(sigma), y, cens)[0]
-    return {"a": a, "b": b, "sigma": sigma, "loglik": ll, "converged": ok,
-            "message": "" if ok else "optimizer: Newton's method did not converge"}
+    return {
+        "a": a,
+        "b": b,
+        "sigma": sigma,
+        "loglik": ll,
+        "converged": ok,
+        "message": "" if ok else "optimizer: Newton's method did not converge",
+    }
 
 
 def _lines(x: np.ndarray, y: np.ndarray, cens: np.ndarray, sigma_min: float) -> dict[str, np.ndarray]:
@@ -89,8 +102,9 @@ def _lines(x: np.ndarray, y: np.ndarray, cens: np.ndarray, sigma_min: float) -> 
     converged = np.ones(len(x), dtype=bool)
     todo = cens.any(1)
     if todo.any():
-        ga, gb, th, ok = _newton(xs[todo], ys[todo], cens[todo], a0[todo] / s0[todo], b0[todo] / s0[todo],
-                                 1.0 / s0[todo], 1.0 / floor[todo])
+        ga, gb, th, ok = _newton(
+            xs[todo], ys[todo], cens[todo], a0[todo] / s0[todo], b0[todo] / s0[todo], 1.0 / s0[todo], 1.0 / floor[todo]
+        )
         a[todo], b[todo], s[todo], converged[todo] = ga / th, gb / th, 1.0 / th, ok
     slope = b * sy / sx
     return {"a": my + sy * a - slope * mx, "b": slope, "sigma": s * sy, "converged": converged}
@@ -191,7 +205,9 @@ def _power_y(x: np.ndarray, y: np.ndarray, cens: np.ndarray, k0: float, lc0: flo
         mu = np.exp(p[0] + p[1] * lxc)
         return _nll(mu, np.column_stack([mu, mu * lxc]), p[2], yy, cens)
 
-    p, _, ok, msg = _minimize(fun, np.array([lc_start, k0, math.log(s0)]), [(-50, 50), (-20, 20), (math.log(floor), None)])
+    p, _, ok, msg = _minimize(
+        fun, np.array([lc_start, k0, math.log(s0)]), [(-50, 50), (-20, 20), (math.log(floor), None)]
+    )
     k = float(p[1])
     coef = math.exp(float(p[0]) + math.log(sy) - k * lx0)
     sigma = math.exp(float(p[2])) * sy
@@ -253,6 +269,7 @@ def _bootstrap(x, y, c, n_boot: int, seed: int, level: float, sigma_min: float) 
 
 def _testable(x: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Per row of (B, n) arrays: ``_degenerate`` finds nothing (3 distinct x, 2 uncensored at 2 distinct x)."""
+
     def distinct(v: np.ndarray) -> np.ndarray:  # NaN marks a left-out entry
         v = np.sort(v, 1)
         return np.isfinite(v[:, :1]).sum(1) + np.sum((v[:, 1:] != v[:, :-1]) & np.isfinite(v[:, 1:]), 1)
@@ -279,9 +296,21 @@ def fit_linear(x, y, censored, n_boot: int = 1000, seed: int = 0, level: float =
     gives ``ok=False`` and a ``reason`` instead of raising.
     """
     x, y, c = _arrays(x, y, censored)
-    out: dict[str, Any] = {"slope": None, "intercept": None, "sigma": None, "r2": None, "slope_ci": None,
-                           "aic": None, "loglik": None, "n": int(len(x)), "n_censored": int(c.sum()),
-                           "n_boot": 0, "method": "tobit" if c.any() else "ols", "ok": False, "reason": ""}
+    out: dict[str, Any] = {
+        "slope": None,
+        "intercept": None,
+        "sigma": None,
+        "r2": None,
+        "slope_ci": None,
+        "aic": None,
+        "loglik": None,
+        "n": int(len(x)),
+        "n_censored": int(c.sum()),
+        "n_boot": 0,
+        "method": "tobit" if c.any() else "ols",
+        "ok": False,
+        "reason": "",
+    }
     reason = _degenerate(x, c)
     if reason:
         out["reason"] = reason
@@ -289,9 +318,18 @@ def fit_linear(x, y, censored, n_boot: int = 1000, seed: int = 0, level: float =
     fit = _line(x, y, c, sigma_min)
     u = ~c
     ci, nb = _bootstrap(x, y, c, n_boot, seed, level, sigma_min)
-    out.update(slope=fit["b"], intercept=fit["a"], sigma=fit["sigma"], r2=_r2(y[u], fit["a"] + fit["b"] * x[u]),
-               slope_ci=ci, aic=_aic(fit["loglik"]), loglik=finite_or_none(fit["loglik"]), n_boot=nb,
-               ok=bool(fit["converged"]), reason=fit["message"])
+    out.update(
+        slope=fit["b"],
+        intercept=fit["a"],
+        sigma=fit["sigma"],
+        r2=_r2(y[u], fit["a"] + fit["b"] * x[u]),
+        slope_ci=ci,
+        aic=_aic(fit["loglik"]),
+        loglik=finite_or_none(fit["loglik"]),
+        n_boot=nb,
+        ok=bool(fit["converged"]),
+        reason=fit["message"],
+    )
     return out
 
 
@@ -307,9 +345,22 @@ def fit_power(x, y, censored, n_boot: int = 1000, seed: int = 0, level: float = 
     have 3 parameters. Needs x > 0 and y > 0.
     """
     x, y, c = _arrays(x, y, censored)
-    out: dict[str, Any] = {"exponent": None, "coef": None, "sigma": None, "r2": None, "exponent_ci": None,
-                           "aic": None, "loglik": None, "y_scale": None, "n": int(len(x)), "n_censored": int(c.sum()),
-                           "n_boot": 0, "method": "tobit" if c.any() else "ols", "ok": False, "reason": ""}
+    out: dict[str, Any] = {
+        "exponent": None,
+        "coef": None,
+        "sigma": None,
+        "r2": None,
+        "exponent_ci": None,
+        "aic": None,
+        "loglik": None,
+        "y_scale": None,
+        "n": int(len(x)),
+        "n_censored": int(c.sum()),
+        "n_boot": 0,
+        "method": "tobit" if c.any() else "ols",
+        "ok": False,
+        "reason": "",
+    }
     reason = _degenerate(x, c)
     if not reason and (np.any(x <= 0) or np.any(y <= 0)):
         reason = "a power law needs x > 0 and y > 0"
@@ -322,11 +373,19 @@ def fit_power(x, y, censored, n_boot: int = 1000, seed: int = 0, level: float = 
     ci, nb = _bootstrap(lx, ly, c, n_boot, seed, level, 0.0)
     ys = _power_y(x, y, c, fit["b"], fit["a"], sigma_min)
     reasons = [m for m in (fit["message"], "" if ys["converged"] else f"y-scale fit: {ys['message']}") if m]
-    out.update(exponent=fit["b"], coef=math.exp(fit["a"]), sigma=fit["sigma"], r2=_r2(ly[u], fit["a"] + fit["b"] * lx[u]),
-               exponent_ci=ci, aic=_aic(ys["loglik"]) if ys["converged"] else None,
-               loglik=finite_or_none(ys["loglik"]) if ys["converged"] else None,
-               y_scale={"coef": ys["coef"], "exponent": ys["exponent"], "sigma": ys["sigma"], "ok": bool(ys["converged"])},
-               n_boot=nb, ok=bool(fit["converged"]), reason="; ".join(reasons))
+    out.update(
+        exponent=fit["b"],
+        coef=math.exp(fit["a"]),
+        sigma=fit["sigma"],
+        r2=_r2(ly[u], fit["a"] + fit["b"] * lx[u]),
+        exponent_ci=ci,
+        aic=_aic(ys["loglik"]) if ys["converged"] else None,
+        loglik=finite_or_none(ys["loglik"]) if ys["converged"] else None,
+        y_scale={"coef": ys["coef"], "exponent": ys["exponent"], "sigma": ys["sigma"], "ok": bool(ys["converged"])},
+        n_boot=nb,
+        ok=bool(fit["converged"]),
+        reason="; ".join(reasons),
+    )
     return out
 
 
@@ -347,9 +406,17 @@ def summarize(x, y, censored, level: float = 0.95) -> list[dict]:
         if n >= 2:
             half = float(special.stdtrit(n - 1, (1 + level) / 2) * v.std(ddof=1) / math.sqrt(n))
             lo, hi = mean - half, mean + half
-        rows.append({"x": float(xv), "n": n, "n_censored": int(f.sum()), "mean": mean, "ci_lo": lo, "ci_hi": hi,
-                     "mean_is_lower_bound": bool(f.any()), "values": [float(a) for a in v],
-                     "censored": [bool(a) for a in f]})
+        rows.append(
+            {
+                "x": float(xv),
+                "n": n,
+                "n_censored": int(f.sum()),
+                "mean": mean,
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "mean_is_lower_bound": bool(f.any()),
+                "values": [float(a) for a in v],
+                "censored": [bool(a) for a in f],
+            }
+        )
     return rows
-
-

@@ -182,17 +182,25 @@ def _gunzip_idx(path: Path, f, size: int) -> bytes:
         expected = math.prod(dims)
         if expected > _MAX_INFLATION * size:
             shape = " x ".join(str(d) for d in dims)
-            raise DataError(f"{path}: its header promises {shape} = {expected} data bytes, more than a gzip file of "
-                            f"{size} bytes can hold; expected a complete gzipped IDX file")
+            raise DataError(
+                f"{path}: its header promises {shape} = {expected} data bytes, more than a gzip file of "
+                f"{size} bytes can hold; expected a complete gzipped IDX file"
+            )
         body = inflate(expected + 1)
     except (EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: truncated or corrupt gzip stream ({exc}); expected a complete gzipped IDX file") from exc
+        raise DataError(
+            f"{path}: truncated or corrupt gzip stream ({exc}); expected a complete gzipped IDX file"
+        ) from exc
     if len(body) > expected:
         shape = " x ".join(str(d) for d in dims)
-        raise DataError(f"{path}: holds more than the header's {shape} = {expected} data bytes; expected exactly that many")
+        raise DataError(
+            f"{path}: holds more than the header's {shape} = {expected} data bytes; expected exactly that many"
+        )
     if not stream.eof:
-        raise DataError(f"{path}: truncated or corrupt gzip stream (it ends before its end marker); expected a "
-                        "complete gzipped IDX file")
+        raise DataError(
+            f"{path}: truncated or corrupt gzip stream (it ends before its end marker); expected a "
+            "complete gzipped IDX file"
+        )
     return head + body
 
 
@@ -225,7 +233,9 @@ def _check_usable(directory: Path, found: dict[str, Path]) -> None:
         return
     missing = [STEMS[r] for r in ROLES if r not in found]
     if not found:
-        raise DataError(f"{directory}: no IDX files found; expected {STEMS['test_images']}[.gz] and the other MNIST-format files")
+        raise DataError(
+            f"{directory}: no IDX files found; expected {STEMS['test_images']}[.gz] and the other MNIST-format files"
+        )
     if not test & set(found):
         raise DataError(
             f"{directory}: has training files but no test files; expected {STEMS['test_images']}[.gz] "
@@ -278,10 +288,20 @@ def _file_key(found: dict[str, Path]) -> tuple:
 @functools.lru_cache(maxsize=4)
 def _load_idx_dir(name: str, directory: str, key: tuple) -> Dataset:
     arrays, meta = decoded(("idx", name, key), lambda: _decode_idx_dir(name, directory, key))
-    note = meta["note"] or (f"the standard split: {len(arrays['y_train']):,} train / {len(arrays['y_test']):,} test "
-                            f"images from {directory}")
-    return Dataset(name, _to_images(arrays["x_train"]), _to_labels(arrays["y_train"]), _to_images(arrays["x_test"]),
-                   _to_labels(arrays["y_test"]), N_CLASSES, directory, note, meta["identity"])
+    note = meta["note"] or (
+        f"the standard split: {len(arrays['y_train']):,} train / {len(arrays['y_test']):,} test images from {directory}"
+    )
+    return Dataset(
+        name,
+        _to_images(arrays["x_train"]),
+        _to_labels(arrays["y_train"]),
+        _to_images(arrays["x_test"]),
+        _to_labels(arrays["y_test"]),
+        N_CLASSES,
+        directory,
+        note,
+        meta["identity"],
+    )
 
 
 def _decode_idx_dir(name: str, directory: str, key: tuple) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -289,8 +309,9 @@ def _decode_idx_dir(name: str, directory: str, key: tuple) -> tuple[dict[str, np
     x_te, y_te = _read_pair(found["test_images"], found["test_labels"])
     if x_te.shape[1:] != IMAGE_SIZE[name]:
         h, w = IMAGE_SIZE[name]
-        raise DataError(f"{found['test_images']}: holds {x_te.shape[1]}x{x_te.shape[2]} images; expected {h}x{w} "
-                        f"images for {name}")
+        raise DataError(
+            f"{found['test_images']}: holds {x_te.shape[1]}x{x_te.shape[2]} images; expected {h}x{w} images for {name}"
+        )
     if "train_images" not in found:
         n = x_te.shape[0]
         n_test = int(round(n * TEST_ONLY_FRACTION))
@@ -372,8 +393,10 @@ def identified(cfg, data: Dataset):
     if cfg.data.data_id == data.identity:
         return cfg
     if cfg.data.data_id:
-        raise DataError(f"{data.source}: holds the data {data.identity}, but this run was planned on "
-                        f"{cfg.data.data_id}; expected the same data (or a new run)")
+        raise DataError(
+            f"{data.source}: holds the data {data.identity}, but this run was planned on "
+            f"{cfg.data.data_id}; expected the same data (or a new run)"
+        )
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_id=data.identity))
 
 
@@ -388,8 +411,12 @@ def _load_digits() -> Dataset:
     from importlib.metadata import version
 
     a, meta = decoded(("digits", version("scikit-learn"), DIGITS_TEST_FRACTION), _decode_digits)
-    tr_x, tr_y, te_x, te_y = (torch.from_numpy(np.ascontiguousarray(a[k])) for k in ("x_train", "y_train", "x_test", "y_test"))
-    return Dataset("digits", tr_x, tr_y, te_x, te_y, N_CLASSES, "scikit-learn load_digits", meta["note"], meta["identity"])
+    tr_x, tr_y, te_x, te_y = (
+        torch.from_numpy(np.ascontiguousarray(a[k])) for k in ("x_train", "y_train", "x_test", "y_test")
+    )
+    return Dataset(
+        "digits", tr_x, tr_y, te_x, te_y, N_CLASSES, "scikit-learn load_digits", meta["note"], meta["identity"]
+    )
 
 
 def _decode_digits() -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -530,7 +557,9 @@ def _fetch_one(url: str, dest_dir: Path, fname: str, expected_md5: str, timeout:
             os.unlink(tmp)
 
 
-def download(name: str, dest_dir: str | Path, mirrors: list[str] | None = None, *, timeout: float = DOWNLOAD_TIMEOUT) -> None:
+def download(
+    name: str, dest_dir: str | Path, mirrors: list[str] | None = None, *, timeout: float = DOWNLOAD_TIMEOUT
+) -> None:
     """Fetch the four gzipped IDX files of ``name`` into ``dest_dir``, each verified by MD5.
 
     Files already present with the right checksum are kept. Each file is tried on every mirror

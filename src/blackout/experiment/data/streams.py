@@ -86,15 +86,24 @@ class Stream:
                 raise ConfigError(
                     f"tasks: split needs tasks x classes_per_task <= {data.n_classes} classes, got {cfg.tasks} x {k}"
                 )
-            order = torch.randperm(data.n_classes, generator=g).tolist()  # drawn either way: the generator's later draws stay put
+            order = torch.randperm(
+                data.n_classes, generator=g
+            ).tolist()  # drawn either way: the generator's later draws stay put
             if cfg.class_order == "natural":
                 order = list(range(data.n_classes))
             scenario = cfg.resolved_scenario
             for t in range(cfg.tasks):
                 cls = tuple(sorted(order[t * k : (t + 1) * k]))
                 task = scenario == "task"
-                self.tasks.append(Task(t, classes=cls, head=t if task else None, head_size=k if task else 0,
-                                       relabel=scenario != "class"))
+                self.tasks.append(
+                    Task(
+                        t,
+                        classes=cls,
+                        head=t if task else None,
+                        head_size=k if task else 0,
+                        relabel=scenario != "class",
+                    )
+                )
         self.n_out = cfg.n_out
 
     def __len__(self) -> int:
@@ -131,8 +140,9 @@ class Stream:
     def inputs(self, part: str) -> torch.Tensor:
         return self.data.x_train if part == "train" else self.data.x_test
 
-    def batch(self, task: Task, part: str, rows: torch.Tensor | slice | None = None,
-              transform: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, task: Task, part: str, rows: torch.Tensor | slice | None = None, transform: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Transformed inputs and targets of ``rows`` (positions within the task's split; None: all;
         a slice of a whole-dataset split: views, no copy); untransformed if not ``transform``."""
         s = self.split(task, part)
@@ -254,8 +264,10 @@ class Streams:
         shape = (len(rows), len(rows[0]))
         if shape not in self._buffers:
             device = self.data.x_train.device
-            self._buffers[shape] = (torch.empty(*shape, *self.data.x_train.shape[1:], device=device),
-                                    torch.empty(shape, dtype=torch.long, device=device))
+            self._buffers[shape] = (
+                torch.empty(*shape, *self.data.x_train.shape[1:], device=device),
+                torch.empty(shape, dtype=torch.long, device=device),
+            )
         x, y = self._buffers[shape]
         flat = x.view(*shape, -1)
         for m, (s, r) in enumerate(zip(self.members, rows)):
@@ -264,7 +276,9 @@ class Streams:
             torch.index_select(s.split(s.tasks[t], "train").y, 0, r, out=y[m])
         return x, y
 
-    def sample(self, t: int, n: int, gens: list[torch.Generator], part: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, t: int, n: int, gens: list[torch.Generator], part: str = "train"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` distinct random training samples of task t per member, each drawn with its own generator."""
         size = self.n_rows(t, part)
         rows = [torch.randperm(size, generator=g)[: min(n, size)] for g in gens]

@@ -25,8 +25,28 @@ from .shrink_perturb import ShrinkPerturb
 from .si import SI
 
 METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (SGD, L2, EWC, OnlineEWC, EWCL1, EWCProx, SI, MAS, Replay, AGEM, LwF,
-                        L2Init, ShrinkPerturb, CBP, OnlineEWCProx, EWCCapped, GPM, OWM, Joint)
+    m.name: m
+    for m in (
+        SGD,
+        L2,
+        EWC,
+        OnlineEWC,
+        EWCL1,
+        EWCProx,
+        SI,
+        MAS,
+        Replay,
+        AGEM,
+        LwF,
+        L2Init,
+        ShrinkPerturb,
+        CBP,
+        OnlineEWCProx,
+        EWCCapped,
+        GPM,
+        OWM,
+        Joint,
+    )
 }
 
 __all__ = ["METHODS", "Method", "register"]
@@ -38,12 +58,18 @@ def register(cls: type[Method]) -> type[Method]:
     """Add a method class (usable as a decorator); its ``name`` becomes a ``--method`` value."""
     from ...errors import ConfigError
 
-    if not (isinstance(cls, type) and issubclass(cls, Method)) or not isinstance(cls.name, str) or not cls.name \
-            or cls.name == Method.name:
+    if (
+        not (isinstance(cls, type) and issubclass(cls, Method))
+        or not isinstance(cls.name, str)
+        or not cls.name
+        or cls.name == Method.name
+    ):
         raise ConfigError(f"register_method: expected a Method subclass with its own name, got {cls!r}")
     if METHODS.get(cls.name, cls) is not cls:
-        raise ConfigError(f"register_method: a method named {cls.name!r} is already registered "
-                          f"({METHODS[cls.name].__module__}.{METHODS[cls.name].__qualname__})")
+        raise ConfigError(
+            f"register_method: a method named {cls.name!r} is already registered "
+            f"({METHODS[cls.name].__module__}.{METHODS[cls.name].__qualname__})"
+        )
     METHODS[cls.name] = cls
     return cls
 
@@ -63,5 +89,7 @@ def registry() -> dict[str, type[Method]]:
             except ConfigError:
                 raise
             except Exception as e:  # a plugin's import error names the plugin, not a traceback
-                raise ConfigError(f"entry point {ep.name} = {ep.value}: cannot load ({type(e).__name__}: {e})") from None
+                raise ConfigError(
+                    f"entry point {ep.name} = {ep.value}: cannot load ({type(e).__name__}: {e})"
+                ) from None
     return METHODS

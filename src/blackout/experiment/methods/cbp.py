@@ -27,12 +27,21 @@ from .base import Method, kept
 class CBP(Method):
     name = "cbp"
     settings = {
-        "replacement_rate": Setting(1e-4, "fraction of mature hidden units re-initialised per step",
-                                    check=lambda r: 0 <= r < 1, expected="0 <= replacement_rate < 1"),
-        "maturity": Setting(100, "steps a unit must age before it may be replaced", check=lambda m: 0 <= m < 2**63,
-                            expected="0 <= maturity < 2^63 (compared with 64-bit ages)"),
-        "utility_decay": Setting(0.99, "decay eta of the running utility", check=lambda e: 0 < e < 1,
-                                 expected="0 < utility_decay < 1"),
+        "replacement_rate": Setting(
+            1e-4,
+            "fraction of mature hidden units re-initialised per step",
+            check=lambda r: 0 <= r < 1,
+            expected="0 <= replacement_rate < 1",
+        ),
+        "maturity": Setting(
+            100,
+            "steps a unit must age before it may be replaced",
+            check=lambda m: 0 <= m < 2**63,
+            expected="0 <= maturity < 2^63 (compared with 64-bit ages)",
+        ),
+        "utility_decay": Setting(
+            0.99, "decay eta of the running utility", check=lambda e: 0 < e < 1, expected="0 < utility_decay < 1"
+        ),
     }
     stacked = ("util", "mean_act", "ages", "count", "rate")
 

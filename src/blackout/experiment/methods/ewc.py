@@ -25,10 +25,13 @@ def task_fisher(method, net, task, data) -> list[torch.Tensor]:
 class EWC(Quadratic):
     name = "ewc"
     anchor = "merged"
-    settings = {**lam_setting(15.0),
-                "ewc_form": Setting("merged", "one merged quadratic (constant cost) or one term per past task",
-                                    choices=("merged", "separate")),
-                **FISHER_SETTINGS}
+    settings = {
+        **lam_setting(15.0),
+        "ewc_form": Setting(
+            "merged", "one merged quadratic (constant cost) or one term per past task", choices=("merged", "separate")
+        ),
+        **FISHER_SETTINGS,
+    }
 
     def __init__(self, configs, net):
         super().__init__(configs, net)
@@ -64,12 +67,17 @@ class EWC(Quadratic):
     def penalty_value(self, net):
         if not self.separate:
             return super().penalty_value(net)
-        q = sum(((p.detach() - th).pow(2) * f).flatten(1).sum(1) for fs, ths in self.terms
-                for p, f, th in zip(net.params(), fs, ths))
+        q = sum(
+            ((p.detach() - th).pow(2) * f).flatten(1).sum(1)
+            for fs, ths in self.terms
+            for p, f, th in zip(net.params(), fs, ths)
+        )
         return (0.5 * self.lam * q.cpu()).tolist() if self.terms else [0.0] * self.M
 
     def select(self, keep):
         super().select(keep)
         idx = torch.tensor(keep)
-        self.terms = [([f.index_select(0, idx.to(f.device)) for f in fs], [t.index_select(0, idx.to(t.device)) for t in ths])
-                      for fs, ths in self.terms]
+        self.terms = [
+            ([f.index_select(0, idx.to(f.device)) for f in fs], [t.index_select(0, idx.to(t.device)) for t in ths])
+            for fs, ths in self.terms
+        ]

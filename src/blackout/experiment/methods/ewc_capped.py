@@ -11,8 +11,14 @@ Fisher outgrows 2 / (lr lambda). The penalty's reported value keeps the constant
 from ...settings import Setting
 from .ewc import EWC
 
-CAP = {"cap": Setting(1.0, "ewc-capped: the largest stability number lr x lambda x A allowed (c < 2)",
-                      check=lambda c: 0 < c < 2, expected="0 < cap < 2")}
+CAP = {
+    "cap": Setting(
+        1.0,
+        "ewc-capped: the largest stability number lr x lambda x A allowed (c < 2)",
+        check=lambda c: 0 < c < 2,
+        expected="0 < cap < 2",
+    )
+}
 
 
 class EWCCapped(EWC):

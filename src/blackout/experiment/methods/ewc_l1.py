@@ -26,9 +26,11 @@ from .quadratic import FISHER_SETTINGS, Quadratic, lam_setting
 
 class EWCL1(Quadratic):
     name = "ewc-l1"
-    settings = {**lam_setting(1.0),
-                "prox": Setting(False, "apply the penalty as a proximal soft-threshold step instead of its subgradient"),
-                **FISHER_SETTINGS}
+    settings = {
+        **lam_setting(1.0),
+        "prox": Setting(False, "apply the penalty as a proximal soft-threshold step instead of its subgradient"),
+        **FISHER_SETTINGS,
+    }
     gradient_penalty = False
 
     def __init__(self, configs, net):
@@ -39,8 +41,10 @@ class EWCL1(Quadratic):
     @classmethod
     def check(cls, cfg) -> None:
         if cfg.method.prox and cfg.train.optimizer != "sgd":
-            raise ConfigError(f"optimizer: ewc-l1 with prox needs sgd (the soft threshold assumes the plain SGD step), "
-                              f"got {cfg.train.optimizer!r}")
+            raise ConfigError(
+                f"optimizer: ewc-l1 with prox needs sgd (the soft threshold assumes the plain SGD step), "
+                f"got {cfg.train.optimizer!r}"
+            )
 
     def importance(self, net, task, data):
         return task_fisher(self, net, task, data)

@@ -52,8 +52,10 @@ class Projection(Method):
         if cfg.model.arch != "mlp":
             raise ConfigError(f"method: {cls.name} projects the layers of an MLP, got arch {cfg.model.arch!r}")
         if cfg.train.optimizer != "sgd":
-            raise ConfigError(f"optimizer: {cls.name} needs sgd (Adam's per-weight scaling would take the step out of "
-                              f"the projected subspace), got {cfg.train.optimizer!r}")
+            raise ConfigError(
+                f"optimizer: {cls.name} needs sgd (Adam's per-weight scaling would take the step out of "
+                f"the projected subspace), got {cfg.train.optimizer!r}"
+            )
 
 
 class GPM(Projection):
@@ -61,12 +63,22 @@ class GPM(Projection):
     settings = {
         "threshold": _fraction("gpm: energy of the first layer's inputs a task's basis must explain", 0.95),
         "threshold_hidden": _fraction("gpm: energy of the later layers' inputs a task's basis must explain", 0.99),
-        "gpm_samples": Setting(300, "gpm: training samples whose layer inputs summarise a task",
-                               check=lambda n: n >= 1, expected="at least 1"),
-        "max_basis": _fraction("gpm: largest basis per layer, as a fraction of its input dimension; past it "
-                               "the directions of least energy are released", 1.0),
-        "basis_decay": _fraction("gpm: factor on a stored direction's energy per later task (with max_basis < 1, "
-                                 "the oldest directions are released first)", 1.0),
+        "gpm_samples": Setting(
+            300,
+            "gpm: training samples whose layer inputs summarise a task",
+            check=lambda n: n >= 1,
+            expected="at least 1",
+        ),
+        "max_basis": _fraction(
+            "gpm: largest basis per layer, as a fraction of its input dimension; past it "
+            "the directions of least energy are released",
+            1.0,
+        ),
+        "basis_decay": _fraction(
+            "gpm: factor on a stored direction's energy per later task (with max_basis < 1, "
+            "the oldest directions are released first)",
+            1.0,
+        ),
     }
     stacked = ("U",)
 
@@ -74,8 +86,10 @@ class GPM(Projection):
         super().__init__(configs, net)
         self.dims = [w.shape[2] + 1 for w in net.weights]  # inputs + the bias's constant 1
         # per member and layer: the basis (d, k) and each direction's energy (k,), float64 on the CPU
-        self.bases = [[(torch.zeros(d, 0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64))
-                       for d in self.dims] for _ in configs]
+        self.bases = [
+            [(torch.zeros(d, 0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)) for d in self.dims]
+            for _ in configs
+        ]
         self.U: list[torch.Tensor] = []  # per layer (M, d, k_max), zero-padded: the step's projection
         self.device = net.weights[0].device
 
@@ -83,8 +97,9 @@ class GPM(Projection):
     def adjust(self, net, grads, task) -> None:
         for l, U in enumerate(self.U):
             if U.shape[2]:
-                right_multiply_(grads[2 * l], grads[2 * l + 1],
-                                lambda g, U=U: g - torch.bmm(torch.bmm(g, U), U.transpose(1, 2)))  # g (I - U U^T)
+                right_multiply_(
+                    grads[2 * l], grads[2 * l + 1], lambda g, U=U: g - torch.bmm(torch.bmm(g, U), U.transpose(1, 2))
+                )  # g (I - U U^T)
 
     @torch.no_grad()
     def consolidate(self, net, task, data):
@@ -96,8 +111,9 @@ class GPM(Projection):
             for l, a in enumerate(inputs):
                 R = with_ones(a[m]).double().cpu().T  # (d, n)
                 U, energy = layers[l]
-                layers[l] = grow(U, energy * float(decay[m]), R, float(eps[min(l, 1)][m]),
-                                 math.floor(float(cap[m]) * self.dims[l]))
+                layers[l] = grow(
+                    U, energy * float(decay[m]), R, float(eps[min(l, 1)][m]), math.floor(float(cap[m]) * self.dims[l])
+                )
         self._stack()
         self.tasks_seen += 1
         return [{"subspace_use": [U.shape[1] / d for (U, _), d in zip(layers, self.dims)]} for layers in self.bases]

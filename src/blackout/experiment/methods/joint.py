@@ -27,8 +27,13 @@ from .replay import Replay
 
 class Joint(Method):
     name = "joint"
-    settings = {"joint_batch": Setting("per-task", "joint: a batch per earlier task each step, or one batch of the "
-                                       "step's size shared by all tasks seen", choices=("per-task", "fixed"))}
+    settings = {
+        "joint_batch": Setting(
+            "per-task",
+            "joint: a batch per earlier task each step, or one batch of the step's size shared by all tasks seen",
+            choices=("per-task", "fixed"),
+        )
+    }
 
     def __init__(self, configs, net):
         super().__init__(configs, net)
@@ -40,8 +45,10 @@ class Joint(Method):
     def check(cls, cfg) -> None:
         Replay.check.__func__(cls, cfg)  # one head: a batch mixes tasks
         if cfg.model.gating:
-            raise ConfigError(f"gating: {cls.name} mixes tasks in one batch, which one task's gate cannot serve; "
-                              "compare it with gated runs ungated")
+            raise ConfigError(
+                f"gating: {cls.name} mixes tasks in one batch, which one task's gate cannot serve; "
+                "compare it with gated runs ungated"
+            )
 
     def begin_task(self, net, task, data) -> None:
         self.data = data

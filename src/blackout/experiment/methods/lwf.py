@@ -31,8 +31,10 @@ def distillation(old_logits: torch.Tensor, new_logits: torch.Tensor, T: float) -
 
 class LwF(Method):
     name = "lwf"
-    settings = {**lam_setting(1.0, "distillation strength lambda"),
-                "temperature": Setting(2.0, "distillation temperature", check=lambda t: t > 0, expected="temperature > 0")}
+    settings = {
+        **lam_setting(1.0, "distillation strength lambda"),
+        "temperature": Setting(2.0, "distillation temperature", check=lambda t: t > 0, expected="temperature > 0"),
+    }
 
     def __init__(self, configs, net):
         super().__init__(configs, net)

@@ -10,8 +10,14 @@ from ...settings import Setting
 from .ewc import task_fisher
 from .quadratic import FISHER_SETTINGS, Quadratic, lam_setting
 
-GAMMA = {"gamma": Setting(1.0, "decay of the running Fisher per task (1 = no decay)",
-                          check=lambda g: 0 < g <= 1, expected="0 < gamma <= 1")}
+GAMMA = {
+    "gamma": Setting(
+        1.0,
+        "decay of the running Fisher per task (1 = no decay)",
+        check=lambda g: 0 < g <= 1,
+        expected="0 < gamma <= 1",
+    )
+}
 
 
 class OnlineEWC(Quadratic):

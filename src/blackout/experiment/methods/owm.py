@@ -35,8 +35,14 @@ from .gpm import Projection, right_multiply_, with_ones
 
 class OWM(Projection):
     name = "owm"
-    settings = {"alpha": Setting(1.0, "owm: regulariser alpha of the recursive projector (small: rigid, large: plastic)",
-                                 check=lambda a: a > 0, expected="alpha > 0")}
+    settings = {
+        "alpha": Setting(
+            1.0,
+            "owm: regulariser alpha of the recursive projector (small: rigid, large: plastic)",
+            check=lambda a: a > 0,
+            expected="alpha > 0",
+        )
+    }
     stacked = ("P", "alpha")
 
     def __init__(self, configs, net):

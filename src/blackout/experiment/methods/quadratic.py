@@ -28,11 +28,18 @@ from ...settings import Setting
 from .base import LAM_HELP, Method, kept
 
 FISHER_SETTINGS = {
-    "fisher_samples": Setting(200, "training samples used to estimate the importance (Fisher, MAS)",
-                              check=lambda n: n >= 1, expected="at least 1"),
-    "fisher_labels": Setting("sampled", "Fisher labels: sampled from the model, the true (empirical) ones, "
-                             "the expectation over classes, or the model's most likely class (max)",
-                             choices=("sampled", "empirical", "expected", "max")),
+    "fisher_samples": Setting(
+        200,
+        "training samples used to estimate the importance (Fisher, MAS)",
+        check=lambda n: n >= 1,
+        expected="at least 1",
+    ),
+    "fisher_labels": Setting(
+        "sampled",
+        "Fisher labels: sampled from the model, the true (empirical) ones, "
+        "the expectation over classes, or the model's most likely class (max)",
+        choices=("sampled", "empirical", "expected", "max"),
+    ),
 }
 
 
@@ -69,8 +76,10 @@ class Quadratic(Method):
         from ...errors import ConfigError
 
         if cls.apply == "prox" and cfg.train.optimizer != "sgd":
-            raise ConfigError(f"optimizer: {cls.name} needs sgd (its proximal step assumes the plain SGD step "
-                              f"size), got {cfg.train.optimizer!r}")
+            raise ConfigError(
+                f"optimizer: {cls.name} needs sgd (its proximal step assumes the plain SGD step "
+                f"size), got {cfg.train.optimizer!r}"
+            )
 
     def importance(self, net, task, data) -> list[torch.Tensor]:
         """The task's importance per parameter, (M, ...) each; measured before ``consolidate`` moves the anchor."""
@@ -95,16 +104,22 @@ class Quadratic(Method):
             self.C += cast(torch.Tensor, sum((f * th.pow(2)).flatten(1).sum(1) for f, th in zip(f64, th64)))
             for a, b, mu, th in zip(a64, self.B, self.mu, th64):
                 mu.copy_(torch.where(a > 0, b / a.clamp_min(1e-300), th).to(mu))
-            self.const = self.C - sum(torch.where(a > 0, b.pow(2) / a.clamp_min(1e-300), 0.0).flatten(1).sum(1)
-                                      for a, b in zip(a64, self.B))
+            self.const = self.C - sum(
+                torch.where(a > 0, b.pow(2) / a.clamp_min(1e-300), 0.0).flatten(1).sum(1) for a, b in zip(a64, self.B)
+            )
         elif self.anchor == "latest":
             for mu, th in zip(self.mu, theta):
                 mu.copy_(th)
         self.tasks_seen += 1
         self._coefficients()
-        return [{"importance_mean": float(torch.cat([f[m].reshape(-1) for f in imp]).mean()),
-                 "importance_task_max": float(max(f[m].max() for f in imp)),
-                 "importance_max": float(max(a[m].max() for a in self.A))} for m in range(self.M)]
+        return [
+            {
+                "importance_mean": float(torch.cat([f[m].reshape(-1) for f in imp]).mean()),
+                "importance_task_max": float(max(f[m].max() for f in imp)),
+                "importance_max": float(max(a[m].max() for a in self.A)),
+            }
+            for m in range(self.M)
+        ]
 
     def curvature(self) -> list[torch.Tensor]:
         """The A the penalty acts with (``ewc-capped`` clips it); the accumulated A stays intact."""

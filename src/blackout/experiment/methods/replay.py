@@ -29,8 +29,14 @@ from ...errors import ConfigError
 from ...settings import Setting
 from .base import Method, kept
 
-MEMORY = {"memory": Setting(500, "total episodic-memory size in samples (reservoir sampling)",
-                            check=lambda n: n >= 1, expected="at least 1 sample")}
+MEMORY = {
+    "memory": Setting(
+        500,
+        "total episodic-memory size in samples (reservoir sampling)",
+        check=lambda n: n >= 1,
+        expected="at least 1 sample",
+    )
+}
 
 
 class Memory:
@@ -80,8 +86,10 @@ class Replay(Method):
     @classmethod
     def check(cls, cfg) -> None:
         if cfg.data.stream == "split" and cfg.data.multi_head:
-            raise ConfigError(f"method: {cls.name} needs a single-head stream (its memory mixes tasks in one batch); "
-                              "for a multi-head split stream use lwf or a penalty method")
+            raise ConfigError(
+                f"method: {cls.name} needs a single-head stream (its memory mixes tasks in one batch); "
+                "for a multi-head split stream use lwf or a penalty method"
+            )
 
     def begin_task(self, net, task, data) -> None:
         self.data = data

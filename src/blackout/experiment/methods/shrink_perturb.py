@@ -18,10 +18,18 @@ from .base import Method
 class ShrinkPerturb(Method):
     name = "shrink-perturb"
     settings = {
-        "shrink": Setting(0.9, "factor the weights are multiplied by before each new task",
-                          check=lambda s: 0 < s <= 1, expected="0 < shrink <= 1"),
-        "noise": Setting(0.01, "standard deviation of the Gaussian noise added before each new task",
-                         check=lambda s: s >= 0, expected="noise >= 0"),
+        "shrink": Setting(
+            0.9,
+            "factor the weights are multiplied by before each new task",
+            check=lambda s: 0 < s <= 1,
+            expected="0 < shrink <= 1",
+        ),
+        "noise": Setting(
+            0.01,
+            "standard deviation of the Gaussian noise added before each new task",
+            check=lambda s: s >= 0,
+            expected="noise >= 0",
+        ),
     }
 
     @torch.no_grad()

@@ -22,8 +22,10 @@ from .quadratic import Quadratic, lam_setting
 
 class SI(Quadratic):
     name = "si"
-    settings = {**lam_setting(0.1, "surrogate-loss strength c"),
-                "xi": Setting(0.1, "damping xi of the path-integral importance", check=lambda v: v > 0, expected="xi > 0")}
+    settings = {
+        **lam_setting(0.1, "surrogate-loss strength c"),
+        "xi": Setting(0.1, "damping xi of the path-integral importance", check=lambda v: v > 0, expected="xi > 0"),
+    }
     stacked = (*Quadratic.stacked, "omega", "start", "prev", "xi")
     needs_grads = True
     kept_vectors = 4  # A, the anchor, the path integral omega and the previous step's weights
