@@ -153,6 +153,22 @@ def test_plan_gives_the_largest_value_whose_forecast_interval_clears_the_budget(
     assert lr.value == pytest.approx(0.1 * p.value / 15, rel=2e-3) and lr.config.train.lr == lr.value
 
 
+def test_plan_by_default_trains_the_probe_with_its_task_callback(monkeypatch):
+    from blackout.experiment import train
+
+    g, seen = 0.3, {}
+
+    def fake_run(cfg, data_dir=None, on_task=None):
+        seen.update(data_dir=data_dir, on_task=on_task)
+        on_task(2, {"next_stability": 3 * g})  # the next task's stability reaches the forecast
+        return probe_result(g)
+
+    monkeypatch.setattr(train, "run", fake_run)
+    p = plan(config("digits", lam=15), 20)
+    assert seen["data_dir"] is None and callable(seen["on_task"])
+    assert p.growth == pytest.approx(g)
+
+
 def cli(*args, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "blackout.cli", *args], check=False, capture_output=True, text=True, cwd=cwd, timeout=300

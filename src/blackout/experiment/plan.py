@@ -113,7 +113,11 @@ def plan(
     check(cfg, budget, knob, probe)
     probe_cfg = RunConfig.from_flat({"tasks": probe}, cfg)
     after: dict = {}
-    result = (train or run)(probe_cfg, lambda t, info: after.update({t + 1: info.get("next_stability")}))
+
+    def record(t: int, info: dict) -> None:
+        after[t + 1] = info.get("next_stability")
+
+    result = train(probe_cfg, record) if train else run(probe_cfg, on_task=record)
     s = result.diagnostic("stability") + [after.get(result.tasks_run)]  # the next task's, if it went on
     g = fc.growth(s) or 0.0
     probed = float(cfg.method.lam if knob == "lam" else cfg.train.lr)
