@@ -18,13 +18,16 @@ import os
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import numerics
 from .errors import ConfigError
 from .experiment.verdict import MIN_TEST_IMAGES
 from .files import need_file
 from .settings import Setting
+
+if TYPE_CHECKING:
+    from .experiment.methods.base import Method
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
 SCENARIOS = ("task", "domain", "class")
@@ -265,7 +268,7 @@ INERT: dict[str, Any] = {
 }
 
 
-def registry() -> dict[str, type]:
+def registry() -> dict[str, type[Method]]:
     """The method registry, imported on first use: reading stored results needs no torch."""
     from .experiment.methods import registry as methods
 

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..config import FIXED, method_settings, setting_of
 from ..numerics import NUMERICS_VERSION
@@ -112,7 +112,7 @@ def _train(cfg, args: argparse.Namespace) -> int:
     """Train ``cfg`` with the terminal's progress, warnings and forecasts; write and print its result."""
     from ..api import run
     from ..experiment.data.sources import identified, load_dataset
-    from ..experiment.forecast import LIMIT, Watch
+    from ..experiment.forecast import LIMIT, Forecast, Watch
     from ..experiment.outputs import check_out_dir, write_run_folder
     from .render import render_run
 
@@ -136,7 +136,7 @@ def _train(cfg, args: argparse.Namespace) -> int:
                     f" once a task's inputs reach those weights. Remedies: {REMEDIES}."
                 )
             elif kind == "forecast":
-                say(f"blackout: forecast after task {t + 1}: {v.text()}.")
+                say(f"blackout: forecast after task {t + 1}: {cast(Forecast, v).text()}.")
             else:
                 why = (
                     f"an unstable weight has grown to {d['unstable_drift']:.3g} from its anchor"

@@ -114,12 +114,12 @@ def render_analysis(a: Analysis) -> str:
                 f"forecast after {h.k} tasks: within max({h.tasks}, {h.share:.0%}) of the blackout task in "
                 f"{h.n_right} of {h.n} runs ({h.share_right:.0%}; {h.n_gone} blacked out by then)"
             )
-    if pr.n_runs:
+    if pr.share_right is not None:  # there are runs
         rules.append(
             f"predictor ({pr.name}): names {100 * pr.share_right:.0f}% of {pr.n_runs} runs right "
             f"(within one task: {pr.n_agree} of {pr.n_compared} with both)"
         )
-    if st.n_compared:
+    if st.share_within_one is not None:  # there are runs with both tasks
         rules.append(
             f"stability check: first task with s >= {st.threshold:g} agrees with the blackout task within one"
             f" task in {st.n_agree} of {st.n_compared} runs ({100 * st.share_within_one:.0f}%)"

@@ -114,15 +114,17 @@ def forecast(
     if len(stability) != k + 1:
         raise ValueError(f"stability: expected {k + 1} values (the tasks trained and the next), got {len(stability)}")
     if drift_fires(stability[k], drift[k - 1] if k else None):
-        task = k + 1 + LAG
-        return Forecast(k, *((task, task, task + 1) if task <= budget else (None, None, None)), budget, "drift")
+        named = k + 1 + LAG
+        if named > budget:
+            return Forecast(k, None, None, None, budget, "drift")
+        return Forecast(k, named, named, named + 1, budget, "drift")
     g = growth(stability)
 
     def at(slope: float) -> int | None:
         return max(k + 1, math.ceil(1 + s_at / slope) + lag) if slope > 0 else None
 
     task = at(g) if g is not None else None
-    if task is None or task > budget:
+    if g is None or task is None or task > budget:
         return Forecast(k, None, None, None, budget, "growth")
     hi = at(g * (1 - spread)) if spread < 1 else None
     return Forecast(k, task, at(g * (1 + spread)), hi if hi is not None and hi <= budget else None, budget, "growth")
@@ -173,7 +175,9 @@ class Watch:
     forecast when it first becomes confident and whenever it leaves its last printed interval."""
 
     def __init__(self, budget: int):
-        self.budget, self.said, self.shown = budget, set(), None
+        self.budget = budget
+        self.said: set[str] = set()
+        self.shown: Forecast | None = None
 
     def after(self, t: int, d: dict, next_stability: float | None) -> list[tuple[str, object]]:
         """Events after task ``t`` (1-based) from its diagnostics row ``d``: (kind, value) pairs."""
@@ -197,7 +201,9 @@ class Watch:
             return True
         if (old.task is None) != (f.task is None):
             return True
-        return f.task is not None and not (old.lo <= f.task <= (old.hi if old.hi is not None else math.inf))
+        if f.task is None or old.lo is None:  # both without a task (a task always comes with its lo)
+            return False
+        return not (old.lo <= f.task <= (old.hi if old.hi is not None else math.inf))
 
 
 def within(task: int | None, truth: int | None, budget: int, tasks: float, share: float) -> bool:

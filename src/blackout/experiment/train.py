@@ -245,9 +245,10 @@ class Experiment:
             head = self.streams.task(j).head_range
             correct = torch.zeros(len(self.active), device=self.device)
             # a permuted task permutes an MLP's first-layer weights instead of every test image
-            by_weights = isinstance(self.net, StackedMLP) and self.streams.task(j).perm is not None
+            mlp = self.net if isinstance(self.net, StackedMLP) and self.streams.task(j).perm is not None else None
+            by_weights = mlp is not None
             members = [
-                self.net.member(m, st.tasks[j].perm) if by_weights else self.net.member(m)
+                mlp.member(m, st.tasks[j].perm) if mlp is not None else self.net.member(m)
                 for m, st in enumerate(self.streams.members)
             ]
             for s in range(0, n, EVAL_CHUNK):

@@ -77,7 +77,9 @@ class Fit:
     @property
     def ci_has_zero(self) -> bool:
         """Whether b's interval includes zero (the law does not show that capacity moves the task)."""
-        return bool(self.b_ci) and self.b_ci[0] <= 0 <= self.b_ci[1]
+        if not self.b_ci:
+            return False
+        return self.b_ci[0] <= 0 <= self.b_ci[1]
 
     def at(self, x):
         """The law's value at ``x`` (a number or a numpy array)."""
@@ -171,7 +173,8 @@ class Agreement:
     @property
     def warn_lead(self) -> float | None:
         """Mean tasks from the rule firing to the blackout task."""
-        return sum(r.lead for r in self.compared) / self.n_compared + self.fires_before if self.compared else None
+        leads = [r.lead for r in self.compared if r.lead is not None]  # every compared run has one
+        return sum(leads) / len(leads) + self.fires_before if leads else None
 
     @property
     def n_neither(self) -> int:

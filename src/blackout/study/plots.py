@@ -290,8 +290,11 @@ def figure_capacity(analysis: Analysis) -> Figure:
     any_censored = any_mean = False
     for gi, (g, colour) in enumerate(zip(groups, _colours(len(groups)))):
         label = g.label or f"group {gi + 1}"
-        pts = [(finite_or_none(p.x), finite_or_none(p.y), p.censored) for p in g.points]
-        pts = [p for p in pts if p[0] is not None and p[1] is not None]
+        pts = [
+            (x, y, p.censored)
+            for p in g.points
+            if (x := finite_or_none(p.x)) is not None and (y := finite_or_none(p.y)) is not None
+        ]
         done = [(x, y) for x, y, c in pts if not c]
         cens = [(x, y) for x, y, c in pts if c]
         if done:
@@ -311,8 +314,11 @@ def figure_capacity(analysis: Analysis) -> Figure:
                 label=None if done else label,
                 zorder=3,
             )
-        summ = [(s.x, finite_or_none(s.mean), s.ci_lo, s.ci_hi) for s in g.summary]
-        summ = [s for s in summ if s[0] is not None and s[1] is not None]
+        summ = [
+            (s.x, m, s.ci_lo, s.ci_hi)
+            for s in g.summary
+            if s.x is not None and (m := finite_or_none(s.mean)) is not None
+        ]
         if summ:
             any_mean = True
             sx, sm = np.array([s[0] for s in summ]), np.array([s[1] for s in summ])

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any, cast
 
 from ..config import RunConfig, n_params_estimate
 from ..errors import ConfigError
@@ -124,8 +124,8 @@ class LocalPool:
         fut: Future = Future()
         self._busy[fut] = proc
         try:
-            pickle.dump((configs, data_dir), proc.stdin)
-            proc.stdin.flush()
+            pickle.dump((configs, data_dir), _stdin(proc))
+            _stdin(proc).flush()
         except OSError:  # it died just now; the reader below reports how
             pass
         reader = threading.Thread(target=self._read, args=(proc, fut, len(configs)), daemon=True)
@@ -136,7 +136,7 @@ class LocalPool:
     @staticmethod
     def _read(proc: subprocess.Popen, fut: Future, n: int) -> None:
         try:
-            fut.set_result(pickle.load(proc.stdout))
+            fut.set_result(pickle.load(_stdout(proc)))
         except Exception:  # the worker is gone (EOF) or said something unreadable: it failed these runs
             fut.set_result([{"error": died(proc) + in_group(n), "seconds": None}] * n)
 
@@ -157,18 +157,28 @@ class LocalPool:
             if exc[0] is not None:  # do not wait for runs whose rows go back to pending anyway
                 proc.kill()
             else:
-                proc.stdin.close()  # the worker's end of input: it exits
+                _stdin(proc).close()  # the worker's end of input: it exits
         for proc in workers:
             proc.wait()
         for reader in self._readers:
             reader.join()
         for proc in workers:
-            proc.stdout.close()
+            _stdout(proc).close()
         self._idle, self._busy, self._readers = [], {}, []
 
 
+def _stdin(proc: subprocess.Popen) -> IO[bytes]:
+    """A worker's input pipe (every worker starts with both pipes)."""
+    return cast(IO[bytes], proc.stdin)
+
+
+def _stdout(proc: subprocess.Popen) -> IO[bytes]:
+    """A worker's output pipe."""
+    return cast(IO[bytes], proc.stdout)
+
+
 def _close_pipes(proc: subprocess.Popen) -> None:
-    for pipe in (proc.stdin, proc.stdout):
+    for pipe in (_stdin(proc), _stdout(proc)):
         try:
             pipe.close()
         except OSError:  # unsent input to a dead worker

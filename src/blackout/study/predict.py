@@ -55,10 +55,8 @@ def agreement(results: list[Result], rule: Rule = stability_rule, name: str = ""
         if not r.verdict.stability_applies:
             continue
         first, bt = rule(r), r.verdict.task
-        both = first is not None and bt is not None
-        runs.append(
-            RuleRun(r.run_id, r.seed, first, bt, abs(first - bt) <= 1 if both else None, bt - first if both else None)
-        )
+        lead = bt - first if first is not None and bt is not None else None
+        runs.append(RuleRun(r.run_id, r.seed, first, bt, abs(lead) <= 1 if lead is not None else None, lead))
     return Agreement(name, runs, len(results) - len(runs), **params)
 
 

@@ -87,8 +87,8 @@ def representative_runs(results: list[Result], analysis: Analysis | None) -> lis
         for label, runs in plots.settings_of(results):
             for end, pick in (("narrowest", min), ("widest", max)):
                 w = pick(sum(r.hidden) for r in runs)
-                at = min((r for r in runs if sum(r.hidden) == w), key=lambda r: r.seed)
-                chosen.setdefault(at.run_id, (f"{label}: {end} network, seed {at.seed}", at))
+                run = min((r for r in runs if sum(r.hidden) == w), key=lambda r: r.seed)
+                chosen.setdefault(run.run_id, (f"{label}: {end} network, seed {run.seed}", run))
     return list(chosen.values())
 
 

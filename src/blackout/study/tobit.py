@@ -131,7 +131,8 @@ def _olsen(x, y, cens, g, th, derivatives: bool = True):
     for i, p in enumerate(parts):
         dp = d2w if p is None else d2w * p
         for j in range(i, 3):
-            hess[:, i, j] = hess[:, j, i] = dp.sum(1) if parts[j] is None else np.einsum("ij,ij->i", dp, parts[j])
+            q = parts[j]
+            hess[:, i, j] = hess[:, j, i] = dp.sum(1) if q is None else np.einsum("ij,ij->i", dp, q)
     hess[:, 2, 2] -= u.sum(1) / th**2
     return ll, grad, hess
 

@@ -34,6 +34,7 @@ from ...settings import Setting
 
 if TYPE_CHECKING:
     from ...config import RunConfig
+    from ..models import ModuleNet, StackedMLP
 
 LAM_HELP = "penalty strength lambda"
 
@@ -58,7 +59,7 @@ class Method:
     #: whether ``adjust`` or ``after_step`` need the gradients (else the fused step never forms them)
     needs_grads: bool = False
 
-    def __init__(self, configs: list[RunConfig], net: torch.nn.Module):
+    def __init__(self, configs: list[RunConfig], net: StackedMLP | ModuleNet):
         self.configs = list(configs)
         self.lr = torch.tensor([c.train.lr for c in configs])
         # Own generators: method randomness does not perturb the batch order of training.

@@ -16,13 +16,14 @@ The weights carry over from task to task (the cumulative form), the schedule is 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from ...errors import ConfigError
 from ...settings import Setting
 from .base import Method, kept
-from .replay import Replay
+from .replay import single_head
 
 
 class Joint(Method):
@@ -38,12 +39,12 @@ class Joint(Method):
     def __init__(self, configs, net):
         super().__init__(configs, net)
         self.fixed = configs[0].method.joint_batch == "fixed"
-        self.data = None
+        self.data: Any = None  # the run's Streams, from begin_task
         self.sizes: list[int] = []  # training rows of each task seen or training
 
     @classmethod
     def check(cls, cfg) -> None:
-        Replay.check.__func__(cls, cfg)  # one head: a batch mixes tasks
+        single_head(cls.name, cfg)  # one head: a batch mixes tasks
         if cfg.model.gating:
             raise ConfigError(
                 f"gating: {cls.name} mixes tasks in one batch, which one task's gate cannot serve; "

@@ -73,6 +73,15 @@ class Memory:
         return self.task[pick], self.row[pick]
 
 
+def single_head(name: str, cfg) -> None:
+    """Reject a multi-head split stream for method ``name``, whose batches mix tasks under one head."""
+    if cfg.data.stream == "split" and cfg.data.multi_head:
+        raise ConfigError(
+            f"method: {name} needs a single-head stream (its memory mixes tasks in one batch); "
+            "for a multi-head split stream use lwf or a penalty method"
+        )
+
+
 class Replay(Method):
     name = "replay"
     settings = MEMORY
@@ -85,11 +94,7 @@ class Replay(Method):
 
     @classmethod
     def check(cls, cfg) -> None:
-        if cfg.data.stream == "split" and cfg.data.multi_head:
-            raise ConfigError(
-                f"method: {cls.name} needs a single-head stream (its memory mixes tasks in one batch); "
-                "for a multi-head split stream use lwf or a penalty method"
-            )
+        single_head(cls.name, cfg)
 
     def begin_task(self, net, task, data) -> None:
         self.data = data
