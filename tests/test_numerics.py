@@ -88,7 +88,7 @@ def test_a_new_package_version_keeps_every_stored_run_and_a_new_numerics_version
 
     notes = Study(study).results().notes()
     assert notes[0].startswith(
-        f"2 runs from numerics version {raised} (this blackout computes version {NUMERICS_VERSION};"
+        f"2 runs from numerics version {raised} (this blackout computes version {NUMERICS_VERSION}, so a sweep of the same grid trains them again)"
     )
     assert notes[1].startswith(f"2 runs from numerics version {NUMERICS_VERSION} left out")
 
