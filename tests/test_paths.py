@@ -9,11 +9,14 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
 import pytest
 
+from blackout import Study
+from blackout.errors import ConfigError
 from blackout.experiment.outputs import check_out_dir, write_run_folder
 from tests.commandline import blackout, refused, run_commands
 from tests.factory import make_result, make_study
@@ -98,6 +101,21 @@ def test_an_empty_path_is_refused_and_nothing_is_written_here(tmp_path, study):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda study: Study(""), "Study: expected a path, got ''"),
+        (lambda study: Study(study).export(out=""), "out: expected a path, got ''"),
+        (lambda study: Study(study).report(out=" "), "out: expected a path, got ' '"),
+    ],
+)
+def test_an_empty_path_is_refused_from_python_too(tmp_path, monkeypatch, study, call, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        call(study)
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_report_keeps_off_a_figures_folder_that_is_a_file_and_figures_it_did_not_save(study, tmp_path):
     blocked = tmp_path / "r-figures"
     blocked.write_text("mine\n")
@@ -122,6 +140,11 @@ def test_fifos_are_refused_without_being_opened(study, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     os.mkfifo(run_dir / "accuracy.csv")
+    data = tmp_path / "data"  # three IDX files and a FIFO in the fourth one's place
+    data.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        (data / name).write_bytes(b"\0\0\x08\x01\0\0\0\0")
+    os.mkfifo(data / "t10k-images-idx3-ubyte")
     cases = (
         (["run", "--config", fifo, "--check"], f"{fifo}: is a FIFO (named pipe), expected a TOML file"),
         (["sweep", tmp_path / "x", "--spec", fifo, "--check"], f"{fifo}: is a FIFO"),
@@ -134,10 +157,14 @@ def test_fifos_are_refused_without_being_opened(study, tmp_path):
             ["run", "--dataset", "digits", "--tasks", "1", "--out", run_dir],
             f"{run_dir / 'accuracy.csv'}: is a FIFO (named pipe), expected a regular file",
         ),
+        (
+            ["run", "--dataset", "mnist", "--data-dir", data, "--tasks", "1"],
+            f"{data / 't10k-images-idx3-ubyte'}: is a FIFO (named pipe), expected a regular IDX file",
+        ),
     )
     for result, (_, message) in zip(run_commands(*(argv for argv, _ in cases)), cases):
         refused(result, message)
-    for p in (fifo, st / "results.sqlite", run_dir / "accuracy.csv"):
+    for p in (fifo, st / "results.sqlite", run_dir / "accuracy.csv", data / "t10k-images-idx3-ubyte"):
         assert stat.S_ISFIFO(p.lstat().st_mode)
     assert os.listdir(run_dir) == ["accuracy.csv"] and os.listdir(st) == ["results.sqlite"]
 

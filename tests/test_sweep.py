@@ -7,6 +7,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -153,6 +154,33 @@ def _rows(db, status):
         return dict(c.execute("SELECT run_id, finished FROM runs WHERE status = ?", (status,)).fetchall())
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_right_after_a_claim_hands_the_run_back(tmp_path, monkeypatch, sig):
+    """The signal lands after the claim committed and before the driver noted the run as its own:
+    the run must go back to pending, not stay ``running`` under a process that has given up."""
+    configs = grid_configs()
+    store = Store(tmp_path / "results.sqlite", "t")
+    real_claim = Store.claim
+
+    def claim_then_signal(self, run_id):
+        got = real_claim(self, run_id)
+        os.kill(os.getpid(), sig)
+        return got
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "claim", claim_then_signal)
+    previous = signal.signal(signal.SIGTERM, interrupt)  # as the command line turns SIGTERM into an interrupt
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(configs, store, LocalPool(1))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert store.status_counts()["running"] == 0
+    assert store.status_counts()["pending"] == len(configs)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_killed_sweep_resumes_without_duplicate_or_lost_rows(tmp_path, sig):
     """The signal is sent while the sweep's workers are stopped and runs are still pending, so the sweep
@@ -211,7 +239,9 @@ def ray_cluster(tmp_path_factory):
     if not Path(ray_bin).exists():
         pytest.skip("ray is not installed (pip install 'blackout[ray]')")
     port = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # a user's Ray settings (a token in ~/.ray/auth_token turns token authentication on) must not
+    # reach this private loopback cluster: head and driver both run with authentication off
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     temp = tmp_path_factory.mktemp("ray")
     start = subprocess.run(
         [
@@ -231,7 +261,9 @@ def ray_cluster(tmp_path_factory):
         timeout=180,
     )
     assert start.returncode == 0, start.stdout + start.stderr
-    yield f"127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        yield f"127.0.0.1:{port}"
     subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env, timeout=120)
 
 
@@ -253,6 +285,40 @@ def test_ray_executor_matches_the_local_pool(tmp_path, ray_cluster):
     bad = SweepSpec(BASE, ({"dataset": ("mnist",)},)).configs()
     failed = run_sweep(bad, remote, RayPool(ray_cluster), data_dir=str(tmp_path / "nowhere"))
     assert failed.failed == 1 and "DataError" in remote.rows("failed")[0]["error"]
+
+
+def test_a_cluster_that_wants_a_token_is_refused_in_one_line(tmp_path):
+    """A head started with token authentication refuses a driver without the token: one line that says
+    what to set, not Ray's chained tracebacks; with the token the same sweep runs."""
+    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    if not Path(ray_bin).exists():
+        pytest.skip("ray is not installed (pip install 'blackout[ray]')")
+    port, token = _free_port(), "0123456789abcdef0123456789abcdef"
+    home = tmp_path / "home"  # no ~/.ray/auth_token of the user's can answer for the driver
+    home.mkdir()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    base.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
+    head = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    temp = tempfile.mkdtemp(prefix="ray-")  # Ray's socket paths must stay under 108 bytes
+    start = subprocess.run(
+        [ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+        capture_output=True, text=True, env=head, timeout=180,
+    )  # fmt: skip
+    assert start.returncode == 0, start.stdout + start.stderr
+    try:
+        argv = [sys.executable, "-m", "blackout", "sweep", str(tmp_path / "s"), "--dataset", "digits",
+                "--tasks", "2", "--iterations", "30", "--ray", f"127.0.0.1:{port}"]  # fmt: skip
+        refused = subprocess.run(argv, capture_output=True, text=True, env=base, timeout=300)
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        last = refused.stderr.strip().splitlines()[-1]
+        assert last.startswith("blackout: error: --ray 127.0.0.1:") and "RAY_AUTH_MODE=token" in last, last
+        assert "Traceback" not in refused.stderr
+        ran = subprocess.run(argv, capture_output=True, text=True, env=head, timeout=300)
+        assert ran.returncode == 0, ran.stderr[-2000:]
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=head, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_settings_given_once_apply_to_the_methods_that_have_them_and_must_be_used():

@@ -98,7 +98,7 @@ class Study:
     """
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = _path(path, "Study")
         self.archive = self.path.is_file() and self.path.name.endswith((".jsonl", ".jsonl.gz"))
         self.store_path = self.path / STORE_FILE
 
@@ -256,7 +256,7 @@ class Study:
         default = (
             self.path.with_name(self.path.name.split(".")[0] + ".html") if self.archive else self.path / "report.html"
         )
-        out = check_output(Path(out) if out else default, is_report, store=self.store_path)
+        out = check_output(default if out is None else _path(out, "out"), is_report, store=self.store_path)
         beside = not self.archive and out.resolve() == default.resolve()
         figures = self.path / "figures" if beside else out.with_name(f"{out.stem}-figures")
         rs = self.results()
@@ -282,12 +282,19 @@ class Study:
         if self.archive:
             raise ConfigError(f"{self.path}: already an export; `blackout report` and `analyze` read it")
         out = check_output(
-            Path(out) if out else self.path / f"results.{fmt}{'.gz' if fmt == 'jsonl' else ''}",
+            _path(out, "out") if out is not None else self.path / f"results.{fmt}{'.gz' if fmt == 'jsonl' else ''}",
             EXPORTS[fmt],
             store=self.store_path,
         )
         with self._store(None, create=False) as store:
             return store.export(out, fmt)
+
+
+def _path(value: str | Path, what: str) -> Path:
+    """A path from the caller; the empty string is refused, since ``Path('')`` is the current folder."""
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(f"{what}: expected a path, got {value!r}")
+    return Path(value)
 
 
 def _older_numerics(store, configs: list[RunConfig]) -> dict[int, int]:

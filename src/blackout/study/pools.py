@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
@@ -246,12 +247,15 @@ class RayPool:
         self.jobs = jobs
 
     def __enter__(self) -> RayPool:
-        self.ray.init(
-            address=self.address,
-            ignore_reinit_error=True,
-            log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}},
-        )
+        try:
+            self.ray.init(
+                address=self.address,
+                ignore_reinit_error=True,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}},
+            )
+        except (ConnectionError, RuntimeError) as e:
+            raise ConfigError(f"--ray {self.address}: {_refusal(e)}") from None
         self.jobs = self.jobs or max(1, int(self.ray.cluster_resources().get("CPU", 1)))
         self._remote = self.ray.remote(num_cpus=1)(execute)
         return self
@@ -268,6 +272,19 @@ class RayPool:
 
     def __exit__(self, *exc: object) -> None:
         self.ray.shutdown()
+
+
+def _refusal(e: BaseException) -> str:
+    """Why Ray could not join a cluster, in one line: its own errors chain several tracebacks."""
+    chain = [e]
+    while chain[-1].__cause__ is not None and len(chain) < 8:
+        chain.append(chain[-1].__cause__)
+    if any("Authentication" in type(x).__name__ or "InvalidAuthToken" in str(x) for x in chain):
+        return (
+            "the cluster requires token authentication; set RAY_AUTH_MODE=token and give its token "
+            "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)"
+        )
+    return f"could not join the Ray cluster: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
 
 
 def _check_reachable(address: str, ray) -> None:
@@ -359,13 +376,44 @@ def _fill(queue: Iterator[list[RunConfig]], inflight: dict, pool, store: Store, 
         mine: list[RunConfig] = []
         try:
             for c in unit:
-                if store.claim(c.run_id):
-                    mine.append(c)
+                with _signals_deferred():
+                    if store.claim(c.run_id):
+                        mine.append(c)
             if mine:
-                inflight[pool.submit([c.to_dict() for c in mine], data_dir)] = [c.run_id for c in mine]
+                with _signals_deferred():
+                    inflight[pool.submit([c.to_dict() for c in mine], data_dir)] = [c.run_id for c in mine]
         except BaseException:  # claimed but not yet in flight: hand them back too
             for c in mine:
                 store.release(c.run_id)
             raise
         report.skipped_elsewhere += len(unit) - len(mine)  # another sweep process holds or finished them
         report.batched += len(mine) if len(mine) > 1 else 0
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them.
+
+    Claiming a run commits to the store before the driver can note that the run is its own; an
+    interrupt in between would leave the row ``running`` with nobody to hand it back. Python runs
+    signal handlers in the main thread only, so a recording handler there covers signals that the
+    kernel delivers to any thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    before = [signal.getsignal(s) for s in held]
+    if any(h is None for h in before):  # a handler installed outside Python: leave it alone
+        yield
+        return
+    for s in held:
+        signal.signal(s, lambda n, _: caught.append(n))
+    try:
+        yield
+    finally:
+        for s, h in zip(held, before):
+            signal.signal(s, cast(Any, h))
+        for n in caught:
+            signal.raise_signal(n)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ...errors import DataError
+from ...files import FILE, FOLDER, kind
 from ..result import TEST_ONLY_NOTE
 
 NAMES = ("digits", "mnist", "fashion-mnist")
@@ -209,8 +210,11 @@ def _find_file(directory: Path, stem: str) -> Path | None:
     dotted = stem.replace("-idx", ".idx", 1)
     for candidate in (f"{stem}.gz", stem, f"{dotted}.gz", dotted):
         p = directory / candidate
-        if p.is_file():
+        what = kind(p)
+        if what == FILE:
             return p
+        if what not in (None, FOLDER):  # a pipe or a device would block or stream forever: never open it
+            raise DataError(f"{p}: is {what}, expected a regular IDX file")
     return None
 
 
