@@ -317,6 +317,109 @@ def profile_step(width: int, batch: int, steps: int, unprofiled: float) -> None:
     print(f"    {'(all other ops)':<38} {100 * rest / max(total, 1e-9):>5.1f}% {rest / steps:>8.2f}", flush=True)
 
 
+# -- fusing the small step's operations -----------------------------------------------------------
+
+def _sgd_step(w1, b1, w2, b2, x, y, scale):
+    """The fused step's arithmetic (``StackedMLP.fused_sgd_`` with relu, one hidden layer), as one function
+    of plain tensors, so that ``torch.compile`` can fuse it: forward, p - e_y, backward, SGD in place."""
+    h = torch.baddbmm(b1.unsqueeze(1), x, w1.transpose(1, 2)).clamp_min_(0)
+    z = torch.baddbmm(b2.unsqueeze(1), h, w2.transpose(1, 2))
+    d = z.softmax(-1).scatter_add_(-1, y.unsqueeze(-1), torch.full_like(y, -1.0, dtype=z.dtype).unsqueeze(-1))
+    d.mul_(scale)
+    dh = torch.bmm(d, w2)
+    w2.baddbmm_(d.transpose(1, 2), h, alpha=-1)
+    b2.sub_(d.sum(1))
+    dh.mul_(h > 0)
+    w1.baddbmm_(dh.transpose(1, 2), x, alpha=-1)
+    b1.sub_(dh.sum(1))
+
+
+def _sgd_step_folded(w1, w2, x1, y, scale):
+    """The same step with each bias folded into its weight as a last input column (x1 and h1 end in
+    ones): one product per layer and per direction, no bias sums or adds."""
+    h = torch.bmm(x1, w1.transpose(1, 2)).clamp_min_(0)
+    h1 = torch.cat([h, torch.ones_like(h[..., :1])], -1)
+    z = torch.bmm(h1, w2.transpose(1, 2))
+    d = z.softmax(-1).scatter_add_(-1, y.unsqueeze(-1), torch.full_like(y, -1.0, dtype=z.dtype).unsqueeze(-1))
+    d.mul_(scale)
+    dh = torch.bmm(d, w2[..., :-1])
+    w2.baddbmm_(d.transpose(1, 2), h1, alpha=-1)
+    dh.mul_(h > 0)
+    w1.baddbmm_(dh.transpose(1, 2), x1, alpha=-1)
+
+
+def bench_fusion(ctx: Ctx) -> None:
+    """What fusing the small operations of a step buys at widths 25-100: the step written as one
+    function (eager, as blackout runs it), the same compiled by ``torch.compile`` (compile time
+    reported apart, since a sweep pays it per process and shape), and with the biases folded into the
+    weights. Same batches (the MNIST split's first 6,400 images), same starting weights for each variant."""
+    rounds, n = ctx.reps(11, 5), (20 if ctx.quick else 50)
+    batch = 100
+    g = torch.Generator().manual_seed(0)
+    xs = torch.rand(64, 1, batch, 784, generator=g)
+    ys = torch.randint(0, 10, (64, 1, batch), generator=g)
+    ones = torch.ones(64, 1, batch, 1)
+    x1s = torch.cat([xs, ones], -1)
+    print(f"fusion: one SGD step of 784-W-10, batch {batch}, one thread, median of {rounds} interleaved rounds "
+          f"of {n} steps (us per step; compile = first call of the compiled step, seconds)")
+    print(f"    {'W':>4} {'floor':>7} {'eager':>7} {'compiled':>9} {'folded':>7} {'compile s':>10}")
+    try:
+        torch.compile(lambda t: t + 1)(torch.zeros(1))
+        compiler = None
+    except Exception as e:  # no C++ compiler, or torch without inductor: say so, time the rest
+        compiler = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
+    rows = []
+    for width in (25, 50, 100):
+        gw = torch.Generator().manual_seed(width)
+        w1, b1 = torch.randn(1, width, 784, generator=gw) * 0.03, torch.zeros(1, width)
+        w2, b2 = torch.randn(1, 10, width, generator=gw) * 0.1, torch.zeros(1, 10)
+        scale = torch.full((1, 1, 1), 0.1 / batch)
+
+        def eager_call(params, step=_sgd_step):
+            def go() -> float:
+                t = time.perf_counter()
+                for i in range(n):
+                    step(*params, xs[i % 64], ys[i % 64], scale)
+                return (time.perf_counter() - t) / n
+            return go
+
+        eager = [w1.clone(), b1.clone(), w2.clone(), b2.clone()]
+        folded = [torch.cat([w1, b1.unsqueeze(-1)], -1), torch.cat([w2, b2.unsqueeze(-1)], -1)]
+
+        def folded_call() -> float:
+            t = time.perf_counter()
+            for i in range(n):
+                _sgd_step_folded(*folded, x1s[i % 64], ys[i % 64], scale)
+            return (time.perf_counter() - t) / n
+
+        variants = {"floor": floor_call(width, batch, n), "eager": eager_call(eager), "folded": folded_call}
+        compile_s = float("nan")
+        if compiler is None:
+            compiled_params = [w1.clone(), b1.clone(), w2.clone(), b2.clone()]
+            step_c = torch.compile(_sgd_step, dynamic=False)
+            t0 = time.perf_counter()
+            step_c(*compiled_params, xs[0], ys[0], scale)
+            compile_s = time.perf_counter() - t0
+            variants["compiled"] = eager_call(compiled_params, step_c)
+        t = interleaved(variants, rounds)
+        print(f"    {width:>4} {1e6 * t['floor']:>7.1f} {1e6 * t['eager']:>7.1f} "
+              f"{1e6 * t.get('compiled', float('nan')):>9.1f} {1e6 * t['folded']:>7.1f} {compile_s:>10.1f}", flush=True)
+        rows.append((width, t, compile_s))
+    for width, t, compile_s in rows:
+        best = min((k for k in ("eager", "compiled", "folded") if k in t), key=lambda k: t[k])
+        r = t[best] / t["floor"]
+        line(f"fusion {width}x{batch} best/floor", r, "x", "<= 1.5x", r <= 1.5,
+             f"best {best}; eager {t['eager'] / t['floor']:.2f}x, "
+             + (f"compiled {t['compiled'] / t['floor']:.2f}x (+{compile_s:.1f} s to compile), " if "compiled" in t
+                else f"compiled: not available ({compiler}), ")
+             + f"folded {t['folded'] / t['floor']:.2f}x")
+        if "compiled" in t:
+            saved = t["eager"] - t["compiled"]
+            steps = compile_s / saved if saved > 0 else float("inf")
+            note(f"W={width}: compiling pays after {steps:,.0f} steps of one shape and process"
+                 if saved > 0 else f"W={width}: the compiled step is not faster than the eager one")
+
+
 # -- startup --------------------------------------------------------------------------------------
 
 HELP_IMPORTS = """
@@ -745,7 +848,7 @@ def bench_gpu(ctx: Ctx) -> None:
 # -- the suite ------------------------------------------------------------------------------------
 
 BENCHES: dict[str, Callable[[Ctx], None]] = {
-    "step": bench_step, "startup": bench_startup, "data": bench_data, "read": bench_read, "ensemble": bench_ensemble, "p1": bench_p1,
+    "step": bench_step, "fusion": bench_fusion, "startup": bench_startup, "data": bench_data, "read": bench_read, "ensemble": bench_ensemble, "p1": bench_p1,
     "seed-capacity": bench_seed_capacity, "methods-blackout": bench_methods_blackout,
     "fisher": bench_fisher, "penalty": bench_penalty, "memory": bench_memory, "gpu": bench_gpu,
 }
