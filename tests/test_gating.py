@@ -9,8 +9,10 @@ import torch.nn.functional as F
 import blackout.experiment.methods.lwf as lwf_module
 import blackout.experiment.methods.replay as replay_module
 import blackout.experiment.train as train_module
-from blackout.experiment.gating import task_masks
+from blackout.experiment import gating
+from blackout.experiment.gating import Gates, task_masks
 from blackout.experiment.methods import registry
+from blackout.experiment.models import StackedMLP
 from blackout.experiment.train import Experiment, run
 from tests.conftest import small
 
@@ -51,52 +53,49 @@ def spy(monkeypatch, owner, name, before=None, after=None):
     monkeypatch.setattr(owner, name, wrapper)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])  # the fused step and the autograd step
-def test_replay_trains_each_memory_sample_under_its_own_task_s_gate(monkeypatch, optimizer):
-    cfg = small(
-        method="replay", memory=40, gating=0.5, tasks=2, hidden=(24,), iterations=3, batch_size=16, optimizer=optimizer
-    )
-    ex = Experiment([cfg])
+def replay_second_task(monkeypatch, seeds=(0,), **kw):
+    """Train task 1 of a gated replay group, then task 2 with spies: the group, the configs, each step's
+    batch and weights per member [(x, y, weights)], the losses the step returned (M, k) and each member's
+    memory draws, in order."""
+    configs = [small(method="replay", memory=40, gating=0.5, tasks=2, hidden=(24,), seed=s, **kw) for s in seeds]
+    ex = Experiment(configs)
     ex.train_task(0)
     ex.method.consolidate(ex.net, ex.streams.task(0), ex.streams)
-    drawn, steps = [], []
+    drawn, steps, losses = [], [], []
     spy(monkeypatch, replay_module.Memory, "draw", after=lambda args, out: drawn.append(out))
-
-    losses = []
 
     def step(args):
         net, _, _, x, y, _ = args
-        steps.append((x[0].clone(), y[0].clone(), member_weights(net)))
+        steps.append([(x[m].clone(), y[m].clone(), member_weights(net, m)) for m in range(len(seeds))])
 
-    spy(monkeypatch, train_module, "update", step, lambda args, out: losses.append(out[0].mean()))
+    spy(monkeypatch, train_module, "update", step, lambda args, out: losses.append(out))
     ex.train_task(1)
-    assert len(steps) == len(losses) == len(drawn) == 3
-    for (x, y, (w, b)), (tasks, rows), loss in zip(steps, drawn, losses):
-        B = cfg.train.batch_size
-        assert x.shape[0] == B + len(tasks) and set(tasks.tolist()) == {0}
-        order = torch.cat([torch.ones(B, dtype=torch.long), tasks])  # the training batch, then the memory
-        torch.testing.assert_close(x[B:], ex.streams.members[0].rows_of_tasks(tasks, rows)[0])
-        want = F.cross_entropy(masked_logits(w, b, x, sample_masks(cfg, order)), y)
-        assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    return ex, configs, steps, losses, [drawn[i :: len(seeds)] for i in range(len(seeds))]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])  # the fused step and the autograd step
+def test_replay_trains_each_memory_sample_under_its_own_task_s_gate(monkeypatch, optimizer):
+    ex, configs, steps, losses, drawn = replay_second_task(
+        monkeypatch, seeds=(0, 1), iterations=3, batch_size=16, optimizer=optimizer
+    )
+    assert len(steps) == len(losses) == 3
+    B = 16
+    for m, cfg in enumerate(configs):  # each member through its own masks
+        assert len(drawn[m]) == 3
+        for step, (tasks, rows), loss in zip(steps, drawn[m], losses):
+            x, y, (w, b) = step[m]
+            assert x.shape[0] == B + len(tasks) and set(tasks.tolist()) == {0}
+            torch.testing.assert_close(x[B:], ex.streams.members[m].rows_of_tasks(tasks, rows)[0])
+            order = torch.cat([torch.ones(B, dtype=torch.long), tasks])  # the training batch, then the memory
+            want = F.cross_entropy(masked_logits(w, b, x, sample_masks(cfg, order)), y)
+            assert loss[m].mean().item() == pytest.approx(want.item(), rel=1e-5)
 
 
 def test_replay_s_fused_step_moves_the_weights_as_the_hand_masked_gradient_does(monkeypatch):
-    cfg = small(method="replay", memory=40, gating=0.5, tasks=2, hidden=(24,), iterations=1, batch_size=16, lr=0.1)
-    ex = Experiment([cfg])
-    ex.train_task(0)
-    ex.method.consolidate(ex.net, ex.streams.task(0), ex.streams)
-    drawn, seen = [], []
-    spy(monkeypatch, replay_module.Memory, "draw", after=lambda args, out: drawn.append(out))
-
-    def step(args):
-        net, _, _, x, y, _ = args
-        seen.append((x[0].clone(), y[0].clone(), member_weights(net)))
-
-    spy(monkeypatch, train_module, "update", step)
-    ex.train_task(1)
-    (x, y, (w, b)), (tasks, _) = seen[0], drawn[0]
+    ex, (cfg,), steps, _, drawn = replay_second_task(monkeypatch, iterations=1, batch_size=16, lr=0.1)
+    (x, y, (w, b)), (tasks, _) = steps[0][0], drawn[0][0]
     params = [p.requires_grad_() for p in w + b]
-    order = torch.cat([torch.ones(cfg.train.batch_size, dtype=torch.long), tasks])
+    order = torch.cat([torch.ones(16, dtype=torch.long), tasks])
     loss = F.cross_entropy(masked_logits(params[: len(w)], params[len(w) :], x, sample_masks(cfg, order)), y)
     grads = torch.autograd.grad(loss, params)
     after = member_weights(ex.net)
@@ -182,3 +181,19 @@ def test_a_method_consolidates_under_the_gate_of_the_task_just_trained(monkeypat
     spy(monkeypatch, registry()["ewc"], "consolidate", consolidate)
     run(cfg)
     assert checked == [0, 1, 2]
+
+
+def test_a_member_leaving_the_stack_inside_a_gated_block_gets_its_own_gate_back():
+    net = StackedMLP((4, 6, 3), "relu", seeds=[0, 1])
+    net.gating = Gates([6], tasks=3, gating=0.5, seeds=[0, 1])
+    masks = [task_masks([6], 3, 0.5, s) for s in (0, 1)]
+    with gating.under(net, 2):
+        with gating.under(net, torch.tensor([[0, 1], [1, 0]])):  # per sample, per member
+            assert torch.equal(net.gates[0][1, 1], masks[1][0][0])
+            net.select([1])
+            assert torch.equal(net.gates[0][0], torch.stack([masks[1][1][0], masks[1][0][0]]))
+        assert torch.equal(net.gates[0], masks[1][2][0].view(1, 1, 6))  # seed 1's mask of task 3, recomputed
+    assert net.gates is None
+    plain = StackedMLP((4, 6, 3), "relu", seeds=[0])
+    with gating.under(plain, 1):
+        assert plain.gates is None  # an ungated network stays ungated
