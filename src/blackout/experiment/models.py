@@ -24,6 +24,7 @@ from torch import nn
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
+    from .gating import Gates
 
 ACTIVATION = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
@@ -96,7 +97,9 @@ class StackedMLP(nn.Module):
         self.biases = nn.ParameterList(
             nn.Parameter(torch.stack([ls[i].bias.detach() for ls in linears])) for i in range(len(sizes) - 1)
         )
-        self.gates: list[torch.Tensor] | None = None  # per hidden layer (M, width) 0/1 masks, or None
+        # per hidden layer (M, 1, width) 0/1 masks, or (M, B, width) when each sample has its own; None: ungated
+        self.gates: list[torch.Tensor] | None = None
+        self.gating: Gates | None = None  # every task's masks, which set ``gates`` (gating.py); None: ungated
         self._views()
 
     def _views(self) -> None:
@@ -121,7 +124,7 @@ class StackedMLP(nn.Module):
             if i < self.hidden_layers:
                 h = _act(self.activation, h)
                 if self.gates is not None:
-                    h = h * self.gates[i].unsqueeze(1)
+                    h = h * self.gates[i]
         return h
 
     def member(self, m: int, perm: torch.Tensor | None = None):
@@ -146,7 +149,7 @@ class StackedMLP(nn.Module):
                 if i < self.hidden_layers:
                     h = _act(self.activation, h)
                     if self.gates is not None:
-                        h = h * self.gates[i][m : m + 1].unsqueeze(1)
+                        h = h * self.gates[i][m : m + 1]
             return h
 
         return forward
@@ -162,7 +165,7 @@ class StackedMLP(nn.Module):
             if i < last:
                 h = h.clamp_min_(0) if self.activation == "relu" else _act(self.activation, h)
                 if self.gates is not None:
-                    h.mul_(self.gates[i].unsqueeze(1))
+                    h.mul_(self.gates[i])
                 inputs.append(h)
         return h, inputs
 
@@ -181,7 +184,7 @@ class StackedMLP(nn.Module):
             if i > 0:
                 dz = _act_grad_(self.activation, torch.bmm(dz, self.weights[i]), a)
                 if self.gates is not None:
-                    dz.mul_(self.gates[i - 1].unsqueeze(1))
+                    dz.mul_(self.gates[i - 1])
         return out[::-1]
 
     @torch.no_grad()
@@ -216,7 +219,7 @@ class StackedMLP(nn.Module):
             if dh is not None:
                 dz = _act_grad_(self.activation, dh, a)
                 if self.gates is not None:
-                    dz.mul_(self.gates[i - 1].unsqueeze(1))
+                    dz.mul_(self.gates[i - 1])
 
     @torch.no_grad()
     def grad_stats(self, x: torch.Tensor, dlogits: torch.Tensor, stat: str) -> list[torch.Tensor]:
@@ -248,6 +251,8 @@ class StackedMLP(nn.Module):
                     plist[i] = nn.Parameter(p.index_select(0, idx))
         if self.gates is not None:
             self.gates = [g.index_select(0, idx) for g in self.gates]
+        if self.gating is not None:
+            self.gating.select(keep)
         self.M = len(keep)
         self._views()
 
@@ -258,6 +263,7 @@ class ModuleNet(nn.Module):
     def __init__(self, module: nn.Module):
         super().__init__()
         self.module, self.M, self.gates = module, 1, None
+        self.gating: Gates | None = None  # gating masks MLP units only: always None here
 
     def params(self) -> list[torch.Tensor]:
         return [p.unsqueeze(0) for p in self.module.parameters()]  # views: in-place updates reach the module

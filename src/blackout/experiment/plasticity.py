@@ -31,7 +31,7 @@ def measure(net, x: torch.Tensor) -> list[dict]:
     # units a gating mask silences for this task are not counted: they are off by design
     live = (
         torch.cat(
-            net.gates
+            [g.amax(1) for g in net.gates]  # (M, width): a unit counts if some sample's gate keeps it
             if net.gates is not None
             else [torch.ones(h.shape[0], h.shape[2], device=h.device) for h in hidden],
             1,

@@ -22,10 +22,9 @@ import torch
 
 from .. import __version__, numerics
 from ..config import RunConfig
-from . import forecast, metrics, plasticity, sharpness, stability, verdict
+from . import forecast, gating, metrics, plasticity, sharpness, stability, verdict
 from .data.sources import identified, load_dataset
 from .data.streams import Streams
-from .gating import Gates
 from .methods import registry
 from .models import StackedMLP, build_net, n_params
 from .result import Result, Verdict, environment
@@ -177,8 +176,8 @@ class Experiment:
         self.net = build_net(cfg.model, tuple(self.data.x_train.shape[1:]), self.streams.n_out, seeds).to(self.device)
         self.n_params = n_params(self.net)
         self.method = registry()[cfg.method.method](configs, self.net)
-        widths = list(cfg.model.hidden)
-        self.gates = Gates(widths, self.tasks, cfg.model.gating, seeds) if cfg.model.gating else None
+        if cfg.model.gating:
+            self.net.gating = gating.Gates(list(cfg.model.hidden), self.tasks, cfg.model.gating, seeds, self.device)
         self.batch_gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
         self.applies = type(self.method).gradient_penalty and cfg.train.optimizer == "sgd"
         self.forecasts = self.applies and cfg.method.method in forecast.FORECAST_METHODS
@@ -207,21 +206,20 @@ class Experiment:
         n = streams.n_rows(t)
         steps = steps_per_task(tc, n)
         task = streams.task(t)
-        if self.gates:
-            self.gates.use(net, t)
-        self.active_at_start, self.reach_at_start = stability.unstable_active(
-            method, net, self._probe(t, "train", ACTIVE_PROBE)
-        )
-        draws = [batches(n, tc.batch_size, steps, g) for g in self.batch_gens]
-        streams.begin(t, steps * tc.batch_size)
-        method.begin_task(net, task, streams)
-        opt = make_optimizer(tc.optimizer, net.params(), method.lr)
-        losses = []
-        for _ in range(steps):
-            x, y = streams.batch(t, [next(d) for d in draws])
-            x, y = method.batch(net, x, y, task)
-            losses.append(update(net, method, opt, x, y, task))
-        streams.end()
+        with gating.under(net, t):  # a method's memory samples: each under its own task's gate (gating.py)
+            self.active_at_start, self.reach_at_start = stability.unstable_active(
+                method, net, self._probe(t, "train", ACTIVE_PROBE)
+            )
+            draws = [batches(n, tc.batch_size, steps, g) for g in self.batch_gens]
+            streams.begin(t, steps * tc.batch_size)
+            method.begin_task(net, task, streams)
+            opt = make_optimizer(tc.optimizer, net.params(), method.lr)
+            losses = []
+            for _ in range(steps):
+                x, y = streams.batch(t, [next(d) for d in draws])
+                x, y = method.batch(net, x, y, task)
+                losses.append(update(net, method, opt, x, y, task))
+            streams.end()
         # one member at a time through the same kernel, so a member's loss does not depend on its group
         tail = [
             math.fsum(float(step[m].mean()) for step in losses[-loss_tail(steps) :]) / loss_tail(steps)
@@ -239,8 +237,6 @@ class Experiment:
         """Test accuracy of every active member on each of ``tasks``: (M, len(tasks))."""
         out = []
         for j in tasks:
-            if self.gates:
-                self.gates.use(self.net, j)
             n = self.streams.n_rows(j, "test")
             head = self.streams.task(j).head_range
             correct = torch.zeros(len(self.active), device=self.device)
@@ -251,14 +247,15 @@ class Experiment:
                 mlp.member(m, st.tasks[j].perm) if mlp is not None else self.net.member(m)
                 for m, st in enumerate(self.streams.members)
             ]
-            for s in range(0, n, EVAL_CHUNK):
-                rows = slice(s, min(n, s + EVAL_CHUNK))
-                for m, st in enumerate(self.streams.members):  # one member at a time: no stacked copy of the test set
-                    x, y = st.batch(st.tasks[j], "test", rows, transform=not by_weights)
-                    logits = members[m](x[None])[0]
-                    if head is not None:
-                        logits = logits[..., head[0] : head[1]]
-                    correct[m] += (logits.argmax(-1) == y).sum()
+            with gating.under(self.net, j):  # each task under its own gate; the one in effect is kept
+                for s in range(0, n, EVAL_CHUNK):
+                    rows = slice(s, min(n, s + EVAL_CHUNK))
+                    for m, st in enumerate(self.streams.members):  # one member at a time: no stacked test set
+                        x, y = st.batch(st.tasks[j], "test", rows, transform=not by_weights)
+                        logits = members[m](x[None])[0]
+                        if head is not None:
+                            logits = logits[..., head[0] : head[1]]
+                        correct[m] += (logits.argmax(-1) == y).sum()
             out.append((correct / max(1, n)).cpu().numpy())
         return np.stack(out, 1) if out else np.zeros((len(self.active), 0))
 
@@ -276,29 +273,30 @@ class Experiment:
     ) -> None:
         """Consolidate the members that stayed finite, record every member's diagnostics and verdict."""
         before = list(self.active)
-        penalty = self.method.penalty_value(self.net)
-        plastic = plasticity.measure(self.net, self._probe(t, "test", plasticity.PROBE))
-        tsh = time.perf_counter()
-        x, y = self._probe(t, "train", sharpness.PROBE, with_labels=True)
-        sharp = sharpness.measure(
-            self.net,
-            self.method,
-            x,
-            y,
-            self.streams.task(t),
-            self.method.lr,
-            self.configs[0].train.sharpness,
-            [m.cfg.seed * 31 + t for m in map(self.members.__getitem__, before)],
-        )
-        sharp_time = (time.perf_counter() - tsh) / len(before)
-        unstable, drift = stability.unstable(self.method, self.net)
-        # a non-finite network cannot be consolidated: it leaves the stack now
-        self._leave([m for m, ok in zip(before, finite) if not ok])
-        keep = [i for i, ok in enumerate(finite) if ok]
-        tac = time.perf_counter()
-        info = self.method.consolidate(self.net, self.streams.task(t), self.streams) if keep else []
-        held = self.method.memory() if keep else []
-        fisher_time = (time.perf_counter() - tac) / max(1, len(keep))
+        with gating.under(self.net, t):  # task t's gate, whichever task evaluation gated last
+            penalty = self.method.penalty_value(self.net)
+            plastic = plasticity.measure(self.net, self._probe(t, "test", plasticity.PROBE))
+            tsh = time.perf_counter()
+            x, y = self._probe(t, "train", sharpness.PROBE, with_labels=True)
+            sharp = sharpness.measure(
+                self.net,
+                self.method,
+                x,
+                y,
+                self.streams.task(t),
+                self.method.lr,
+                self.configs[0].train.sharpness,
+                [m.cfg.seed * 31 + t for m in map(self.members.__getitem__, before)],
+            )
+            sharp_time = (time.perf_counter() - tsh) / len(before)
+            unstable, drift = stability.unstable(self.method, self.net)
+            # a non-finite network cannot be consolidated: it leaves the stack now
+            self._leave([m for m, ok in zip(before, finite) if not ok])
+            keep = [i for i, ok in enumerate(finite) if ok]
+            tac = time.perf_counter()
+            info = self.method.consolidate(self.net, self.streams.task(t), self.streams) if keep else []
+            held = self.method.memory() if keep else []
+            fisher_time = (time.perf_counter() - tac) / max(1, len(keep))
         upcoming = self.method.stability() if keep and self.forecasts else []
         for i, m in enumerate(before):
             mem = self.members[m]
@@ -365,11 +363,9 @@ class Experiment:
         self.active = [self.active[i] for i in keep]
         if not keep:
             return
-        cast(StackedMLP, self.net).select(keep)  # a CNN trains alone: only a stacked MLP sheds members
+        cast(StackedMLP, self.net).select(keep)  # a CNN trains alone: only a stacked MLP sheds members (and gates)
         self.method.select(keep)
         self.streams.select(keep)
-        if self.gates:
-            self.gates.select(keep)
         self.batch_gens = [self.batch_gens[i] for i in keep]
 
     # -- results -------------------------------------------------------------------------------

@@ -15,6 +15,10 @@ for a method in the user's own file. The training step calls, in order::
 and around each task ``begin_task(net, task, data)`` and ``consolidate(net, task, data)``; after
 consolidating, ``memory()`` says what the method keeps between tasks (recorded per task).
 
+In a gated network (``gating``) all of this runs under the current task's gate; a method that puts
+samples of other tasks through the network gates them by their own tasks (``gating.use`` for a
+batch it returns, ``gating.under`` for its own forward passes), as replay and A-GEM do.
+
 Everything is stacked over M members (runs with the same architecture trained together):
 parameters, gradients and method state carry a leading member dimension, and ``self.value(name)``
 gives a setting's per-member values as a tensor. A method that cannot work on stacked members

@@ -8,7 +8,9 @@ held near the frozen copy's by knowledge distillation at temperature T:
 
 Convention: the T^2 factor (Hinton et al. 2015) keeps the distillation gradients' scale independent
 of T, so this lambda is T^2 times the lambda of Li & Hoiem's loss. The distillation term depends on
-the network's outputs, so this method trains through autograd (its ``loss``).
+the network's outputs, so this method trains through autograd (its ``loss``). In a gated network an
+old head is scored under its own task's gate, so both copies' outputs for it are taken under that
+gate (``gating``): one more forward pass of each copy per old head.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from ...errors import ConfigError
 from ...settings import Setting
+from .. import gating
 from .base import Method, kept, task_loss
 from .quadratic import lam_setting
 
@@ -55,7 +58,15 @@ class LwF(Method):
             return loss
         with torch.no_grad():
             old = self.old(x)
-        kd = sum(distillation(old[..., lo:hi], logits[..., lo:hi], self.T) for lo, hi in self.old_heads)
+        kd: torch.Tensor | float = 0.0
+        new = logits
+        for h, (lo, hi) in enumerate(self.old_heads):  # head h is task h's
+            if net.gating is not None:  # scored under task h's gate, so distilled under it
+                with gating.under(net, h), gating.under(self.old, h):
+                    new = net(x)
+                    with torch.no_grad():
+                        old = self.old(x)
+            kd = kd + distillation(old[..., lo:hi], new[..., lo:hi], self.T)
         return loss + self.lam * kd
 
     def consolidate(self, net, task, data):

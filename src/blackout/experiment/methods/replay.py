@@ -7,8 +7,9 @@ equal probability size / seen. Each task's training set enters the reservoir aft
 (``consolidate``), once per row, in a seeded random order: when a later task reads it, the memory
 is the same uniform sample of all past rows that streaming each row once during training would
 give, except that a task's own rows are not in the memory while it trains, where they would only
-repeat the current batch. Memory samples keep their own task's transform, so both methods need a
-single-head stream (a multi-head memory row would need its own head within one batch).
+repeat the current batch. Memory samples keep their own task's transform and, in a gated network,
+their own task's gate (``gating``), so both methods need a single-head stream (a multi-head memory
+row would need its own head within one batch).
 
 - ``replay`` (Chaudhry et al. 2019, "On tiny episodic memories"; Rolnick et al. 2019): every step
   trains on the current batch (B samples) and a memory batch (min(B, memory held) samples) as one
@@ -27,6 +28,7 @@ import torch
 
 from ...errors import ConfigError
 from ...settings import Setting
+from .. import gating
 from .base import Method, kept
 
 MEMORY = {
@@ -99,16 +101,20 @@ class Replay(Method):
     def begin_task(self, net, task, data) -> None:
         self.data = data
 
-    def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """n memory samples per member, each through its own task's transform: (M, n, ...), (M, n)."""
-        xs, ys = zip(*(s.rows_of_tasks(*mem.draw(n)) for s, mem in zip(self.data.members, self.memories)))
-        return torch.stack(xs), torch.stack(ys)
+    def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """n memory samples per member, each through its own task's transform, and their tasks:
+        inputs (M, n, ...), labels (M, n), tasks (M, n)."""
+        drawn = [mem.draw(n) for mem in self.memories]
+        xs, ys = zip(*(s.rows_of_tasks(*d) for s, d in zip(self.data.members, drawn)))
+        return torch.stack(xs), torch.stack(ys), torch.stack([tasks for tasks, _ in drawn])
 
     def batch(self, net, x, y, task):
         held = min(len(m) for m in self.memories)
         if not held:
             return x, y
-        xm, ym = self.draw(min(x.shape[1], held))
+        xm, ym, tasks = self.draw(min(x.shape[1], held))
+        # each sample under its own task's gate, until the next batch (the loop restores task t's after the task)
+        gating.use(net, torch.cat([torch.full(x.shape[:2], task.index), tasks], 1))
         return torch.cat([x, xm], 1), torch.cat([y, ym], 1)
 
     def consolidate(self, net, task, data):
@@ -142,8 +148,9 @@ class AGEM(Replay):
         held = min(len(m) for m in self.memories)
         if not held:
             return
-        xm, ym = self.draw(min(self.configs[0].train.batch_size, held))
-        _, ref, _ = loss_grads(net, self, xm, ym, task)
+        xm, ym, tasks = self.draw(min(self.configs[0].train.batch_size, held))
+        with gating.under(net, tasks):
+            _, ref, _ = loss_grads(net, self, xm, ym, task)
         project_(grads, ref)
 
 
