@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -204,33 +205,36 @@ def test_reading_commands_never_change_the_store(study, tmp_path, argv):
     assert _digest(study) == before
 
 
-def test_a_read_only_study_can_be_read(study, tmp_path):
+def test_a_read_only_study_can_be_read(study):
     """An archived study the user cannot write: analyze, report and export (elsewhere) still work."""
-    ro = tmp_path / "ro"
-    shutil.copytree(study, ro)
-    out = tmp_path / "out"
-    out.mkdir()
-    for p in (ro, *ro.iterdir()):
-        p.chmod(0o555 if p.is_dir() else 0o444)
-    argv = [
-        [sys.executable, "-m", "blackout", "analyze", str(ro)],
-        [sys.executable, "-m", "blackout", "export", str(ro), "--out", str(out / "r.csv")],
-        [sys.executable, "-m", "blackout", "report", str(ro), "--out", str(out / "r.html")],
-    ]
-    prefix = []
-    if os.geteuid() == 0:  # root writes anywhere: read as an unprivileged user instead
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv to drop privileges")
-        prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
-        out.chmod(0o777)
-        for parent in list(tmp_path.parents)[:3] + [tmp_path]:
-            parent.chmod(parent.stat().st_mode | 0o005)
-    env = {**os.environ, "MPLCONFIGDIR": str(out / "mpl"), "HOME": str(out)}
-    for a in argv:
-        p = subprocess.run(prefix + a, capture_output=True, text=True, env=env, timeout=120)
-        assert p.returncode == 0, p.stderr
-    assert (out / "r.csv").read_text().startswith("run_id,") and "<html" in (out / "r.html").read_text().lower()
+    # not under pytest's base folder: every pytest session that starts meanwhile makes that folder
+    # private to its owner again, which would lock the unprivileged reader out halfway
+    with tempfile.TemporaryDirectory(prefix="blackout-ro-") as private:
+        place = Path(private)
+        ro = place / "ro"
+        shutil.copytree(study, ro)
+        out = place / "out"
+        out.mkdir()
+        for p in (ro, *ro.iterdir()):
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        argv = [
+            [sys.executable, "-m", "blackout", "analyze", str(ro)],
+            [sys.executable, "-m", "blackout", "export", str(ro), "--out", str(out / "r.csv")],
+            [sys.executable, "-m", "blackout", "report", str(ro), "--out", str(out / "r.html")],
+        ]
+        prefix = []
+        if os.geteuid() == 0:  # root writes anywhere: read as an unprivileged user instead
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                pytest.skip("running as root without setpriv to drop privileges")
+            prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+            out.chmod(0o777)
+            place.chmod(0o755)
+        env = {**os.environ, "MPLCONFIGDIR": str(out / "mpl"), "HOME": str(out)}
+        for a in argv:
+            p = subprocess.run(prefix + a, capture_output=True, text=True, env=env, timeout=120)
+            assert p.returncode == 0, p.stderr
+        assert (out / "r.csv").read_text().startswith("run_id,") and "<html" in (out / "r.html").read_text().lower()
 
 
 def test_the_report_lists_failed_runs(study, tmp_path):
