@@ -22,7 +22,7 @@ memory, so their published GEM numbers are GEM and rehearsal together (their iss
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -77,7 +77,9 @@ class GEM(Replay):
         try:
             import quadprog  # noqa: F401
         except ImportError:
-            raise ConfigError('method: gem needs quadprog, which is not installed; pip install "blackout[gem]"') from None
+            raise ConfigError(
+                'method: gem needs quadprog, which is not installed; pip install "blackout[gem]"'
+            ) from None
 
     def batch(self, net, x, y, task):
         return super().batch(net, x, y, task) if self.rehearse else (x, y)
@@ -86,10 +88,11 @@ class GEM(Replay):
         """Per past task with rows held: (task, inputs (M, n, ...), targets (M, n)), built once per task."""
         if self.refs is None:
             self.refs = []
-            for i, (k, r) in enumerate(self.memories[0].slots):
+            slots = [cast(Slots, mem).slots for mem in self.memories]
+            for i, (k, r) in enumerate(slots[0]):
                 if len(r):  # slots of one stack hold equally many rows: the tasks have equal sizes
                     s = self.data.members
-                    xs, ys = zip(*(m.batch(m.tasks[k], "train", mem.slots[i][1]) for m, mem in zip(s, self.memories)))
+                    xs, ys = zip(*(m.batch(m.tasks[k], "train", held[i][1]) for m, held in zip(s, slots)))
                     self.refs.append((self.data.task(k), torch.stack(xs), torch.stack(ys)))
         return self.refs
 
