@@ -216,3 +216,21 @@ def test_without_quadprog_gem_is_refused_in_one_line_naming_the_install(monkeypa
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=_env())
     assert p.returncode == 2, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and 'pip install "blackout[gem]"' in p.stderr, p.stderr
+
+
+def test_gem_gives_the_same_numbers_alone_and_in_a_group():
+    """Members with their own memory_strength, and one that diverges and leaves the stack, each as alone."""
+    from blackout.experiment.train import run, run_group
+
+    base = {"tasks": 3, "hidden": (16,), "iterations": 60, "lr": 0.1, "stop_on_blackout": False, "memory": 60}
+    kw = [{"memory_strength": 0.0}, {}, {"lr": 1e38}]  # the last diverges in task 1
+    configs = [small(method="gem", seed=s, **{**base, **k}) for s, k in enumerate(kw)]
+    group = run_group(configs)
+    for c, member in zip(configs, group):
+        alone = run(c)
+        assert np.array_equal(alone.acc, member.acc, equal_nan=True)
+        held = [[d.get("memory_samples") for d in r.diagnostics] for r in (alone, member)]
+        assert held[0] == held[1]
+    assert group[2].verdict.cause == "diverged"
+    assert [d["memory_samples"] for d in group[0].diagnostics] == [60, 60, 60]
+    assert not np.array_equal(group[0].acc, group[1].acc)

@@ -23,13 +23,20 @@ from blackout.experiment.result import Result
 PUBLISHED = Path(__file__).resolve().parents[1] / "published"
 SCENARIOS = ["task", "domain", "class"]
 PRESETS = {"hsu2018": "hsu2018-split-mnist"}
-# Rows the preset no longer runs, kept for the archives that hold them: before blackout had GEM, the
-# preset ran Hsu et al.'s GEM rows as A-GEM (docs/studies/hsu2018-seed0.jsonl.gz).
-# Each: (scenario, label) -> (the paper's row it is compared with, its settings).
+# Rows beside the preset's, compared with the paper's GEM: A-GEM, which the preset ran for GEM before
+# blackout had GEM (docs/studies/hsu2018-seed0.jsonl.gz), and GEM without Hsu et al.'s rehearsal
+# (docs/studies/hsu2018-gem-seed0.jsonl.gz). Each: (scenario, label) -> (the paper's row, settings).
+_GEM = {"memory": 1100, "optimizer": "sgd", "lr": 0.01}
 EXTRA_ROWS = {
     "hsu2018": {
-        (sc, "A-GEM"): ("GEM", {"scenario": sc, "method": "agem", "memory": 1100, "optimizer": "sgd", "lr": 0.01})
-        for sc in ("domain", "class")
+        **{(sc, "A-GEM"): ("GEM", {"scenario": sc, "method": "agem", **_GEM}) for sc in ("domain", "class")},
+        **{
+            (sc, "GEM (without rehearsal)"): (
+                "GEM",
+                {"scenario": sc, "method": "gem", "memory_strength": 0.5, "rehearse": False, **_GEM},
+            )
+            for sc in ("domain", "class")
+        },
     }
 }
 
