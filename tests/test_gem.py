@@ -2,7 +2,7 @@
 of equal slots per task, and its one-line refusals."""
 
 import itertools
-import subprocess
+import os
 import sys
 
 import numpy as np
@@ -14,7 +14,7 @@ from scipy.optimize import minimize
 from blackout.errors import ConfigError
 from blackout.experiment.methods.gem import Slots, project_qp_, solve_dual
 from blackout.experiment.step import SGD, loss_grads, update
-from tests.commandline import _env
+from tests.commandline import blackout
 from tests.conftest import member_module, method_setup, small
 
 
@@ -204,18 +204,16 @@ def test_bad_settings_are_refused_by_name(settings, message):
         small(method="gem", **settings)
 
 
-def test_without_quadprog_gem_is_refused_in_one_line_naming_the_install(monkeypatch):
+def test_without_quadprog_gem_is_refused_in_one_line_naming_the_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "quadprog", None)  # import quadprog now raises ImportError
     with pytest.raises(ConfigError, match=r'^method: gem needs quadprog.*pip install "blackout\[gem\]"$'):
         small(method="gem")
-    code = (
-        "import sys; sys.modules['quadprog'] = None\n"
-        "from blackout.cli import main\n"
-        "sys.exit(main(['run', '--method', 'gem', '--dataset', 'digits', '--tasks', '2']))"
-    )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=_env())
+    (tmp_path / "quadprog.py").write_text("raise ImportError('No module named quadprog')\n")  # found first
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    p = blackout("run", "--method", "gem", "--dataset", "digits", "--tasks", "2")
     assert p.returncode == 2, p.stderr
-    assert len(p.stderr.strip().splitlines()) == 1 and 'pip install "blackout[gem]"' in p.stderr, p.stderr
+    assert p.stderr.startswith("blackout: error: method: gem needs quadprog") and len(p.stderr.splitlines()) == 1
+    assert 'pip install "blackout[gem]"' in p.stderr
 
 
 def test_gem_gives_the_same_numbers_alone_and_in_a_group():
@@ -234,3 +232,12 @@ def test_gem_gives_the_same_numbers_alone_and_in_a_group():
     assert group[2].verdict.cause == "diverged"
     assert [d["memory_samples"] for d in group[0].diagnostics] == [60, 60, 60]
     assert not np.array_equal(group[0].acc, group[1].acc)
+
+
+def test_blackout_methods_lists_gem_with_its_paper_and_settings():
+    p = blackout("methods")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("gem "))
+    assert "Lopez-Paz & Ranzato, NeurIPS 2017" in lines[at]
+    assert lines[at + 1].split() == ["settings:", "memory,", "memory_strength,", "rehearse"]
