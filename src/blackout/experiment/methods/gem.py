@@ -15,7 +15,7 @@ stops when two memories' gradients are linearly dependent, which makes G G^T sin
 Memory, as in Hsu et al.'s code (github.com/GT-RIPL/Continual-Learning-Benchmark, agents/
 exp_replay.py): ``memory`` samples in all, split equally over the tasks seen; after task t each
 task keeps the first memory // t rows of one random permutation of its training rows (the original
-keeps a fixed number per task instead). With ``rehearse`` each batch also carries memory samples,
+keeps a fixed number per task instead, 256 on MNIST: the last ones its ring buffer saw). With ``rehearse`` each batch also carries memory samples,
 as ``replay`` adds them: Hsu et al.'s GEM inherits naive rehearsal's training set, which holds the
 memory, so their published GEM numbers are GEM and rehearsal together (their issue #1).
 """
