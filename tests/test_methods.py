@@ -369,6 +369,7 @@ def sgd_task1():
         ("mas", {"lam": 1.0}, 0.3),
         ("replay", {"memory": 200}, 0.3),
         ("agem", {"memory": 200}, 0.12),
+        ("gem", {"memory": 200}, 0.3),
     ],
 )
 def test_method_forgets_task_one_less_than_sgd(method, kw, margin, sgd_task1):

@@ -1,11 +1,12 @@
 """Print a published-table study beside the paper's numbers, as the rows of docs/findings.md.
 
-    python docs/analysis/published.py STUDY [--table hsu2018] [--loose SETTING ...]
+    python docs/analysis/published.py STUDY [STUDY ...] [--table hsu2018] [--loose SETTING ...]
 
-STUDY is a study folder or archive of the ``hsu2018-split-mnist`` preset (any number of seeds). A
-run belongs to a table row when its scenario and every setting of the row (blackout.presets.
-PUBLISHED_ROWS) match, except the ``--loose`` ones, whose values the runs had are then named in the
-row; the number is the average accuracy over all tasks after the last, in %.
+Each STUDY is a study folder or archive of the ``hsu2018-split-mnist`` preset or part of it (any
+number of seeds); their runs are pooled. A run belongs to a table row when its scenario and every
+setting of the row (blackout.presets.PUBLISHED_ROWS, then the extra rows below) match, except the
+``--loose`` ones, whose values the runs had are then named in the row; the number is the average
+accuracy over all tasks after the last, in %. A row named "X (...)" is compared with the paper's X.
 """
 
 from __future__ import annotations
@@ -20,7 +21,24 @@ from blackout.presets import PUBLISHED_ROWS
 from blackout.experiment.result import Result
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "published"
+SCENARIOS = ["task", "domain", "class"]
 PRESETS = {"hsu2018": "hsu2018-split-mnist"}
+# Rows beside the preset's, compared with the paper's GEM: A-GEM, which the preset ran for GEM before
+# blackout had GEM (docs/studies/hsu2018-seed0.jsonl.gz), and GEM without Hsu et al.'s rehearsal
+# (docs/studies/hsu2018-gem-seed0.jsonl.gz). Each: (scenario, label) -> (the paper's row, settings).
+_GEM = {"memory": 1100, "optimizer": "sgd", "lr": 0.01}
+EXTRA_ROWS = {
+    "hsu2018": {
+        **{(sc, "A-GEM"): ("GEM", {"scenario": sc, "method": "agem", **_GEM}) for sc in ("domain", "class")},
+        **{
+            (sc, "GEM (without rehearsal)"): (
+                "GEM",
+                {"scenario": sc, "method": "gem", "memory_strength": 0.5, "rehearse": False, **_GEM},
+            )
+            for sc in ("domain", "class")
+        },
+    }
+}
 
 
 def flat(r: Result) -> dict:
@@ -36,14 +54,16 @@ def matches(r: Result, scenario: str, settings: dict, loose: set[str]) -> bool:
 def rows(runs: list[Result], table: str, loose: set[str] = frozenset()) -> list[str]:
     paper = load_toml(PUBLISHED / f"{table}.toml")["table"]
     out = []
-    for (scenario, row), settings in PUBLISHED_ROWS[PRESETS[table]].items():
+    compared = {key: (key[1].split(" (")[0], settings) for key, settings in PUBLISHED_ROWS[PRESETS[table]].items()}
+    compared.update(EXTRA_ROWS.get(table, {}))
+    for (scenario, row), (paper_row, settings) in sorted(compared.items(), key=lambda kv: SCENARIOS.index(kv[0][0])):
         mine = [r for r in runs if matches(r, scenario, settings, loose)
                 and r.tasks_run == r.config["data"]["tasks"] and r.metrics.get("avg_acc") is not None]
         if not mine:
             continue
         accs = [100 * r.metrics["avg_acc"] for r in mine]
         differ = sorted({f"{k} {flat(r)[k]}" for r in mine for k in loose if k in settings and flat(r)[k] != settings[k]})
-        mean, spread = paper[scenario][row.split(" (")[0]]
+        mean, spread = paper[scenario][paper_row]
         ours = f"{statistics.mean(accs):.2f}" + (f" ± {statistics.stdev(accs):.2f}" if len(accs) > 1 else "")
         label = row + (f" ({', '.join(differ)})" if differ else "")
         out.append(f"| {label} | {scenario} | {len(accs)} | {ours} | {mean:.2f} ± {spread:.2f} | "
@@ -53,13 +73,14 @@ def rows(runs: list[Result], table: str, loose: set[str] = frozenset()) -> list[
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("study")
+    p.add_argument("study", nargs="+", help="study folders or archives, their runs pooled")
     p.add_argument("--table", default="hsu2018", choices=sorted(PRESETS))
     p.add_argument("--loose", action="append", default=[], help="a setting not compared (its values are named)")
     args = p.parse_args()
     print("| row | scenario | seeds | blackout | published | difference |")
     print("| --- | --- | --- | --- | --- | --- |")
-    print("\n".join(rows(Study(args.study).results().runs, args.table, set(args.loose))))
+    runs = [r for study in args.study for r in Study(study).results().runs]
+    print("\n".join(rows(runs, args.table, set(args.loose))))
 
 
 if __name__ == "__main__":

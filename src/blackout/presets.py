@@ -170,9 +170,10 @@ STUDY_PRESETS["methods-blackout"]["grid"] = _per_method(METHODS_STUDY, {"hidden"
 # Published tables: each row the table reports, as the settings that reproduce it over the run
 # preset. blackout's quadratic penalties are (lambda/2) sum A (theta - mu)^2 with A the Fisher (EWC,
 # online EWC) or ones (L2), where Hsu et al.'s code writes reg_coef sum A (theta - mu)^2: there
-# lambda = 2 reg_coef. SI and MAS keep A = 2 Omega, so there lambda = reg_coef. Rows blackout
-# cannot run (Adagrad, naive rehearsal-C, DGR, RtF, offline; replay and A-GEM with a head per task)
-# are absent; docs/findings.md lists them.
+# lambda = 2 reg_coef. SI and MAS keep A = 2 Omega, so there lambda = reg_coef. Their GEM (GEM_1100,
+# margin reg_coef 0.5) trains on naive rehearsal's training set, memory included: gem with rehearse.
+# Rows blackout cannot run (Adagrad, naive rehearsal-C, DGR, RtF, offline; replay with a head per
+# task) are absent; with a head per task GEM runs without rehearsal. docs/findings.md lists them.
 HSU_REG_COEF = {  # Hsu et al.'s scripts, per scenario: EWC, online EWC, SI, L2, MAS
     "task": {"EWC": 100.0, "Online EWC": 400.0, "SI": 300.0, "L2": 0.01, "MAS": 1.0},
     "domain": {"EWC": 100.0, "Online EWC": 700.0, "SI": 3000.0, "L2": 0.5, "MAS": 10000.0},
@@ -197,11 +198,13 @@ def _hsu_rows(scenario: str) -> dict[str, dict[str, Any]]:
         "SI": {"method": "si", "lam": reg["SI"], "xi": 0.1},
         "MAS": {"method": "mas", "lam": reg["MAS"]},
     }
+    gem = {"method": "gem", "memory": 1100, "memory_strength": 0.5, "optimizer": "sgd", "lr": 0.01}
     if scenario == "task":
         rows["LwF"] = {"method": "lwf"}
-    else:  # a memory of past samples needs one shared head
+        rows["GEM (without rehearsal)"] = {**gem, "rehearse": False}
+    else:  # a batch mixing memory and current samples needs one shared head
         rows["Naive rehearsal"] = {"method": "replay", "memory": 1100}
-        rows["GEM (as A-GEM)"] = {"method": "agem", "memory": 1100, "optimizer": "sgd", "lr": 0.01}
+        rows["GEM"] = {**gem, "rehearse": True}
     return {name: {"scenario": scenario, **row} for name, row in rows.items()}
 
 

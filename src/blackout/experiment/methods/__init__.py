@@ -10,6 +10,7 @@ from .ewc import EWC
 from .ewc_capped import EWCCapped
 from .ewc_l1 import EWCL1
 from .ewc_prox import EWCProx
+from .gem import GEM
 from .gpm import GPM
 from .joint import Joint
 from .l2 import L2
@@ -37,6 +38,7 @@ METHODS: dict[str, type[Method]] = {
         MAS,
         Replay,
         AGEM,
+        GEM,
         LwF,
         L2Init,
         ShrinkPerturb,

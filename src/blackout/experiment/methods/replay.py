@@ -34,7 +34,7 @@ from .base import Method, kept
 MEMORY = {
     "memory": Setting(
         500,
-        "total episodic-memory size in samples (reservoir sampling)",
+        "total episodic-memory size in samples (replay, agem: one reservoir; gem: equal slots per task)",
         check=lambda n: n >= 1,
         expected="at least 1 sample",
     )
