@@ -117,24 +117,36 @@ def _legend_all(axes: list) -> None:
 # -- saving ---------------------------------------------------------------------------------
 
 
-def save_figure(fig: Figure, stem: Path | str, formats: Iterable[str] = ("png", "svg")) -> list[Path]:
-    """Write ``stem.<fmt>`` for each format; SVG keeps its text as text so it stays searchable."""
+def save_figure(
+    fig: Figure, stem: Path | str, formats: Iterable[str] = ("png", "svg"), key: str | None = None
+) -> list[Path]:
+    """Write ``stem.<fmt>`` for each format; SVG keeps its text as text so it stays searchable.
+
+    The figure is drawn at its own size: its constrained layout already makes room for labels and
+    legends outside the axes, so no tight bounding box is computed (that costs a second drawing per
+    file). The first format's drawing lays it out and the layout is then held, so a second format
+    draws the same figure without laying it out again. ``key`` (32 hex digits), when given, is written
+    into each file's metadata (``figure_key`` reads it back), so a later report can tell the figure is
+    current.
+    """
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
         path = stem.with_name(f"{stem.name}.{fmt}")
+        if fmt == "svg":
+            meta = {"Date": None, "Creator": "blackout", **({"Identifier": _KEY + key} if key else {})}
+        else:
+            meta = {"Software": "blackout", **({"Source": _KEY + key} if key else {})}
         with rc_context({"svg.fonttype": "none", "svg.hashsalt": "blackout"}):
-            fig.savefig(
-                path,
-                format=fmt,
-                dpi=DPI,
-                bbox_inches="tight",
-                metadata={"Date": None, "Creator": "blackout"} if fmt == "svg" else {"Software": "blackout"},
-            )
+            fig.savefig(path, format=fmt, dpi=DPI, metadata=meta)
+        fig.set_layout_engine("none")  # keeps the positions the first drawing computed
         paths.append(path)
     fig.clear()
     return paths
+
+
+_KEY = "blackout-figure-key:"
 
 
 def is_figure(path: Path) -> bool:
@@ -147,10 +159,16 @@ def is_figure(path: Path) -> bool:
     )
 
 
+def figure_key(path: Path) -> str | None:
+    """The ``key`` ``save_figure`` wrote into the file at ``path``; None for a file without one."""
+    found = re.search(rb"blackout-figure-key:([0-9a-f]{32})", head(path, 4096))  # PNG: a CRC follows at once
+    return found.group(1).decode("ascii") if found else None
+
+
 def png_bytes(fig: Figure) -> bytes:
     """The figure as PNG bytes, for embedding in a report."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": "blackout"})
     fig.clear()
     return buf.getvalue()
 

@@ -10,6 +10,9 @@ results, errors or the study spec can never become markup; this module only gath
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
+import hashlib
 import json
 import re
 import statistics
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 
 from .. import __version__
 from ..experiment.forecast import FORECAST_LAG, FORECAST_S
@@ -93,24 +97,84 @@ def representative_runs(results: list[Result], analysis: Analysis | None) -> lis
 
 
 class _Figures:
-    """Renders figures for the page (base64 PNG) and, given a folder, saves them there as PNG + SVG."""
+    """Renders figures for the page (base64 PNG) and, given a folder, saves them there as PNG (and SVG
+    when asked), each file carrying a digest of what drew it: a figure whose digest the file in the
+    folder already carries is read back instead of drawn again."""
 
-    def __init__(self, folder: Path | None):
+    def __init__(self, folder: Path | None, svg: bool = False):
         self.folder = folder
+        self.formats = ("png", "svg") if svg else ("png",)
+        self._digests: dict[int, tuple[Any, str]] = {}  # by id, holding the object so the id stays its own
 
-    def __call__(self, name: str, build: Callable[[], Any], alt: str, caption: str) -> dict:
+    def __call__(self, name: str, build: Callable[[], Any], inputs: Any, alt: str, caption: str) -> dict:
         stem = self.folder / re.sub(r"[^A-Za-z0-9_.-]", "_", name) if self.folder else None
-        files = [stem.with_name(stem.name + suffix) for suffix in (".png", ".svg")] if stem else []
+        files = [stem.with_name(f"{stem.name}.{fmt}") for fmt in ("png", "svg")] if stem else []
         for f in files:  # replaced or removed below: only figures an earlier report saved
             replaceable(f, plots.is_figure)
+        if stem is None:
+            return self._shown(alt, caption, lambda: plots.png_bytes(build()))
+        key = self._key(name, inputs)
+        wanted = files[: len(self.formats)]
+        for f in files[len(self.formats) :]:  # an SVG this report does not draw would not match it
+            f.unlink(missing_ok=True)
+        if all(f.is_file() and plots.figure_key(f) == key for f in wanted):
+            return self._shown(alt, caption, wanted[0].read_bytes)
+        return self._shown(alt, caption, lambda: plots.save_figure(build(), stem, self.formats, key)[0].read_bytes(), files)
+
+    @staticmethod
+    def _shown(alt: str, caption: str, png: Callable[[], bytes], files: list[Path] = ()) -> dict:
         try:
-            fig = build()
+            data = png()
         except NothingToPlot as exc:
             for f in files:  # a figure from an earlier report would contradict this one
                 f.unlink(missing_ok=True)
             return {"alt": alt, "caption": caption, "png": None, "skip": str(exc)}
-        png = plots.save_figure(fig, stem)[0].read_bytes() if stem is not None else plots.png_bytes(fig)
-        return {"alt": alt, "caption": caption, "png": base64.b64encode(png).decode("ascii"), "skip": None}
+        return {"alt": alt, "caption": caption, "png": base64.b64encode(data).decode("ascii"), "skip": None}
+
+    def _key(self, name: str, inputs: Any) -> str:
+        """Digest of everything a figure depends on: its name, its inputs (every field, NaN kept apart
+        from a missing value), the plotting and report code, this version and matplotlib's settings."""
+        parts = [name, __version__, _code_digest(), _rc_digest()]
+        for obj in inputs if isinstance(inputs, list) else [inputs]:
+            if id(obj) not in self._digests:
+                self._digests[id(obj)] = (obj, hashlib.sha256(_canonical_json(obj).encode()).hexdigest())
+            parts.append(self._digests[id(obj)][1])
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def _canonical_json(obj: Any) -> str:
+    def plain(x: Any) -> Any:
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            return {"type": type(x).__name__, **{f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)}}
+        if isinstance(x, dict):
+            return {str(k): plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        if isinstance(x, (set, frozenset)):
+            return sorted(map(repr, x))
+        if isinstance(x, np.ndarray):
+            return {"shape": list(x.shape), "dtype": str(x.dtype), "values": x.ravel().tolist()}
+        if isinstance(x, np.generic):
+            return x.item()
+        return x
+
+    return json.dumps(plain(obj), sort_keys=True, default=repr)  # NaN and infinities stay as such
+
+
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """The source of the whole package: a figure's look and labels come from several of its modules."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _rc_digest() -> str:
+    import matplotlib
+
+    return hashlib.sha256(repr(sorted(matplotlib.rcParams.items())).encode()).hexdigest()
 
 
 # -- sections -------------------------------------------------------------------------------
@@ -223,6 +287,7 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
         "capacity": draw(
             "capacity",
             capacity_figure,
+            analysis,
             "capacity",
             f"Blackout task against {axis}: dots are seeds, open triangles runs without blackout (drawn "
             "at their bound, a lower bound), squares group means with intervals, solid lines the linear "
@@ -231,6 +296,7 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
         "stability": draw(
             "stability",
             lambda: plots.figure_stability(runs),
+            runs,
             "stability",
             "Stability number per task (log scale), and the sharpness of the penalised loss where it was "
             "measured; above the dashed line at 2 gradient descent is no longer stable. Crosses mark "
@@ -239,6 +305,7 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
         "forecast": draw(
             "forecast",
             lambda: plots.figure_forecast(analysis.forecast),
+            analysis.forecast,
             "forecast",
             "The blackout task each run forecast after task k (one colour per k) against the one observed; "
             "the shaded band is within max(2 tasks, 20%). Runs without blackout, and forecasts of none "
@@ -247,12 +314,14 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
         "methods": draw(
             "methods",
             lambda: plots.figure_methods(runs),
+            runs,
             "methods",
             "Average accuracy over the tasks seen so far, mean over the seeds that reached that task.",
         ),
         "plasticity": draw(
             "plasticity",
             lambda: plots.figure_plasticity(runs),
+            runs,
             "plasticity",
             "Accuracy on each task just after learning it, and the fraction of dead hidden units, mean "
             "over seeds: a network that cannot learn the new task has lost plasticity.",
@@ -265,12 +334,14 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
                 "matrix": draw(
                     f"run-{r.run_id}-matrix",
                     partial(plots.figure_accuracy_matrix, r),
+                    r,
                     "accuracy matrix",
                     "Accuracy on each task (columns) after training each task (rows).",
                 ),
                 "curves": draw(
                     f"run-{r.run_id}-curves",
                     partial(plots.figure_task_curves, r),
+                    r,
                     "task curves",
                     "Each task's accuracy from when it was trained; dashed: chance.",
                 ),
@@ -285,9 +356,16 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
 
 
 def render_report(
-    rs: ResultSet, analysis: Analysis, *, title: str, study: dict | None = None, figures: Path | None = None
+    rs: ResultSet,
+    analysis: Analysis,
+    *,
+    title: str,
+    study: dict | None = None,
+    figures: Path | None = None,
+    svg: bool = False,
 ) -> str:
-    """The page as a string, from a ``capacity.analyze`` output of ``rs.runs``; figures saved into ``figures``."""
+    """The page as a string, from a ``capacity.analyze`` output of ``rs.runs``; figures saved into
+    ``figures`` as PNG, and as SVG too with ``svg``."""
     runs = rs.runs
     return _ENV.get_template("report.html.j2").render(
         title=title,
@@ -303,7 +381,7 @@ def render_report(
         forecast=analysis.forecast,
         forecast_s=FORECAST_S,
         forecast_lag=FORECAST_LAG,
-        figures=_figures(runs, analysis, _Figures(figures)),
+        figures=_figures(runs, analysis, _Figures(figures, svg)),
         failed=_failed(rs),
         runs=_runs(runs),
         study=None if study is None else _json(study),
@@ -320,14 +398,17 @@ def write_report(
     study: dict | None = None,
     figures: Path | None = None,
     n_boot: int = 1000,
+    svg: bool = False,
 ) -> Path:
     """Analyse ``rs`` along ``axis`` (``n_boot`` bootstrap resamples for the laws' intervals) and write
     the HTML report to ``out``, aside and then renamed, so a reader never sees half a page and a
-    failure leaves the previous report; figures also go to ``figures`` as PNG + SVG when given."""
+    failure leaves the previous report; figures also go to ``figures`` when given, as the PNG the
+    page shows and, with ``svg``, as SVG for print (a figure whose inputs and code are unchanged since
+    the files there were written is read back, not drawn again)."""
     out = Path(out)
     if figures is not None:
         need_folder(Path(figures), "a folder for the report's figures")
-    page = render_report(rs, capacity.analyze(rs.runs, axis, n_boot=n_boot), title=title, study=study, figures=figures)
+    page = render_report(rs, capacity.analyze(rs.runs, axis, n_boot=n_boot), title=title, study=study, figures=figures, svg=svg)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, page)
     return out
