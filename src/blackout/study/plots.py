@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.image import imsave
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, StrMethodFormatter
@@ -138,8 +139,11 @@ def save_figure(
             meta = {"Date": None, "Creator": "blackout", **({"Identifier": _KEY + key} if key else {})}
         else:
             meta = {"Software": "blackout", **({"Source": _KEY + key} if key else {})}
-        with rc_context({"svg.fonttype": "none", "svg.hashsalt": "blackout"}):
-            fig.savefig(path, format=fmt, dpi=DPI, metadata=meta)
+        if fmt == "png":
+            _png(fig, path, meta)
+        else:
+            with rc_context({"svg.fonttype": "none", "svg.hashsalt": "blackout"}):
+                fig.savefig(path, format=fmt, dpi=DPI, metadata=meta)
         fig.set_layout_engine("none")  # keeps the positions the first drawing computed
         paths.append(path)
     fig.clear()
@@ -165,10 +169,19 @@ def figure_key(path: Path) -> str | None:
     return found.group(1).decode("ascii") if found else None
 
 
+def _png(fig: Figure, target: Any, metadata: dict) -> None:
+    if not isinstance(fig.canvas, FigureCanvasAgg):  # a figure from elsewhere, without a raster canvas
+        fig.savefig(target, format="png", dpi=DPI, metadata=metadata)
+        return
+    # one pass lays the figure out and renders it (``savefig`` lays it out in a drawing of its own first)
+    fig.canvas.draw()
+    imsave(target, fig.canvas.buffer_rgba(), format="png", dpi=DPI, metadata=metadata)
+
+
 def png_bytes(fig: Figure) -> bytes:
     """The figure as PNG bytes, for embedding in a report."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": "blackout"})
+    _png(fig, buf, {"Software": "blackout"})
     fig.clear()
     return buf.getvalue()
 

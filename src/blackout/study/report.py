@@ -10,10 +10,10 @@ results, errors or the study spec can never become markup; this module only gath
 from __future__ import annotations
 
 import base64
-import dataclasses
 import functools
 import hashlib
 import json
+import pickle
 import re
 import statistics
 from collections import Counter
@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 
 from .. import __version__
 from ..experiment.forecast import FORECAST_LAG, FORECAST_S
@@ -132,33 +131,19 @@ class _Figures:
         return {"alt": alt, "caption": caption, "png": base64.b64encode(data).decode("ascii"), "skip": None}
 
     def _key(self, name: str, inputs: Any) -> str:
-        """Digest of everything a figure depends on: its name, its inputs (every field, NaN kept apart
-        from a missing value), the plotting and report code, this version and matplotlib's settings."""
+        """Digest of everything a figure depends on: its name, its inputs, the package's code, this
+        version and matplotlib's settings.
+
+        An input is digested as its pickle: a faithful copy of every field (NaN apart from a missing
+        value, every array element), so two inputs with one digest hold the same data. Equal data
+        pickled differently (another key order) only costs drawing the figure again.
+        """
         parts = [name, __version__, _code_digest(), _rc_digest()]
         for obj in inputs if isinstance(inputs, list) else [inputs]:
             if id(obj) not in self._digests:
-                self._digests[id(obj)] = (obj, hashlib.sha256(_canonical_json(obj).encode()).hexdigest())
+                self._digests[id(obj)] = (obj, hashlib.sha256(pickle.dumps(obj, protocol=5)).hexdigest())
             parts.append(self._digests[id(obj)][1])
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
-
-
-def _canonical_json(obj: Any) -> str:
-    def plain(x: Any) -> Any:
-        if dataclasses.is_dataclass(x) and not isinstance(x, type):
-            return {"type": type(x).__name__, **{f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)}}
-        if isinstance(x, dict):
-            return {str(k): plain(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [plain(v) for v in x]
-        if isinstance(x, (set, frozenset)):
-            return sorted(map(repr, x))
-        if isinstance(x, np.ndarray):
-            return {"shape": list(x.shape), "dtype": str(x.dtype), "values": x.ravel().tolist()}
-        if isinstance(x, np.generic):
-            return x.item()
-        return x
-
-    return json.dumps(plain(obj), sort_keys=True, default=repr)  # NaN and infinities stay as such
 
 
 @functools.lru_cache(maxsize=1)
