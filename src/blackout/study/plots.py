@@ -25,6 +25,7 @@ import numpy as np
 from matplotlib import colormaps, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
@@ -426,6 +427,71 @@ CURVATURES = {
 }
 
 
+def _stability_lines(ax, name: str, series: dict[int, list[tuple[int, float]]], runs, colours, labels) -> None:
+    """One line per run (``{name}-{k}``), with its blackout cross or, off the line, a dotted rule."""
+    for k, pts in series.items():
+        t, s = zip(*pts)
+        ax.plot(
+            t,
+            s,
+            color=colours[k],
+            linewidth=1.3,
+            marker="o" if len(t) <= 30 else None,
+            markersize=3,
+            label=labels[k],
+            gid=f"{name}-{k}",
+        )
+        b = runs[k].blackout_task
+        at = dict(pts).get(b) if b is not None else None
+        if at is not None:
+            ax.plot(
+                [b],
+                [at],
+                marker="X",
+                markersize=10,
+                color=BLACKOUT_COLOUR,
+                markeredgecolor=colours[k],
+                linestyle="none",
+                gid=f"blackout-{name}-{k}",
+            )
+        elif b is not None:
+            ax.axvline(b, color=colours[k], linestyle=":", linewidth=1.2, gid=f"blackout-{name}-{k}")
+
+
+def _stability_collections(ax, name: str, series: dict[int, list[tuple[int, float]]], runs, colours) -> None:
+    """The same marks as ``_stability_lines`` for many runs, as one artist of each kind: the runs'
+    lines (``{name}-runs``, in run order), their points, the blackout crosses (``blackout-{name}``)
+    and the rules of blackouts off the line (``blackout-{name}-rules``). Thousands of artists of one
+    line each would take seconds to draw; a collection draws them at once."""
+    ks = list(series)
+    ax.add_collection(
+        LineCollection([series[k] for k in ks], colors=[colours[k] for k in ks], linewidths=1.3, gid=f"{name}-runs"),
+        autolim=True,
+    )
+    ax.autoscale_view()
+    dots = [(t, v, colours[k]) for k in ks if len(series[k]) <= 30 for t, v in series[k]]
+    if dots:
+        t, v, c = zip(*dots)
+        ax.scatter(t, v, s=16, c=list(c), linewidths=0, gid=f"{name}-points", zorder=2.5)
+    crosses, rules = [], []
+    for k in ks:
+        b = runs[k].blackout_task
+        at = dict(series[k]).get(b) if b is not None else None
+        if at is not None:
+            crosses.append((b, at, colours[k]))
+        elif b is not None:
+            rules.append((b, colours[k]))
+    if crosses:
+        t, v, c = zip(*crosses)
+        ax.scatter(
+            t, v, s=100, marker="X", color=BLACKOUT_COLOUR, edgecolors=list(c), gid=f"blackout-{name}", zorder=3
+        )
+    if rules:
+        b, c = zip(*rules)
+        ax.vlines(b, 0, 1, transform=ax.get_xaxis_transform(), colors=list(c), linestyles=":", linewidths=1.2,
+                  gid=f"blackout-{name}-rules")
+
+
 def figure_stability(results: list[Result]) -> Figure:
     """Stability number per task on a log scale against 2, where gradient descent stops being stable.
 
@@ -452,33 +518,10 @@ def figure_stability(results: list[Result]) -> Figure:
     colours = _colours(len(runs))
     labels = [run_label(r) for r in runs] if len(runs) <= LEGEND_MAX_RUNS else [None] * len(runs)
     for name, ax in zip(panels, axes):
-        for k, pts in series[name].items():
-            t, s = zip(*pts)
-            ax.plot(
-                t,
-                s,
-                color=colours[k],
-                linewidth=1.3,
-                marker="o" if len(t) <= 30 else None,
-                markersize=3,
-                label=labels[k],
-                gid=f"{name}-{k}",
-            )
-            b = runs[k].blackout_task
-            at = dict(pts).get(b) if b is not None else None
-            if at is not None:
-                ax.plot(
-                    [b],
-                    [at],
-                    marker="X",
-                    markersize=10,
-                    color=BLACKOUT_COLOUR,
-                    markeredgecolor=colours[k],
-                    linestyle="none",
-                    gid=f"blackout-{name}-{k}",
-                )
-            elif b is not None:
-                ax.axvline(b, color=colours[k], linestyle=":", linewidth=1.2, gid=f"blackout-{name}-{k}")
+        if len(runs) <= LEGEND_MAX_RUNS:
+            _stability_lines(ax, name, series[name], runs, colours, labels)
+        else:
+            _stability_collections(ax, name, series[name], runs, colours)
         ax.axhline(
             STABLE_LIMIT,
             color="black",
