@@ -457,6 +457,15 @@ def read_inputs(tmp: Path, copies: int) -> tuple[Path, Path]:
     return archive, study
 
 
+def read_argvs(tmp: Path, archive: Path, study: Path, runs: int, again: list[str]) -> dict[str, Callable]:
+    """Each read command's argv for repeat i: a report per repeat goes into a folder of its own, so it
+    draws every figure; "report again" rewrites one report, whose figures are then unchanged."""
+    return {"analyze": lambda i: ["analyze", str(archive)],
+            "report": lambda i: ["report", str(archive), "--out", str(tmp / f"read-{runs}-{i}.html")],
+            "report again": lambda i: again,
+            "export": lambda i: ["export", str(study), "--format", "csv", "--out", str(tmp / f"read-{runs}.csv")]}
+
+
 def bench_read(ctx: Ctx) -> None:
     n = ctx.reps(5, 3)
     print(f"read: analyze / report of a results archive and export of the same runs as a study (csv), each a whole "
@@ -468,11 +477,7 @@ def bench_read(ctx: Ctx) -> None:
         runs = 50 * copies
         again = ["report", str(archive), "--out", str(ctx.tmp / f"read-{runs}-again.html")]
         run_proc([PY, "-m", "blackout", *again])  # its figures, so that the line below finds them unchanged
-        # a report per repeat into a folder of its own draws every figure; "again" rewrites the same report
-        argvs = {"analyze": lambda i: ["analyze", str(archive)],
-                 "report": lambda i: ["report", str(archive), "--out", str(ctx.tmp / f"read-{runs}-{i}.html")],
-                 "report again": lambda i: again,
-                 "export": lambda i: ["export", str(study), "--format", "csv", "--out", str(ctx.tmp / f"read-{runs}.csv")]}
+        argvs = read_argvs(ctx.tmp, archive, study, runs, again)
         for cmd, argv in argvs.items():
             sides = {"new": lambda i, argv=argv: [PY, "-m", "blackout", *argv(i)]}
             if ctx.against and copies == 1 and cmd != "report again":

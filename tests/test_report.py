@@ -270,13 +270,16 @@ def test_figures_folder_holds_what_the_page_shows(full):
 def test_unchanged_figures_are_read_back_and_changed_ones_drawn(tmp_path, monkeypatch):
     """A figure is drawn again exactly when what it shows or the code drawing it changed; the files
     left are those of this report (an SVG it was not asked for is removed, not left stale)."""
+    import blackout.study.plots as plots
     import blackout.study.report as report
 
     runs = [sweep_run(w, 0, blackout=BLACKOUT.get(w)) for w in WIDTHS]
     figures = tmp_path / "figures"
     drawn: list[str] = []
-    save = report.plots.save_figure
-    monkeypatch.setattr(report.plots, "save_figure", lambda fig, stem, *a: drawn.append(stem.name) or save(fig, stem, *a))
+    save = plots.save_figure
+    monkeypatch.setattr(
+        plots, "save_figure", lambda fig, stem, *a: drawn.append(stem.name) or save(fig, stem, *a)
+    )
 
     def again(runs, **kw) -> dict[str, bytes]:
         drawn.clear()

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -35,9 +33,9 @@ from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, StrMethodF
 
 from ..experiment.forecast import LIMIT as STABLE_LIMIT
 from ..experiment.result import Result, finite_or_none
-from ..files import head
 from .analysis import Analysis, Fit, ForecastCheck
-from .compare import network_label, setting_labels
+from .compare import run_label, settings_of
+from .figfile import KEY_PREFIX
 
 DPI = 120
 BLACKOUT_COLOUR = "crimson"
@@ -52,11 +50,6 @@ class NothingToPlot(ValueError):
 # -- labels and series ----------------------------------------------------------------------
 
 
-def run_label(r: Result) -> str:
-    """One short line naming a run: setting, network, seed."""
-    return f"{setting_labels([r])[r.run_id]}, network {network_label(r)}, seed {r.seed}"
-
-
 def average_accuracy(r: Result) -> list[float | None]:
     """Mean accuracy over the tasks seen so far after each task (row i: tasks 1..i+1)."""
     out = []
@@ -64,17 +57,6 @@ def average_accuracy(r: Result) -> list[float | None]:
         seen = [v for v in (finite_or_none(a) for a in r.acc[i, : i + 1]) if v is not None]
         out.append(sum(seen) / len(seen) if seen else None)
     return out
-
-
-def settings_of(results: list[Result]) -> list[tuple[str, list[Result]]]:
-    """Runs grouped so that a group differs only in seed: setting label, plus the network when
-    networks vary (averaging a narrow net that blacked out with a wide one describes neither)."""
-    labels = setting_labels(results)
-    several = len({network_label(r) for r in results}) > 1
-    groups: dict[str, list[Result]] = defaultdict(list)
-    for r in results:
-        groups[f"{labels[r.run_id]}, network {network_label(r)}" if several else labels[r.run_id]].append(r)
-    return sorted(groups.items(), key=lambda kv: (labels[kv[1][0].run_id], sum(kv[1][0].hidden), kv[0]))
 
 
 def mean_over_seeds(series: list[list[float | None]]) -> np.ndarray:
@@ -128,7 +110,7 @@ def save_figure(
     legends outside the axes, so no tight bounding box is computed (that costs a second drawing per
     file). The first format's drawing lays it out and the layout is then held, so a second format
     draws the same figure without laying it out again. ``key`` (32 hex digits), when given, is written
-    into each file's metadata (``figure_key`` reads it back), so a later report can tell the figure is
+    into each file's metadata (``figfile.figure_key`` reads it back), so a later report can tell the figure is
     current.
     """
     stem = Path(stem)
@@ -137,9 +119,9 @@ def save_figure(
     for fmt in formats:
         path = stem.with_name(f"{stem.name}.{fmt}")
         if fmt == "svg":
-            meta = {"Date": None, "Creator": "blackout", **({"Identifier": _KEY + key} if key else {})}
+            meta = {"Date": None, "Creator": "blackout", **({"Identifier": KEY_PREFIX + key} if key else {})}
         else:
-            meta = {"Software": "blackout", **({"Source": _KEY + key} if key else {})}
+            meta = {"Software": "blackout", **({"Source": KEY_PREFIX + key} if key else {})}
         if fmt == "png":
             _png(fig, path, meta)
         else:
@@ -149,25 +131,6 @@ def save_figure(
         paths.append(path)
     fig.clear()
     return paths
-
-
-_KEY = "blackout-figure-key:"
-
-
-def is_figure(path: Path) -> bool:
-    """A PNG or SVG that ``save_figure`` wrote: it names blackout as its software (PNG) or creator (SVG)."""
-    start = head(path, 4096)
-    return (
-        start.startswith(b"\x89PNG")
-        and b"tEXtSoftware\x00blackout" in start
-        or re.search(rb"<dc:creator>\s*<cc:Agent>\s*<dc:title>blackout<", start) is not None
-    )
-
-
-def figure_key(path: Path) -> str | None:
-    """The ``key`` ``save_figure`` wrote into the file at ``path``; None for a file without one."""
-    found = re.search(rb"blackout-figure-key:([0-9a-f]{32})", head(path, 4096))  # PNG: a CRC follows at once
-    return found.group(1).decode("ascii") if found else None
 
 
 def _png(fig: Figure, target: Any, metadata: dict) -> None:
@@ -483,13 +446,19 @@ def _stability_collections(ax, name: str, series: dict[int, list[tuple[int, floa
             rules.append((b, colours[k]))
     if crosses:
         t, v, c = zip(*crosses)
-        ax.scatter(
-            t, v, s=100, marker="X", color=BLACKOUT_COLOUR, edgecolors=list(c), gid=f"blackout-{name}", zorder=3
-        )
+        ax.scatter(t, v, s=100, marker="X", color=BLACKOUT_COLOUR, edgecolors=list(c), gid=f"blackout-{name}", zorder=3)
     if rules:
         b, c = zip(*rules)
-        ax.vlines(b, 0, 1, transform=ax.get_xaxis_transform(), colors=list(c), linestyles=":", linewidths=1.2,
-                  gid=f"blackout-{name}-rules")
+        ax.vlines(
+            b,
+            0,
+            1,
+            transform=ax.get_xaxis_transform(),
+            colors=list(c),
+            linestyles=":",
+            linewidths=1.2,
+            gid=f"blackout-{name}-rules",
+        )
 
 
 def figure_stability(results: list[Result]) -> Figure:

@@ -19,7 +19,6 @@ import statistics
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,10 @@ from .. import __version__
 from ..experiment.forecast import FORECAST_LAG, FORECAST_S
 from ..experiment.result import Result, environment, finite_or_none
 from ..files import atomic_write, head, need_folder, replaceable
-from . import capacity, plots
+from . import capacity
 from .analysis import Analysis
-from .compare import checkpoints_for, method_table, network_label, setting_labels
-from .plots import NothingToPlot
+from .compare import checkpoints_for, method_table, network_label, run_label, setting_labels, settings_of
+from .figfile import figure_key, is_figure
 from .results import ResultSet
 
 __all__ = ["write_report", "render_report", "representative_runs", "is_report"]
@@ -87,7 +86,7 @@ def representative_runs(results: list[Result], analysis: Analysis | None) -> lis
             at = min((p for p in pts if p.x == x), key=lambda p: p.seed)
             chosen.setdefault(at.run_id, (f"{g.label}: {end} {axis} ({x:g}), seed {at.seed}", by_id[at.run_id]))
     if not chosen:
-        for label, runs in plots.settings_of(results):
+        for label, runs in settings_of(results):
             for end, pick in (("narrowest", min), ("widest", max)):
                 w = pick(sum(r.hidden) for r in runs)
                 run = min((r for r in runs if sum(r.hidden) == w), key=lambda r: r.seed)
@@ -105,30 +104,33 @@ class _Figures:
         self.formats = ("png", "svg") if svg else ("png",)
         self._digests: dict[int, tuple[Any, str]] = {}  # by id, holding the object so the id stays its own
 
-    def __call__(self, name: str, build: Callable[[], Any], inputs: Any, alt: str, caption: str) -> dict:
+    def __call__(self, name: str, build: Callable[[Any], Any], inputs: Any, alt: str, caption: str) -> dict:
+        """The page's entry for one figure; ``build(plots)`` makes it from ``inputs``, the values it
+        is drawn from (their digest decides whether a saved figure is current)."""
         stem = self.folder / re.sub(r"[^A-Za-z0-9_.-]", "_", name) if self.folder else None
         files = [stem.with_name(f"{stem.name}.{fmt}") for fmt in ("png", "svg")] if stem else []
         for f in files:  # replaced or removed below: only figures an earlier report saved
-            replaceable(f, plots.is_figure)
-        if stem is None:
-            return self._shown(alt, caption, lambda: plots.png_bytes(build()))
-        key = self._key(name, inputs)
+            replaceable(f, is_figure)
+        key = self._key(name, inputs) if stem else None
         wanted = files[: len(self.formats)]
         for f in files[len(self.formats) :]:  # an SVG this report does not draw would not match it
             f.unlink(missing_ok=True)
-        if all(f.is_file() and plots.figure_key(f) == key for f in wanted):
-            return self._shown(alt, caption, wanted[0].read_bytes)
-        return self._shown(alt, caption, lambda: plots.save_figure(build(), stem, self.formats, key)[0].read_bytes(), files)
+        if wanted and all(f.is_file() and figure_key(f) == key for f in wanted):
+            return self._entry(alt, caption, wanted[0].read_bytes())
+        from . import plots  # only to draw: with every figure current, matplotlib's figures stay unimported
 
-    @staticmethod
-    def _shown(alt: str, caption: str, png: Callable[[], bytes], files: list[Path] = ()) -> dict:
         try:
-            data = png()
-        except NothingToPlot as exc:
+            fig = build(plots)
+        except plots.NothingToPlot as exc:
             for f in files:  # a figure from an earlier report would contradict this one
                 f.unlink(missing_ok=True)
             return {"alt": alt, "caption": caption, "png": None, "skip": str(exc)}
-        return {"alt": alt, "caption": caption, "png": base64.b64encode(data).decode("ascii"), "skip": None}
+        png = plots.save_figure(fig, stem, self.formats, key)[0].read_bytes() if stem else plots.png_bytes(fig)
+        return self._entry(alt, caption, png)
+
+    @staticmethod
+    def _entry(alt: str, caption: str, png: bytes) -> dict:
+        return {"alt": alt, "caption": caption, "png": base64.b64encode(png).decode("ascii"), "skip": None}
 
     def _key(self, name: str, inputs: Any) -> str:
         """Digest of everything a figure depends on: its name, its inputs, the package's code, this
@@ -156,10 +158,14 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
 def _rc_digest() -> str:
+    """matplotlib's settings (a style or matplotlibrc changes every figure). The backend is left out:
+    the figures are drawn on their own Agg canvas, and reading the setting would import pyplot."""
     import matplotlib
 
-    return hashlib.sha256(repr(sorted(matplotlib.rcParams.items())).encode()).hexdigest()
+    settings = sorted((k, v) for k, v in dict.items(matplotlib.rcParams) if not k.startswith("backend"))
+    return hashlib.sha256(repr(settings).encode()).hexdigest()
 
 
 # -- sections -------------------------------------------------------------------------------
@@ -233,7 +239,7 @@ def _runs(runs: list[Result]) -> list[dict]:
             "tasks_run": r.tasks_run,
             "avg_acc": r.metrics.get("avg_acc"),
             "new_task_acc": r.acc[r.tasks_run - 1, r.tasks_run - 1] if r.tasks_run else None,
-            "label": plots.run_label(r),
+            "label": run_label(r),
             "config": _json(r.config),
         }
         for r in sorted(runs, key=_order)
@@ -262,9 +268,9 @@ def _versions(runs: list[Result]) -> list[tuple[str, str, str]]:
 def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
     axis = analysis.axis
 
-    def capacity_figure():
+    def capacity_figure(plots):
         if len({p.x for g in analysis.groups for p in g.points}) < 2:
-            raise NothingToPlot(f"it needs runs at two or more values of {axis}")
+            raise plots.NothingToPlot(f"it needs runs at two or more values of {axis}")
         return plots.figure_capacity(analysis)
 
     reps = representative_runs(runs, analysis)
@@ -280,7 +286,7 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
         ),
         "stability": draw(
             "stability",
-            lambda: plots.figure_stability(runs),
+            lambda plots: plots.figure_stability(runs),
             runs,
             "stability",
             "Stability number per task (log scale), and the sharpness of the penalised loss where it was "
@@ -289,7 +295,7 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
         ),
         "forecast": draw(
             "forecast",
-            lambda: plots.figure_forecast(analysis.forecast),
+            lambda plots: plots.figure_forecast(analysis.forecast),
             analysis.forecast,
             "forecast",
             "The blackout task each run forecast after task k (one colour per k) against the one observed; "
@@ -298,14 +304,14 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
         ),
         "methods": draw(
             "methods",
-            lambda: plots.figure_methods(runs),
+            lambda plots: plots.figure_methods(runs),
             runs,
             "methods",
             "Average accuracy over the tasks seen so far, mean over the seeds that reached that task.",
         ),
         "plasticity": draw(
             "plasticity",
-            lambda: plots.figure_plasticity(runs),
+            lambda plots: plots.figure_plasticity(runs),
             runs,
             "plasticity",
             "Accuracy on each task just after learning it, and the fraction of dead hidden units, mean "
@@ -315,17 +321,17 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
             {
                 "why": why,
                 "run_id": r.run_id,
-                "label": plots.run_label(r),
+                "label": run_label(r),
                 "matrix": draw(
                     f"run-{r.run_id}-matrix",
-                    partial(plots.figure_accuracy_matrix, r),
+                    lambda plots, r=r: plots.figure_accuracy_matrix(r),
                     r,
                     "accuracy matrix",
                     "Accuracy on each task (columns) after training each task (rows).",
                 ),
                 "curves": draw(
                     f"run-{r.run_id}-curves",
-                    partial(plots.figure_task_curves, r),
+                    lambda plots, r=r: plots.figure_task_curves(r),
                     r,
                     "task curves",
                     "Each task's accuracy from when it was trained; dashed: chance.",
@@ -393,7 +399,9 @@ def write_report(
     out = Path(out)
     if figures is not None:
         need_folder(Path(figures), "a folder for the report's figures")
-    page = render_report(rs, capacity.analyze(rs.runs, axis, n_boot=n_boot), title=title, study=study, figures=figures, svg=svg)
+    page = render_report(
+        rs, capacity.analyze(rs.runs, axis, n_boot=n_boot), title=title, study=study, figures=figures, svg=svg
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, page)
     return out
