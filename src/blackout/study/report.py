@@ -134,7 +134,7 @@ class _Figures:
 
     def _key(self, name: str, inputs: Any) -> str:
         """Digest of everything a figure depends on: its name, its inputs, the package's code, this
-        version and matplotlib's settings.
+        version, and matplotlib's version and settings.
 
         An input is digested as its pickle: a faithful copy of every field (NaN apart from a missing
         value, every array element), so two inputs with one digest hold the same data. Equal data
@@ -160,12 +160,12 @@ def _code_digest() -> str:
 
 @functools.lru_cache(maxsize=1)
 def _rc_digest() -> str:
-    """matplotlib's settings (a style or matplotlibrc changes every figure). The backend is left out:
-    the figures are drawn on their own Agg canvas, and reading the setting would import pyplot."""
+    """matplotlib's version and settings (a style or matplotlibrc changes every figure). The backend is
+    left out: the figures are drawn on their own Agg canvas, and reading the setting would import pyplot."""
     import matplotlib
 
     settings = sorted((k, v) for k, v in dict.items(matplotlib.rcParams) if not k.startswith("backend"))
-    return hashlib.sha256(repr(settings).encode()).hexdigest()
+    return hashlib.sha256(repr((matplotlib.__version__, settings)).encode()).hexdigest()
 
 
 # -- sections -------------------------------------------------------------------------------
