@@ -277,9 +277,7 @@ def test_unchanged_figures_are_read_back_and_changed_ones_drawn(tmp_path, monkey
     figures = tmp_path / "figures"
     drawn: list[str] = []
     save = plots.save_figure
-    monkeypatch.setattr(
-        plots, "save_figure", lambda fig, stem, *a: drawn.append(stem.name) or save(fig, stem, *a)
-    )
+    monkeypatch.setattr(plots, "save_figure", lambda fig, stem, *a: drawn.append(stem.name) or save(fig, stem, *a))
 
     def again(runs, **kw) -> dict[str, bytes]:
         drawn.clear()

@@ -265,6 +265,11 @@ def _versions(runs: list[Result]) -> list[tuple[str, str, str]]:
     ]
 
 
+def _of_run(kind: str, r: Result) -> Callable[[Any], Any]:
+    """The builder of one run's figure, ``plots.figure_<kind>(r)``."""
+    return lambda plots: getattr(plots, f"figure_{kind}")(r)
+
+
 def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
     axis = analysis.axis
 
@@ -324,14 +329,14 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
                 "label": run_label(r),
                 "matrix": draw(
                     f"run-{r.run_id}-matrix",
-                    lambda plots, r=r: plots.figure_accuracy_matrix(r),
+                    _of_run("accuracy_matrix", r),
                     r,
                     "accuracy matrix",
                     "Accuracy on each task (columns) after training each task (rows).",
                 ),
                 "curves": draw(
                     f"run-{r.run_id}-curves",
-                    lambda plots, r=r: plots.figure_task_curves(r),
+                    _of_run("task_curves", r),
                     r,
                     "task curves",
                     "Each task's accuracy from when it was trained; dashed: chance.",
