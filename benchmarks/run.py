@@ -560,21 +560,32 @@ def read_inputs(tmp: Path, copies: int) -> tuple[Path, Path]:
     return archive, study
 
 
+def read_argvs(tmp: Path, archive: Path, study: Path, runs: int, again: list[str]) -> dict[str, Callable]:
+    """Each read command's argv for repeat i: a report per repeat goes into a folder of its own, so it
+    draws every figure; "report again" rewrites one report, whose figures are then unchanged."""
+    return {"analyze": lambda i: ["analyze", str(archive)],
+            "report": lambda i: ["report", str(archive), "--out", str(tmp / f"read-{runs}-{i}.html")],
+            "report again": lambda i: again,
+            "export": lambda i: ["export", str(study), "--format", "csv", "--out", str(tmp / f"read-{runs}.csv")]}
+
+
 def bench_read(ctx: Ctx) -> None:
     n = ctx.reps(5, 3)
     print(f"read: analyze / report of a results archive and export of the same runs as a study (csv), each a whole "
-          f"process at the default 1000 bootstrap resamples, median of {n}"
+          f"process at the default 1000 bootstrap resamples, median of {n}; report: each repeat into a new folder (every "
+          f"figure drawn); report again: the same report rewritten, its figures unchanged (read back, not drawn)"
           + (f"; the 50-run commands alternated with the code in {ctx.against}" if ctx.against else ""))
     for copies, target in ((1, 2.0), (20, 10.0)):
         archive, study = read_inputs(ctx.tmp, copies)
         runs = 50 * copies
-        argvs = {"analyze": ["analyze", str(archive)],
-                 "report": ["report", str(archive), "--out", str(ctx.tmp / f"read-{runs}.html")],
-                 "export": ["export", str(study), "--format", "csv", "--out", str(ctx.tmp / f"read-{runs}.csv")]}
+        again = ["report", str(archive), "--out", str(ctx.tmp / f"read-{runs}-again.html")]
+        run_proc([PY, "-m", "blackout", *again])  # its figures, so that the line below finds them unchanged
+        argvs = read_argvs(ctx.tmp, archive, study, runs, again)
         for cmd, argv in argvs.items():
-            sides = {"new": lambda i, argv=argv: [PY, "-m", "blackout", *argv]}
-            if ctx.against and copies == 1:
-                sides["old"] = lambda i, argv=argv: ["env", f"PYTHONPATH={ctx.against}", PY, "-m", "blackout", *argv]
+            sides = {"new": lambda i, argv=argv: [PY, "-m", "blackout", *argv(i)]}
+            if ctx.against and copies == 1 and cmd != "report again":
+                sides["old"] = lambda i, argv=argv: ["env", f"PYTHONPATH={ctx.against}", PY, "-m", "blackout",
+                                                     *argv(f"old-{i}")]
             res = alternate(sides, n)
             wall, cpu = med(p.wall for p in res["new"]), med(p.cpu for p in res["new"])
             vs = ""
@@ -582,7 +593,7 @@ def bench_read(ctx: Ctx) -> None:
                 old, old_cpu = med(p.wall for p in res["old"]), med(p.cpu for p in res["old"])
                 vs = f"; before: {old:.2f} s, CPU {old_cpu:.2f} s ({old / wall:.1f}x wall, {old_cpu / cpu:.1f}x CPU)"
             line(f"read {cmd} {runs} runs", wall, "s", f"< {target:g} s", wall < target, f"CPU {cpu:.2f} s{vs}")
-        got = {cmd: run_proc([PY, "-c", READ_CHILD, *argv]).out.rsplit("IMPORTED", 1)[1].split()
+        got = {cmd: run_proc([PY, "-c", READ_CHILD, *argv("imports")]).out.rsplit("IMPORTED", 1)[1].split()
                for cmd, argv in argvs.items()}
         bad = sorted({m for mods in got.values() for m in mods})
         line(f"read {runs} runs imports", ",".join(bad) or "none", "", "no torch", "torch" not in bad,

@@ -148,3 +148,12 @@ def test_reading_results_does_not_import_torch(tmp_path):
 @pytest.mark.slow
 def test_a_report_does_not_import_torch(tmp_path):
     _reads_without_torch(["report", str(ARCHIVE), "--out", str(tmp_path / "r.html")])
+    # the same report again: every figure is current, so none is drawn and matplotlib's figures stay unimported
+    code = READ.replace('("torch", "ray")', '("torch", "ray", "blackout.study.plots", "matplotlib.figure")')
+    p = subprocess.run(
+        [sys.executable, "-c", code, "report", str(ARCHIVE), "--out", str(tmp_path / "r.html")],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.rsplit("IMPORTED", 1)[1].strip() == ""

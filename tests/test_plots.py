@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.collections import PathCollection
+from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
@@ -237,6 +237,35 @@ def test_sharpness_is_drawn_beside_the_stability_number(tmp_path):
     assert {"sharpness-0", "sharpness-1", "stability-0", "blackout-sharpness-0", "limit-sharpness"} <= ids
     only = plots.figure_stability([runs[1]])
     assert len(only.axes) == 1 and "sharpness" in only.axes[0].get_ylabel()
+
+
+def test_many_runs_are_drawn_as_one_artist_of_each_kind(tmp_path):
+    """Past the legend's limit the runs' lines, points and blackout crosses are collections that hold
+    exactly what one artist per run would: each run's points in run order, in its own colour."""
+    n = plots.LEGEND_MAX_RUNS + 2
+    runs = [
+        run(seed=k, tasks=8, blackout=5 if k % 3 == 0 else None, stability=lambda t, k=k: 0.2 * (1 + k / n) * 1.5**t)
+        for k in range(n)
+    ]
+    fig = plots.figure_stability(runs)
+    (lines,) = gids(fig, "stability-runs")
+    assert isinstance(lines, LineCollection)
+    for k, (r, seg) in enumerate(zip(runs, lines.get_segments())):
+        tasks = r.blackout_task or 8
+        expected = [(t, 0.2 * (1 + k / n) * 1.5**t) for t in range(1, tasks + 1)]
+        assert np.allclose(seg, expected)
+    colours = [tuple(c) for c in lines.get_colors()]
+    assert len(set(colours)) == n
+    (points,) = gids(fig, "stability-points")
+    assert len(points.get_offsets()) == sum(len(s) for s in lines.get_segments())
+    (crosses,) = gids(fig, "blackout-stability")
+    blacked = [k for k, r in enumerate(runs) if r.blackout_task]
+    assert np.allclose(crosses.get_offsets(), [(5, 0.2 * (1 + k / n) * 1.5**5) for k in blacked])
+    assert [tuple(c) for c in crosses.get_edgecolors()] == [colours[k] for k in blacked]
+    assert not gids(fig, "stability-0")  # no per-run artists
+    stem = tmp_path / "many"
+    ids = check_files(plots.stability(runs, stem), stem, "task", "stability number")
+    assert {"stability-runs", "stability-points", "blackout-stability", "limit-stability"} <= ids
 
 
 # -- across settings ------------------------------------------------------------------------

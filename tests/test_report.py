@@ -151,6 +151,7 @@ def full(tmp_path_factory):
         study=study,
         figures=folder / "figures",
         n_boot=100,
+        svg=True,
     )
     text = path.read_text(encoding="utf-8")
     return {"path": path, "text": text, "page": Page(text), "runs": runs, "study": study}
@@ -264,6 +265,51 @@ def test_figures_folder_holds_what_the_page_shows(full):
     assert base64.b64decode(src.split(",", 1)[1]) == (folder / "plasticity.png").read_bytes()
     assert "Sharpness per task" in (folder / "stability.svg").read_text()
     assert sorted(p.name for p in full["path"].parent.iterdir()) == ["figures", "report.html"]  # no temp file left
+
+
+def test_unchanged_figures_are_read_back_and_changed_ones_drawn(tmp_path, monkeypatch):
+    """A figure is drawn again exactly when what it shows or the code drawing it changed; the files
+    left are those of this report (an SVG it was not asked for is removed, not left stale)."""
+    import blackout.study.plots as plots
+    import blackout.study.report as report
+
+    runs = [sweep_run(w, 0, blackout=BLACKOUT.get(w)) for w in WIDTHS]
+    figures = tmp_path / "figures"
+    drawn: list[str] = []
+    save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, stem, *a: drawn.append(stem.name) or save(fig, stem, *a))
+
+    def again(runs, **kw) -> dict[str, bytes]:
+        drawn.clear()
+        write_report(tmp_path / "r.html", ResultSet(runs), title="t", figures=figures, n_boot=20, **kw)
+        return {p.name: p.read_bytes() for p in figures.iterdir()}
+
+    first = again(runs, svg=True)
+    names = {"capacity", "stability", "forecast", "methods", "plasticity"}
+    assert names <= set(drawn) and len(drawn) == 9 and len(first) == 18  # 2 reps x (matrix, curves), PNG + SVG
+    assert again(runs, svg=True) == first and drawn == []  # nothing changed: every file read back
+    png_only = again(runs)
+    assert drawn == [] and png_only == {k: v for k, v in first.items() if k.endswith(".png")}
+    changed = [*runs[:-1], dataclasses.replace(runs[-1], metrics={**runs[-1].metrics, "avg_acc": 0.5})]
+    again(changed)  # only the widest run's numbers moved: the figures drawn from it are drawn again
+    widest = f"run-{runs[-1].run_id}"
+    assert sorted(drawn) == sorted(["stability", "methods", "plasticity", f"{widest}-matrix", f"{widest}-curves"])
+    monkeypatch.setattr(report, "_code_digest", lambda: "other code")
+    again(changed)
+    assert len(drawn) == 9  # the code changed: everything is drawn again
+    page = Page((tmp_path / "r.html").read_text(encoding="utf-8"))
+    src = next(a["src"] for tag, a in page.tags if tag == "img" and a["alt"] == "methods")
+    assert base64.b64decode(src.split(",", 1)[1]) == (figures / "methods.png").read_bytes()
+
+
+def test_a_figure_digest_tells_nan_from_missing():
+    a, b = sweep_run(25, 0, tasks=3), sweep_run(25, 0, tasks=3)
+    a.diagnostics[0]["dead_units"], b.diagnostics[0]["dead_units"] = float("nan"), None
+    from blackout.study.report import _Figures
+
+    key = _Figures(None)._key
+    assert key("plasticity", [a]) != key("plasticity", [b])
+    assert key("plasticity", [a]) == key("plasticity", [dataclasses.replace(a)]) != key("methods", [a])
 
 
 def test_predictor_is_shown_beside_the_rule():

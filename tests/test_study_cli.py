@@ -68,11 +68,13 @@ def test_export_csv_has_one_row_per_run(study, tmp_path):
 
 
 def test_report_is_written_with_figures(study):
-    p = blackout("report", str(study))
+    p = blackout("report", str(study), "--svg")
     assert p.returncode == 0, p.stderr
     html = (study / "report.html").read_text()
     assert "Capacity law" in html and html.count("data:image/png;base64") >= 3
-    assert (study / "figures" / "capacity.svg").exists()
+    assert (study / "figures" / "capacity.svg").exists() and (study / "figures" / "capacity.png").exists()
+    assert blackout("report", str(study)).returncode == 0  # PNG only: the SVG of an earlier report goes
+    assert not (study / "figures" / "capacity.svg").exists() and (study / "figures" / "capacity.png").exists()
 
 
 def test_rerun_does_nothing_new(study):

@@ -245,10 +245,15 @@ class Study:
         return analyze(self.results().runs, axis=axis, n_boot=bootstrap)
 
     def report(
-        self, out: str | Path | None = None, axis: str = "width", on_note: Callable[[str], None] | None = None
+        self,
+        out: str | Path | None = None,
+        axis: str = "width",
+        on_note: Callable[[str], None] | None = None,
+        svg: bool = False,
     ) -> Path:
         """Write the self-contained HTML report (default ``STUDY/report.html``) and, beside it, its
-        figures as PNG and SVG (``STUDY/figures``, or ``NAME-figures`` next to a report written elsewhere).
+        figures as PNG, and as SVG too with ``svg`` (``STUDY/figures``, or ``NAME-figures`` next to a
+        report written elsewhere); figures whose data did not change since the last report are reused.
         ``on_note`` receives each line the report says about the runs' numerics versions."""
         from .files import check_output
         from .study.report import is_report, write_report
@@ -271,6 +276,7 @@ class Study:
             title=f"blackout study: {(meta or {}).get('study') or self.path.name}",
             study=meta,
             figures=figures,
+            svg=svg,
         )
 
     def export(self, fmt: str = "csv", out: str | Path | None = None) -> Path:

@@ -392,10 +392,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def args_report(a: argparse.ArgumentParser) -> None:
     _axis_arg(a)
     a.add_argument("--out", type=path_arg, help="report file (default: STUDY/report.html)")
+    a.add_argument("--svg", action="store_true", help="also save each figure as SVG beside its PNG (for print)")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    print(f"report: {_study(args).report(args.out, axis=args.axis, on_note=lambda n: print(f'note: {n}'))}")
+    path = _study(args).report(args.out, axis=args.axis, on_note=lambda n: print(f"note: {n}"), svg=args.svg)
+    print(f"report: {path}")
     return 0
 
 

@@ -62,6 +62,22 @@ def network_label(r: Result) -> str:
     return f"{label} xdg {fmt(m['gating'])}" if m.get("gating") else label
 
 
+def run_label(r: Result) -> str:
+    """One short line naming a run: setting, network, seed."""
+    return f"{setting_labels([r])[r.run_id]}, network {network_label(r)}, seed {r.seed}"
+
+
+def settings_of(results: list[Result]) -> list[tuple[str, list[Result]]]:
+    """Runs grouped so that a group differs only in seed: setting label, plus the network when
+    networks vary (averaging a narrow net that blacked out with a wide one describes neither)."""
+    labels = setting_labels(results)
+    several = len({network_label(r) for r in results}) > 1
+    groups: dict[str, list[Result]] = defaultdict(list)
+    for r in results:
+        groups[f"{labels[r.run_id]}, network {network_label(r)}" if several else labels[r.run_id]].append(r)
+    return sorted(groups.items(), key=lambda kv: (labels[kv[1][0].run_id], sum(kv[1][0].hidden), kv[0]))
+
+
 def avg_after(r: Result, k: int) -> tuple[float | None, bool]:
     """(average accuracy over tasks 1..k after task k, whether it is the blackout row's instead)."""
     if r.tasks_run >= k:

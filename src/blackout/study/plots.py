@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -25,17 +23,19 @@ import numpy as np
 from matplotlib import colormaps, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.image import imsave
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, StrMethodFormatter
 
 from ..experiment.forecast import LIMIT as STABLE_LIMIT
 from ..experiment.result import Result, finite_or_none
-from ..files import head
 from .analysis import Analysis, Fit, ForecastCheck
-from .compare import network_label, setting_labels
+from .compare import run_label, settings_of
+from .figfile import KEY_PREFIX
 
 DPI = 120
 BLACKOUT_COLOUR = "crimson"
@@ -50,11 +50,6 @@ class NothingToPlot(ValueError):
 # -- labels and series ----------------------------------------------------------------------
 
 
-def run_label(r: Result) -> str:
-    """One short line naming a run: setting, network, seed."""
-    return f"{setting_labels([r])[r.run_id]}, network {network_label(r)}, seed {r.seed}"
-
-
 def average_accuracy(r: Result) -> list[float | None]:
     """Mean accuracy over the tasks seen so far after each task (row i: tasks 1..i+1)."""
     out = []
@@ -62,17 +57,6 @@ def average_accuracy(r: Result) -> list[float | None]:
         seen = [v for v in (finite_or_none(a) for a in r.acc[i, : i + 1]) if v is not None]
         out.append(sum(seen) / len(seen) if seen else None)
     return out
-
-
-def settings_of(results: list[Result]) -> list[tuple[str, list[Result]]]:
-    """Runs grouped so that a group differs only in seed: setting label, plus the network when
-    networks vary (averaging a narrow net that blacked out with a wide one describes neither)."""
-    labels = setting_labels(results)
-    several = len({network_label(r) for r in results}) > 1
-    groups: dict[str, list[Result]] = defaultdict(list)
-    for r in results:
-        groups[f"{labels[r.run_id]}, network {network_label(r)}" if several else labels[r.run_id]].append(r)
-    return sorted(groups.items(), key=lambda kv: (labels[kv[1][0].run_id], sum(kv[1][0].hidden), kv[0]))
 
 
 def mean_over_seeds(series: list[list[float | None]]) -> np.ndarray:
@@ -117,40 +101,51 @@ def _legend_all(axes: list) -> None:
 # -- saving ---------------------------------------------------------------------------------
 
 
-def save_figure(fig: Figure, stem: Path | str, formats: Iterable[str] = ("png", "svg")) -> list[Path]:
-    """Write ``stem.<fmt>`` for each format; SVG keeps its text as text so it stays searchable."""
+def save_figure(
+    fig: Figure, stem: Path | str, formats: Iterable[str] = ("png", "svg"), key: str | None = None
+) -> list[Path]:
+    """Write ``stem.<fmt>`` for each format; SVG keeps its text as text so it stays searchable.
+
+    The figure is drawn at its own size: its constrained layout already makes room for labels and
+    legends outside the axes, so no tight bounding box is computed (that costs a second drawing per
+    file). The first format's drawing lays it out and the layout is then held, so a second format
+    draws the same figure without laying it out again. ``key`` (32 hex digits), when given, is written
+    into each file's metadata (``figfile.figure_key`` reads it back), so a later report can tell the figure is
+    current.
+    """
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
         path = stem.with_name(f"{stem.name}.{fmt}")
-        with rc_context({"svg.fonttype": "none", "svg.hashsalt": "blackout"}):
-            fig.savefig(
-                path,
-                format=fmt,
-                dpi=DPI,
-                bbox_inches="tight",
-                metadata={"Date": None, "Creator": "blackout"} if fmt == "svg" else {"Software": "blackout"},
-            )
+        if fmt == "svg":
+            meta = {"Date": None, "Creator": "blackout", **({"Identifier": KEY_PREFIX + key} if key else {})}
+        else:
+            meta = {"Software": "blackout", **({"Source": KEY_PREFIX + key} if key else {})}
+        if fmt == "png":
+            _png(fig, path, meta)
+        else:
+            with rc_context({"svg.fonttype": "none", "svg.hashsalt": "blackout"}):
+                fig.savefig(path, format=fmt, dpi=DPI, metadata=meta)
+        fig.set_layout_engine("none")  # keeps the positions the first drawing computed
         paths.append(path)
     fig.clear()
     return paths
 
 
-def is_figure(path: Path) -> bool:
-    """A PNG or SVG that ``save_figure`` wrote: it names blackout as its software (PNG) or creator (SVG)."""
-    start = head(path, 4096)
-    return (
-        start.startswith(b"\x89PNG")
-        and b"tEXtSoftware\x00blackout" in start
-        or re.search(rb"<dc:creator>\s*<cc:Agent>\s*<dc:title>blackout<", start) is not None
-    )
+def _png(fig: Figure, target: Any, metadata: dict) -> None:
+    if not isinstance(fig.canvas, FigureCanvasAgg):  # a figure from elsewhere, without a raster canvas
+        fig.savefig(target, format="png", dpi=DPI, metadata=metadata)
+        return
+    # one pass lays the figure out and renders it (``savefig`` lays it out in a drawing of its own first)
+    fig.canvas.draw()
+    imsave(target, fig.canvas.buffer_rgba(), format="png", dpi=DPI, metadata=metadata)
 
 
 def png_bytes(fig: Figure) -> bytes:
     """The figure as PNG bytes, for embedding in a report."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    _png(fig, buf, {"Software": "blackout"})
     fig.clear()
     return buf.getvalue()
 
@@ -395,6 +390,77 @@ CURVATURES = {
 }
 
 
+def _stability_lines(ax, name: str, series: dict[int, list[tuple[int, float]]], runs, colours, labels) -> None:
+    """One line per run (``{name}-{k}``), with its blackout cross or, off the line, a dotted rule."""
+    for k, pts in series.items():
+        t, s = zip(*pts)
+        ax.plot(
+            t,
+            s,
+            color=colours[k],
+            linewidth=1.3,
+            marker="o" if len(t) <= 30 else None,
+            markersize=3,
+            label=labels[k],
+            gid=f"{name}-{k}",
+        )
+        b = runs[k].blackout_task
+        at = dict(pts).get(b) if b is not None else None
+        if at is not None:
+            ax.plot(
+                [b],
+                [at],
+                marker="X",
+                markersize=10,
+                color=BLACKOUT_COLOUR,
+                markeredgecolor=colours[k],
+                linestyle="none",
+                gid=f"blackout-{name}-{k}",
+            )
+        elif b is not None:
+            ax.axvline(b, color=colours[k], linestyle=":", linewidth=1.2, gid=f"blackout-{name}-{k}")
+
+
+def _stability_collections(ax, name: str, series: dict[int, list[tuple[int, float]]], runs, colours) -> None:
+    """The same marks as ``_stability_lines`` for many runs, as one artist of each kind: the runs'
+    lines (``{name}-runs``, in run order), their points, the blackout crosses (``blackout-{name}``)
+    and the rules of blackouts off the line (``blackout-{name}-rules``). Thousands of artists of one
+    line each would take seconds to draw; a collection draws them at once."""
+    ks = list(series)
+    ax.add_collection(
+        LineCollection([series[k] for k in ks], colors=[colours[k] for k in ks], linewidths=1.3, gid=f"{name}-runs"),
+        autolim=True,
+    )
+    ax.autoscale_view()
+    dots = [(t, v, colours[k]) for k in ks if len(series[k]) <= 30 for t, v in series[k]]
+    if dots:
+        t, v, c = zip(*dots)
+        ax.scatter(t, v, s=16, c=list(c), linewidths=0, gid=f"{name}-points", zorder=2.5)
+    crosses, rules = [], []
+    for k in ks:
+        b = runs[k].blackout_task
+        at = dict(series[k]).get(b) if b is not None else None
+        if at is not None:
+            crosses.append((b, at, colours[k]))
+        elif b is not None:
+            rules.append((b, colours[k]))
+    if crosses:
+        t, v, c = zip(*crosses)
+        ax.scatter(t, v, s=100, marker="X", color=BLACKOUT_COLOUR, edgecolors=list(c), gid=f"blackout-{name}", zorder=3)
+    if rules:
+        b, c = zip(*rules)
+        ax.vlines(
+            b,
+            0,
+            1,
+            transform=ax.get_xaxis_transform(),
+            colors=list(c),
+            linestyles=":",
+            linewidths=1.2,
+            gid=f"blackout-{name}-rules",
+        )
+
+
 def figure_stability(results: list[Result]) -> Figure:
     """Stability number per task on a log scale against 2, where gradient descent stops being stable.
 
@@ -421,33 +487,10 @@ def figure_stability(results: list[Result]) -> Figure:
     colours = _colours(len(runs))
     labels = [run_label(r) for r in runs] if len(runs) <= LEGEND_MAX_RUNS else [None] * len(runs)
     for name, ax in zip(panels, axes):
-        for k, pts in series[name].items():
-            t, s = zip(*pts)
-            ax.plot(
-                t,
-                s,
-                color=colours[k],
-                linewidth=1.3,
-                marker="o" if len(t) <= 30 else None,
-                markersize=3,
-                label=labels[k],
-                gid=f"{name}-{k}",
-            )
-            b = runs[k].blackout_task
-            at = dict(pts).get(b) if b is not None else None
-            if at is not None:
-                ax.plot(
-                    [b],
-                    [at],
-                    marker="X",
-                    markersize=10,
-                    color=BLACKOUT_COLOUR,
-                    markeredgecolor=colours[k],
-                    linestyle="none",
-                    gid=f"blackout-{name}-{k}",
-                )
-            elif b is not None:
-                ax.axvline(b, color=colours[k], linestyle=":", linewidth=1.2, gid=f"blackout-{name}-{k}")
+        if len(runs) <= LEGEND_MAX_RUNS:
+            _stability_lines(ax, name, series[name], runs, colours, labels)
+        else:
+            _stability_collections(ax, name, series[name], runs, colours)
         ax.axhline(
             STABLE_LIMIT,
             color="black",

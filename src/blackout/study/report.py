@@ -10,13 +10,15 @@ results, errors or the study spec can never become markup; this module only gath
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import json
+import pickle
 import re
 import statistics
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +28,10 @@ from .. import __version__
 from ..experiment.forecast import FORECAST_LAG, FORECAST_S
 from ..experiment.result import Result, environment, finite_or_none
 from ..files import atomic_write, head, need_folder, replaceable
-from . import capacity, plots
+from . import capacity
 from .analysis import Analysis
-from .compare import checkpoints_for, method_table, network_label, setting_labels
-from .plots import NothingToPlot
+from .compare import checkpoints_for, method_table, network_label, run_label, setting_labels, settings_of
+from .figfile import figure_key, is_figure
 from .results import ResultSet
 
 __all__ = ["write_report", "render_report", "representative_runs", "is_report"]
@@ -84,7 +86,7 @@ def representative_runs(results: list[Result], analysis: Analysis | None) -> lis
             at = min((p for p in pts if p.x == x), key=lambda p: p.seed)
             chosen.setdefault(at.run_id, (f"{g.label}: {end} {axis} ({x:g}), seed {at.seed}", by_id[at.run_id]))
     if not chosen:
-        for label, runs in plots.settings_of(results):
+        for label, runs in settings_of(results):
             for end, pick in (("narrowest", min), ("widest", max)):
                 w = pick(sum(r.hidden) for r in runs)
                 run = min((r for r in runs if sum(r.hidden) == w), key=lambda r: r.seed)
@@ -93,24 +95,77 @@ def representative_runs(results: list[Result], analysis: Analysis | None) -> lis
 
 
 class _Figures:
-    """Renders figures for the page (base64 PNG) and, given a folder, saves them there as PNG + SVG."""
+    """Renders figures for the page (base64 PNG) and, given a folder, saves them there as PNG (and SVG
+    when asked), each file carrying a digest of what drew it: a figure whose digest the file in the
+    folder already carries is read back instead of drawn again."""
 
-    def __init__(self, folder: Path | None):
+    def __init__(self, folder: Path | None, svg: bool = False):
         self.folder = folder
+        self.formats = ("png", "svg") if svg else ("png",)
+        self._digests: dict[int, tuple[Any, str]] = {}  # by id, holding the object so the id stays its own
 
-    def __call__(self, name: str, build: Callable[[], Any], alt: str, caption: str) -> dict:
+    def __call__(self, name: str, build: Callable[[Any], Any], inputs: Any, alt: str, caption: str) -> dict:
+        """The page's entry for one figure; ``build(plots)`` makes it from ``inputs``, the values it
+        is drawn from (their digest decides whether a saved figure is current)."""
         stem = self.folder / re.sub(r"[^A-Za-z0-9_.-]", "_", name) if self.folder else None
-        files = [stem.with_name(stem.name + suffix) for suffix in (".png", ".svg")] if stem else []
+        files = [stem.with_name(f"{stem.name}.{fmt}") for fmt in ("png", "svg")] if stem else []
         for f in files:  # replaced or removed below: only figures an earlier report saved
-            replaceable(f, plots.is_figure)
+            replaceable(f, is_figure)
+        key = self._key(name, inputs) if stem else None
+        wanted = files[: len(self.formats)]
+        for f in files[len(self.formats) :]:  # an SVG this report does not draw would not match it
+            f.unlink(missing_ok=True)
+        if wanted and all(f.is_file() and figure_key(f) == key for f in wanted):
+            return self._entry(alt, caption, wanted[0].read_bytes())
+        from . import plots  # only to draw: with every figure current, matplotlib's figures stay unimported
+
         try:
-            fig = build()
-        except NothingToPlot as exc:
+            fig = build(plots)
+        except plots.NothingToPlot as exc:
             for f in files:  # a figure from an earlier report would contradict this one
                 f.unlink(missing_ok=True)
             return {"alt": alt, "caption": caption, "png": None, "skip": str(exc)}
-        png = plots.save_figure(fig, stem)[0].read_bytes() if stem is not None else plots.png_bytes(fig)
+        png = plots.save_figure(fig, stem, self.formats, key)[0].read_bytes() if stem else plots.png_bytes(fig)
+        return self._entry(alt, caption, png)
+
+    @staticmethod
+    def _entry(alt: str, caption: str, png: bytes) -> dict:
         return {"alt": alt, "caption": caption, "png": base64.b64encode(png).decode("ascii"), "skip": None}
+
+    def _key(self, name: str, inputs: Any) -> str:
+        """Digest of everything a figure depends on: its name, its inputs, the package's code, this
+        version, and matplotlib's version and settings.
+
+        An input is digested as its pickle: a faithful copy of every field (NaN apart from a missing
+        value, every array element), so two inputs with one digest hold the same data. Equal data
+        pickled differently (another key order) only costs drawing the figure again.
+        """
+        parts = [name, __version__, _code_digest(), _rc_digest()]
+        for obj in inputs if isinstance(inputs, list) else [inputs]:
+            if id(obj) not in self._digests:
+                self._digests[id(obj)] = (obj, hashlib.sha256(pickle.dumps(obj, protocol=5)).hexdigest())
+            parts.append(self._digests[id(obj)][1])
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """The source of the whole package: a figure's look and labels come from several of its modules."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _rc_digest() -> str:
+    """matplotlib's version and settings (a style or matplotlibrc changes every figure). The backend is
+    left out: the figures are drawn on their own Agg canvas, and reading the setting would import pyplot."""
+    import matplotlib
+
+    settings = sorted((k, v) for k, v in dict.items(matplotlib.rcParams) if not k.startswith("backend"))
+    return hashlib.sha256(repr((matplotlib.__version__, settings)).encode()).hexdigest()
 
 
 # -- sections -------------------------------------------------------------------------------
@@ -184,7 +239,7 @@ def _runs(runs: list[Result]) -> list[dict]:
             "tasks_run": r.tasks_run,
             "avg_acc": r.metrics.get("avg_acc"),
             "new_task_acc": r.acc[r.tasks_run - 1, r.tasks_run - 1] if r.tasks_run else None,
-            "label": plots.run_label(r),
+            "label": run_label(r),
             "config": _json(r.config),
         }
         for r in sorted(runs, key=_order)
@@ -210,12 +265,17 @@ def _versions(runs: list[Result]) -> list[tuple[str, str, str]]:
     ]
 
 
+def _of_run(kind: str, r: Result) -> Callable[[Any], Any]:
+    """The builder of one run's figure, ``plots.figure_<kind>(r)``."""
+    return lambda plots: getattr(plots, f"figure_{kind}")(r)
+
+
 def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
     axis = analysis.axis
 
-    def capacity_figure():
+    def capacity_figure(plots):
         if len({p.x for g in analysis.groups for p in g.points}) < 2:
-            raise NothingToPlot(f"it needs runs at two or more values of {axis}")
+            raise plots.NothingToPlot(f"it needs runs at two or more values of {axis}")
         return plots.figure_capacity(analysis)
 
     reps = representative_runs(runs, analysis)
@@ -223,6 +283,7 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
         "capacity": draw(
             "capacity",
             capacity_figure,
+            analysis,
             "capacity",
             f"Blackout task against {axis}: dots are seeds, open triangles runs without blackout (drawn "
             "at their bound, a lower bound), squares group means with intervals, solid lines the linear "
@@ -230,7 +291,8 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
         ),
         "stability": draw(
             "stability",
-            lambda: plots.figure_stability(runs),
+            lambda plots: plots.figure_stability(runs),
+            runs,
             "stability",
             "Stability number per task (log scale), and the sharpness of the penalised loss where it was "
             "measured; above the dashed line at 2 gradient descent is no longer stable. Crosses mark "
@@ -238,7 +300,8 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
         ),
         "forecast": draw(
             "forecast",
-            lambda: plots.figure_forecast(analysis.forecast),
+            lambda plots: plots.figure_forecast(analysis.forecast),
+            analysis.forecast,
             "forecast",
             "The blackout task each run forecast after task k (one colour per k) against the one observed; "
             "the shaded band is within max(2 tasks, 20%). Runs without blackout, and forecasts of none "
@@ -246,13 +309,15 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
         ),
         "methods": draw(
             "methods",
-            lambda: plots.figure_methods(runs),
+            lambda plots: plots.figure_methods(runs),
+            runs,
             "methods",
             "Average accuracy over the tasks seen so far, mean over the seeds that reached that task.",
         ),
         "plasticity": draw(
             "plasticity",
-            lambda: plots.figure_plasticity(runs),
+            lambda plots: plots.figure_plasticity(runs),
+            runs,
             "plasticity",
             "Accuracy on each task just after learning it, and the fraction of dead hidden units, mean "
             "over seeds: a network that cannot learn the new task has lost plasticity.",
@@ -261,16 +326,18 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
             {
                 "why": why,
                 "run_id": r.run_id,
-                "label": plots.run_label(r),
+                "label": run_label(r),
                 "matrix": draw(
                     f"run-{r.run_id}-matrix",
-                    partial(plots.figure_accuracy_matrix, r),
+                    _of_run("accuracy_matrix", r),
+                    r,
                     "accuracy matrix",
                     "Accuracy on each task (columns) after training each task (rows).",
                 ),
                 "curves": draw(
                     f"run-{r.run_id}-curves",
-                    partial(plots.figure_task_curves, r),
+                    _of_run("task_curves", r),
+                    r,
                     "task curves",
                     "Each task's accuracy from when it was trained; dashed: chance.",
                 ),
@@ -285,9 +352,16 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
 
 
 def render_report(
-    rs: ResultSet, analysis: Analysis, *, title: str, study: dict | None = None, figures: Path | None = None
+    rs: ResultSet,
+    analysis: Analysis,
+    *,
+    title: str,
+    study: dict | None = None,
+    figures: Path | None = None,
+    svg: bool = False,
 ) -> str:
-    """The page as a string, from a ``capacity.analyze`` output of ``rs.runs``; figures saved into ``figures``."""
+    """The page as a string, from a ``capacity.analyze`` output of ``rs.runs``; figures saved into
+    ``figures`` as PNG, and as SVG too with ``svg``."""
     runs = rs.runs
     return _ENV.get_template("report.html.j2").render(
         title=title,
@@ -303,7 +377,7 @@ def render_report(
         forecast=analysis.forecast,
         forecast_s=FORECAST_S,
         forecast_lag=FORECAST_LAG,
-        figures=_figures(runs, analysis, _Figures(figures)),
+        figures=_figures(runs, analysis, _Figures(figures, svg)),
         failed=_failed(rs),
         runs=_runs(runs),
         study=None if study is None else _json(study),
@@ -320,14 +394,19 @@ def write_report(
     study: dict | None = None,
     figures: Path | None = None,
     n_boot: int = 1000,
+    svg: bool = False,
 ) -> Path:
     """Analyse ``rs`` along ``axis`` (``n_boot`` bootstrap resamples for the laws' intervals) and write
     the HTML report to ``out``, aside and then renamed, so a reader never sees half a page and a
-    failure leaves the previous report; figures also go to ``figures`` as PNG + SVG when given."""
+    failure leaves the previous report; figures also go to ``figures`` when given, as the PNG the
+    page shows and, with ``svg``, as SVG for print (a figure whose inputs and code are unchanged since
+    the files there were written is read back, not drawn again)."""
     out = Path(out)
     if figures is not None:
         need_folder(Path(figures), "a folder for the report's figures")
-    page = render_report(rs, capacity.analyze(rs.runs, axis, n_boot=n_boot), title=title, study=study, figures=figures)
+    page = render_report(
+        rs, capacity.analyze(rs.runs, axis, n_boot=n_boot), title=title, study=study, figures=figures, svg=svg
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, page)
     return out
