@@ -127,6 +127,36 @@ def test_agem_s_reference_gradient_is_taken_under_each_memory_sample_s_own_gate(
             torch.testing.assert_close(got, g, rtol=1e-4, atol=1e-6)
 
 
+def test_gem_s_reference_gradients_are_taken_under_each_past_task_s_own_gate(monkeypatch):
+    pytest.importorskip("quadprog")
+    import blackout.experiment.methods.gem as gem_module
+
+    cfg = small(method="gem", memory=40, gating=0.5, tasks=3, hidden=(24,), iterations=3, batch_size=16)
+    ex = Experiment([cfg])
+    for t in range(2):
+        ex.train_task(t)
+        ex.method.consolidate(ex.net, ex.streams.task(t), ex.streams)
+    seen = []
+
+    def record(args):
+        _, refs, _ = args
+        seen.append(([[r[0].clone() for r in ref] for ref in refs], member_weights(ex.net)))
+
+    spy(monkeypatch, gem_module, "project_qp_", record)
+    ex.train_task(2)
+    assert seen, "no step checked its memory"
+    held = ex.method.references()
+    assert [past.index for past, _, _ in held] == [0, 1]
+    for refs, (w, b) in seen:
+        for ref, (past, x, y) in zip(refs, held):
+            params = [p.requires_grad_() for p in w + b]
+            masks = sample_masks(cfg, [past.index] * x.shape[1])
+            loss = F.cross_entropy(masked_logits(params[: len(w)], params[len(w) :], x[0], masks), y[0])
+            want = torch.autograd.grad(loss, params)
+            for got, g in zip(ref, [want[0], want[2], want[1], want[3]]):  # params() order: W1, b1, W2, b2
+                torch.testing.assert_close(got, g, rtol=1e-4, atol=1e-6)
+
+
 def test_lwf_distils_each_old_head_under_its_own_task_s_gate(monkeypatch):
     cfg = small(method="lwf", stream="split", scenario="task", gating=0.5, tasks=3, hidden=(24,), iterations=2)
     ex = Experiment([cfg])

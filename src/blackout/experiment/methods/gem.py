@@ -29,6 +29,7 @@ import torch
 
 from ...errors import ConfigError
 from ...settings import Setting
+from .. import gating
 from .replay import MEMORY, Memory, Replay, single_head
 
 RIDGE = 1e-3  # added to the dual's Gram matrix (Hsu et al.'s), so quadprog sees a positive definite one
@@ -100,7 +101,10 @@ class GEM(Replay):
     def adjust(self, net, grads, task) -> None:
         from ..step import loss_grads
 
-        refs = [loss_grads(net, self, x, y, past)[1] for past, x, y in self.references()]
+        refs = []
+        for past, x, y in self.references():
+            with gating.under(net, past.index):  # each task's memory through its own gate
+                refs.append(loss_grads(net, self, x, y, past)[1])
         if refs:
             project_qp_(grads, refs, self.value("memory_strength"))
 
