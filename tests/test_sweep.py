@@ -156,8 +156,8 @@ def _rows(db, status):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_right_after_a_claim_hands_the_run_back(tmp_path, monkeypatch, sig):
-    """The signal lands after the claim committed and before the driver noted the run as its own:
-    the run must go back to pending, not stay ``running`` under a process that has given up."""
+    """The signal lands after the claim committed and before the claim returned: the run must go
+    back to pending, not stay ``running`` under a process that has given up."""
     configs = grid_configs()
     store = Store(tmp_path / "results.sqlite", "t")
     real_claim = Store.claim
@@ -179,6 +179,22 @@ def test_an_interrupt_right_after_a_claim_hands_the_run_back(tmp_path, monkeypat
         signal.signal(signal.SIGTERM, previous)
     assert store.status_counts()["running"] == 0
     assert store.status_counts()["pending"] == len(configs)
+
+
+def test_a_write_interrupted_before_its_commit_is_undone_by_the_next_write(tmp_path):
+    """A signal can land after a write's BEGIN and before its block ends or its COMMIT runs; the
+    interrupted caller saw the write fail, so the next write rolls it back instead of failing with
+    "cannot start a transaction within a transaction"."""
+    configs = grid_configs()
+    store = Store(tmp_path / "results.sqlite", "t")
+    store.add((c.run_id, c.to_dict()) for c in configs)
+    abandoned = store._write()
+    conn = abandoned.__enter__()  # the write lock taken, then the interrupt: no block end, no COMMIT
+    conn.execute("UPDATE runs SET status = 'running' WHERE run_id = ?", (configs[0].run_id,))
+    assert store.claim(configs[1].run_id)
+    assert [r["run_id"] for r in store.rows("running")] == [configs[1].run_id]
+    store.close()
+    del abandoned  # its late clean-up finds the store closed and stays quiet
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])

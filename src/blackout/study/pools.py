@@ -19,7 +19,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
@@ -376,44 +375,16 @@ def _fill(queue: Iterator[list[RunConfig]], inflight: dict, pool, store: Store, 
         mine: list[RunConfig] = []
         try:
             for c in unit:
-                with _signals_deferred():
-                    if store.claim(c.run_id):
-                        mine.append(c)
+                # noted as mine before the claim, so an interrupt at any point hands it back:
+                # releasing a run this process does not hold changes nothing
+                mine.append(c)
+                if not store.claim(c.run_id):
+                    mine.pop()
             if mine:
-                with _signals_deferred():
-                    inflight[pool.submit([c.to_dict() for c in mine], data_dir)] = [c.run_id for c in mine]
+                inflight[pool.submit([c.to_dict() for c in mine], data_dir)] = [c.run_id for c in mine]
         except BaseException:  # claimed but not yet in flight: hand them back too
             for c in mine:
                 store.release(c.run_id)
             raise
         report.skipped_elsewhere += len(unit) - len(mine)  # another sweep process holds or finished them
         report.batched += len(mine) if len(mine) > 1 else 0
-
-
-@contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends, then deliver them.
-
-    Claiming a run commits to the store before the driver can note that the run is its own; an
-    interrupt in between would leave the row ``running`` with nobody to hand it back. Python runs
-    signal handlers in the main thread only, so a recording handler there covers signals that the
-    kernel delivers to any thread.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    before = [signal.getsignal(s) for s in held]
-    if any(h is None for h in before):  # a handler installed outside Python: leave it alone
-        yield
-        return
-    for s in held:
-        signal.signal(s, lambda n, _: caught.append(n))
-    try:
-        yield
-    finally:
-        for s, h in zip(held, before):
-            signal.signal(s, cast(Any, h))
-        for n in caught:
-            signal.raise_signal(n)

@@ -25,7 +25,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +263,8 @@ class Store:
         """A short write transaction; IMMEDIATE takes the write lock up front so that WAL
         never fails an upgrade from read to write with an immediate SQLITE_BUSY."""
         conn = self._connection()
+        if conn.in_transaction:  # a write interrupted before its block began or before its COMMIT
+            conn.execute("ROLLBACK")  # whoever started it saw the interrupt, so it did not happen
         if wal and not self._wal:  # only a write changes the file: switching to WAL rewrites its header
             conn.execute("PRAGMA journal_mode = WAL")
             self._wal = True
@@ -270,8 +272,9 @@ class Store:
         try:
             yield conn
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            with suppress(sqlite3.ProgrammingError):  # closed meanwhile: closing rolled it back
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
