@@ -324,6 +324,10 @@ def test_a_five_image_data_folder_gets_no_verdict(tmp_path):
     assert out.stdout == "" and not any(tmp_path.rglob("result.json"))  # no verdict, no result
 
 
+TINY_MNIST = ["--dataset", "mnist", "--tasks", "1", "--iterations", "2", "--hidden", "4", "--sharpness", "0"]
+"""A run of two training steps on MNIST-format files: enough to be recorded with its data's identity."""
+
+
 def test_the_same_settings_on_other_data_get_another_run_id(tmp_path, monkeypatch, capsys):
     """Two folders of MNIST-format images (same shape and count, other pixels), and a copy of the first."""
     monkeypatch.setenv("BLACKOUT_DATA_CACHE", str(tmp_path / "cache"))
@@ -333,24 +337,7 @@ def test_the_same_settings_on_other_data_get_another_run_id(tmp_path, monkeypatc
     ids = {}
     for name in ("a", "b", "a2"):
         code = main(
-            [
-                "run",
-                "--dataset",
-                "mnist",
-                "--data-dir",
-                str(tmp_path / name),
-                "--tasks",
-                "1",
-                "--iterations",
-                "2",
-                "--hidden",
-                "4",
-                "--sharpness",
-                "0",
-                "--quiet",
-                "--out",
-                str(tmp_path / f"out-{name}"),
-            ]
+            ["run", *TINY_MNIST, "--data-dir", str(tmp_path / name), "--quiet", "--out", str(tmp_path / f"out-{name}")]
         )
         assert code == 0, capsys.readouterr().err
         result = json.loads((tmp_path / f"out-{name}" / "result.json").read_text())
@@ -362,20 +349,7 @@ def test_the_same_settings_on_other_data_get_another_run_id(tmp_path, monkeypatc
 def test_a_study_swept_on_one_data_set_is_not_extended_silently_with_another(tmp_path, monkeypatch, capsys):
     """The same grid on other images is other runs: the second sweep is refused as another grid."""
     monkeypatch.setenv("BLACKOUT_DATA_CACHE", str(tmp_path / "cache"))
-    grid = [
-        "--dataset",
-        "mnist",
-        "--tasks",
-        "1",
-        "--iterations",
-        "2",
-        "--hidden",
-        "4",
-        "--sharpness",
-        "0",
-        "--jobs",
-        "1",
-    ]
+    grid = [*TINY_MNIST, "--jobs", "1"]
     study = tmp_path / "s"
     assert main(["sweep", str(study), "--data-dir", str(_mnist_folder(tmp_path / "a", 100, seed=0)), *grid]) == 0
     capsys.readouterr()
