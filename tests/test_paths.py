@@ -92,10 +92,15 @@ def test_an_empty_path_is_refused_and_nothing_is_written_here(tmp_path, study):
         ["run", "--tasks", "1", "--out", ""],
         ["export", study, "--out", ""],
         ["report", study, "--out", ""],
+        ["export", study, "--out", " "],
         cwd=tmp_path,
     )
     for result, message in zip(
-        done, ["argument study: expected a path, got ''"] + ["--out: expected a path, got ''"] * 4
+        done,
+        ["argument study: expected a path, got ''"]
+        + ["--out: expected a path, got ''"] * 4
+        + ["--out: expected a path, got ' '"],
+        strict=True,
     ):
         refused(result, message)
     assert os.listdir(tmp_path) == []

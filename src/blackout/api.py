@@ -24,6 +24,7 @@ from typing import Any
 from .config import RunConfig, checked_setting, flat_settings, load_toml, printable
 from .errors import ConfigError, StoreError
 from .experiment.result import Result
+from .files import check_output, given
 from .presets import run_preset, study_preset
 from .study.spec import STORE_FILE, SweepSpec, load_spec, parse_axis, parse_grids
 
@@ -98,7 +99,7 @@ class Study:
     """
 
     def __init__(self, path: str | Path):
-        self.path = _path(path, "Study")
+        self.path = given(path, "Study")
         self.archive = self.path.is_file() and self.path.name.endswith((".jsonl", ".jsonl.gz"))
         self.store_path = self.path / STORE_FILE
 
@@ -255,13 +256,12 @@ class Study:
         figures as PNG, and as SVG too with ``svg`` (``STUDY/figures``, or ``NAME-figures`` next to a
         report written elsewhere); figures whose data did not change since the last report are reused.
         ``on_note`` receives each line the report says about the runs' numerics versions."""
-        from .files import check_output
         from .study.report import is_report, write_report
 
         default = (
             self.path.with_name(self.path.name.split(".")[0] + ".html") if self.archive else self.path / "report.html"
         )
-        out = check_output(default if out is None else _path(out, "out"), is_report, store=self.store_path)
+        out = check_output(default if out is None else given(out, "out"), is_report, store=self.store_path)
         beside = not self.archive and out.resolve() == default.resolve()
         figures = self.path / "figures" if beside else out.with_name(f"{out.stem}-figures")
         rs = self.results()
@@ -280,7 +280,6 @@ class Study:
         )
 
     def export(self, fmt: str = "csv", out: str | Path | None = None) -> Path:
-        from .files import check_output
         from .study.store import EXPORTS
 
         if fmt not in ("csv", "parquet", "jsonl"):
@@ -288,19 +287,12 @@ class Study:
         if self.archive:
             raise ConfigError(f"{self.path}: already an export; `blackout report` and `analyze` read it")
         out = check_output(
-            _path(out, "out") if out is not None else self.path / f"results.{fmt}{'.gz' if fmt == 'jsonl' else ''}",
+            given(out, "out") if out is not None else self.path / f"results.{fmt}{'.gz' if fmt == 'jsonl' else ''}",
             EXPORTS[fmt],
             store=self.store_path,
         )
         with self._store(None, create=False) as store:
             return store.export(out, fmt)
-
-
-def _path(value: str | Path, what: str) -> Path:
-    """A path from the caller; the empty string is refused, since ``Path('')`` is the current folder."""
-    if isinstance(value, str) and not value.strip():
-        raise ConfigError(f"{what}: expected a path, got {value!r}")
-    return Path(value)
 
 
 def _older_numerics(store, configs: list[RunConfig]) -> dict[int, int]:

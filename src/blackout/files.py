@@ -32,6 +32,13 @@ _SPECIAL = (
 HEAD = 1 << 20  # how much of an existing file is read to recognise it
 
 
+def given(value: str | Path, what: str) -> Path:
+    """A path the user gave; an empty or blank one is refused, since ``Path('')`` is the current folder."""
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(f"{what}: expected a path, got {value!r}")
+    return Path(value)
+
+
 def describe(mode: int) -> str:
     if stat.S_ISREG(mode):
         return FILE

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..config import FIXED, method_settings, setting_of
+from ..errors import ConfigError
+from ..files import given
 from ..numerics import NUMERICS_VERSION
 
 REMEDIES = (
@@ -27,9 +29,11 @@ def positive_int(text: str) -> int:
 
 
 def path_arg(text: str) -> str:
-    """An argparse type: a path, never empty (an empty one would mean the current folder)."""
-    if not text:
-        raise argparse.ArgumentTypeError("expected a path, got ''")
+    """An argparse type: the rule of ``files.given``, in argparse's own words."""
+    try:
+        given(text, "path")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("path: ")) from None
     return text
 
 
