@@ -197,27 +197,34 @@ def test_a_write_interrupted_before_its_commit_is_undone_by_the_next_write(tmp_p
     del abandoned  # its late clean-up finds the store closed and stays quiet
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
-def test_killed_sweep_resumes_without_duplicate_or_lost_rows(tmp_path, sig):
-    """The signal is sent while the sweep's workers are stopped and runs are still pending, so the sweep
-    cannot have finished before it arrives, however slowly this test is scheduled."""
-    study = tmp_path / "study"
-    # as from a terminal: a job started in the background of a script inherits SIGINT ignored, and so would the sweep
+def _frozen_sweep(study, sigint=signal.SIG_DFL):
+    """A 12-run sweep started as a fresh process, once two runs are done, with its workers stopped:
+    runs are still pending and none can finish, so the sweep cannot end before a signal arrives,
+    however slowly this test is scheduled. ``sigint``: the SIGINT disposition it inherits."""
     proc = subprocess.Popen(
         _sweep_cmd(study),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
     db = study / "results.sqlite"
     deadline = time.time() + 300
     while len(_rows(db, "done")) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     workers = _descendants(proc.pid)
-    for pid in workers:  # no run can finish now, so the sweep cannot end before the signal
+    for pid in workers:
         os.kill(pid, signal.SIGSTOP)
     assert proc.poll() is None and _rows(db, "pending"), "the sweep finished before it could be interrupted"
+    return proc, workers
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+def test_killed_sweep_resumes_without_duplicate_or_lost_rows(tmp_path, sig):
+    study = tmp_path / "study"
+    # as from a terminal (a job started in the background of a script would inherit SIGINT ignored)
+    proc, workers = _frozen_sweep(study)
+    db = study / "results.sqlite"
     if sig == signal.SIGKILL:
         os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers, with no chance to clean up
     else:
@@ -240,6 +247,21 @@ def test_killed_sweep_resumes_without_duplicate_or_lost_rows(tmp_path, sig):
     assert all(after[k] == v for k, v in before.items())  # finished runs were not run again
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT count(*), count(DISTINCT run_id) FROM runs").fetchone() == (12, 12)
+
+
+def test_a_sigint_the_shell_ignores_stays_ignored_and_sigterm_still_stops(tmp_path):
+    """A sweep started as `blackout sweep ... &` from a script inherits SIGINT ignored, as any Python
+    program respects; SIGTERM must still stop it and hand its runs back, as the README says."""
+    study = tmp_path / "study"
+    proc, workers = _frozen_sweep(study, sigint=signal.SIG_IGN)
+    os.kill(proc.pid, signal.SIGINT)
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(2)
+    os.kill(proc.pid, signal.SIGTERM)
+    for pid in workers:
+        os.kill(pid, signal.SIGCONT)
+    assert proc.wait(60) == 130, proc.stderr.read()
+    assert not _rows(study / "results.sqlite", "running")
 
 
 def _free_port():
