@@ -69,12 +69,20 @@ def test_hsu2018_preset_runs_every_row_with_the_papers_protocol():
             assert c.method.memory == p["rehearsal_memory"]
 
 
-def test_hsu2018_gem_study_file_is_the_presets_gem_rows():
-    """docs/studies/hsu2018-gem.toml runs those rows alone: the same runs, so the same run ids."""
-    gem = Study("unused").spec(spec_file=PUBLISHED.parent / "studies" / "hsu2018-gem.toml").configs()
-    preset = [c for c in Study("unused").spec("hsu2018-split-mnist").configs() if c.method.method == "gem"]
+def _study_file(name: str) -> list[str]:
+    return sorted(c.run_id for c in Study("unused").spec(spec_file=PUBLISHED.parent / "studies" / name).configs())
+
+
+def test_hsu2018_study_files_split_the_preset_into_its_gem_rows_and_the_others():
+    """docs/studies/hsu2018-gem.toml runs the GEM rows alone and hsu2018-others.toml the rest but GEM's
+    single-head rows: the preset's own runs (the same run ids), so their studies pool with it."""
+    preset = Study("unused").spec("hsu2018-split-mnist").configs()
+    gem, others = _study_file("hsu2018-gem.toml"), _study_file("hsu2018-others.toml")
     assert len(gem) == 3 * HSU["source"]["runs"]
-    assert sorted(c.run_id for c in gem) == sorted(c.run_id for c in preset)
+    assert gem == sorted(c.run_id for c in preset if c.method.method == "gem")
+    single_head_gem = [c for c in preset if c.method.method == "gem" and c.data.scenario != "task"]
+    assert len(others) == len(preset) - 2 * HSU["source"]["runs"]
+    assert others == sorted({c.run_id for c in preset} - {c.run_id for c in single_head_gem})
 
 
 def test_hsu2018_table_holds_every_scenario_and_the_rows_blackout_runs():
