@@ -197,6 +197,29 @@ def test_a_write_interrupted_before_its_commit_is_undone_by_the_next_write(tmp_p
     del abandoned  # its late clean-up finds the store closed and stays quiet
 
 
+@pytest.mark.parametrize("handed_back", [True, False])
+def test_a_run_another_sweep_holds_is_run_here_once_it_is_handed_back(tmp_path, handed_back):
+    """Two sweeps share a study; the other holds one run, then is interrupted and hands it back while
+    this one works: this one runs it, instead of ending with it pending. A run the other still holds
+    at the end is reported as held elsewhere, never as already done."""
+    configs = grid_configs()
+    store = Store(tmp_path / "results.sqlite", "t")
+    store.add((c.run_id, c.to_dict()) for c in configs)
+    other = Store(tmp_path / "results.sqlite", "t")
+    other.owner = "another-host:1"  # a sweep elsewhere: alive as far as this one can tell
+    assert other.claim(configs[0].run_id)
+
+    def hand_back(event, rid, out):
+        if handed_back:
+            other.release(configs[0].run_id)
+
+    report = run_sweep(configs, store, LocalPool(1), on_event=hand_back)
+    assert report.done_before == 0 and report.failed == 0
+    assert (report.ran, report.skipped_elsewhere) == ((4, 0) if handed_back else (3, 1))
+    counts = {k: n for k, n in store.status_counts().items() if n}
+    assert counts == ({"done": 4} if handed_back else {"done": 3, "running": 1})
+
+
 def _frozen_sweep(study, sigint=signal.SIG_DFL):
     """A 12-run sweep started as a fresh process, once two runs are done, with its workers stopped:
     runs are still pending and none can finish, so the sweep cannot end before a signal arrives,

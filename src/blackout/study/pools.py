@@ -335,39 +335,61 @@ def run_sweep(
     store.add((rid, c.to_dict()) for rid, c in by_id.items())
     store.reclaim_stale()
     todo = store.todo(by_id)
-    report = SweepReport(total=len(by_id), done_before=len(by_id) - len(todo))
+    elsewhere = set(store.running(by_id))  # another sweep process holds them now
+    report = SweepReport(total=len(by_id), done_before=len(by_id) - len(todo) - len(elsewhere))
     with pool:
-        plan, report.alone = units([by_id[r] for r in todo], pool.jobs, batched)
-        queue = iter(plan)
-        inflight: dict[Any, list[str]] = {}
-        try:
-            _fill(queue, inflight, pool, store, data_dir, report)
-            while inflight:
-                done, _ = pool.wait(set(inflight))
-                for fut in done:
-                    # the unit leaves ``inflight`` only once all its runs are recorded: an interrupt
-                    # in between hands back what is still running (``release`` leaves done rows alone)
-                    for rid, out in zip(inflight[fut], pool.value(fut)):
-                        if "result" in out:
-                            store.finish(rid, out["result"], out["seconds"])
-                            report.ran += 1
-                        else:
-                            store.fail(rid, out["error"], out["seconds"])
-                            report.failed += 1
-                            report.failures.append((rid, out["error"]))
-                        if on_event:
-                            on_event("done" if "result" in out else "failed", rid, out)
-                    del inflight[fut]
-                _fill(queue, inflight, pool, store, data_dir, report)
-        except BaseException:
-            for rids in inflight.values():
-                for rid in rids:
-                    store.release(rid)
-            raise
+        while todo:
+            elsewhere |= _run_units([by_id[r] for r in todo], store, pool, data_dir, on_event, batched, report)
+            # a run that another sweep held and has handed back since (that sweep was interrupted)
+            # is left to no one: run it here, or the study would end with it pending
+            todo = store.todo([r for r in by_id if r in elsewhere])
+            elsewhere -= set(todo)
+    report.skipped_elsewhere = len(elsewhere)
     return report
 
 
-def _fill(queue: Iterator[list[RunConfig]], inflight: dict, pool, store: Store, data_dir, report: SweepReport) -> None:
+def _run_units(configs, store: Store, pool, data_dir, on_event, batched: bool, report: SweepReport) -> set[str]:
+    """Train ``configs`` in stacked units on ``pool``, recording each result or failure as it arrives;
+    the ids another sweep process held or finished first, so that this one did not claim them.
+
+    On an interrupt, the runs in flight go back to pending before the exception propagates.
+    """
+    plan, alone = units(configs, pool.jobs, batched)
+    for why, n in alone.items():
+        report.alone[why] = report.alone.get(why, 0) + n
+    queue = iter(plan)
+    inflight: dict[Any, list[str]] = {}
+    skipped: set[str] = set()
+    try:
+        _fill(queue, inflight, pool, store, data_dir, report, skipped)
+        while inflight:
+            done, _ = pool.wait(set(inflight))
+            for fut in done:
+                # the unit leaves ``inflight`` only once all its runs are recorded: an interrupt
+                # in between hands back what is still running (``release`` leaves done rows alone)
+                for rid, out in zip(inflight[fut], pool.value(fut)):
+                    if "result" in out:
+                        store.finish(rid, out["result"], out["seconds"])
+                        report.ran += 1
+                    else:
+                        store.fail(rid, out["error"], out["seconds"])
+                        report.failed += 1
+                        report.failures.append((rid, out["error"]))
+                    if on_event:
+                        on_event("done" if "result" in out else "failed", rid, out)
+                del inflight[fut]
+            _fill(queue, inflight, pool, store, data_dir, report, skipped)
+    except BaseException:
+        for rids in inflight.values():
+            for rid in rids:
+                store.release(rid)
+        raise
+    return skipped
+
+
+def _fill(
+    queue: Iterator[list[RunConfig]], inflight: dict, pool, store: Store, data_dir, report: SweepReport, skipped: set
+) -> None:
     while len(inflight) < pool.jobs:
         unit = next(queue, None)
         if unit is None:
@@ -386,5 +408,5 @@ def _fill(queue: Iterator[list[RunConfig]], inflight: dict, pool, store: Store, 
             for c in mine:
                 store.release(c.run_id)
             raise
-        report.skipped_elsewhere += len(unit) - len(mine)  # another sweep process holds or finished them
+        skipped.update({c.run_id for c in unit} - {c.run_id for c in mine})  # another sweep process holds or finished them
         report.batched += len(mine) if len(mine) > 1 else 0

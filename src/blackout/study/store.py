@@ -429,6 +429,16 @@ class Store:
         return out
 
     @_guarded
+    def running(self, run_ids: Iterable[str]) -> list[str]:
+        """Of ``run_ids``, those running now, under this process or another."""
+        wanted = set(run_ids)
+        return [
+            r[0]
+            for r in self._connection().execute("SELECT run_id FROM runs WHERE status = 'running'")
+            if r[0] in wanted
+        ]
+
+    @_guarded
     def status_counts(self) -> dict[str, int]:
         """Number of runs in each status, zeros included."""
         counts = dict.fromkeys(STATUSES, 0)
