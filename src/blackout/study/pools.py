@@ -349,8 +349,8 @@ def run_sweep(
 
 
 def _run_units(configs, store: Store, pool, data_dir, on_event, batched: bool, report: SweepReport) -> set[str]:
-    """Train ``configs`` in stacked units on ``pool``, recording each result or failure as it arrives;
-    the ids another sweep process held or finished first, so that this one did not claim them.
+    """Train ``configs`` in stacked units on ``pool``, recording each result or failure as it arrives.
+    Returns the ids that another sweep process held or had finished, so that this one did not claim them.
 
     On an interrupt, the runs in flight go back to pending before the exception propagates.
     """
@@ -408,5 +408,6 @@ def _fill(
             for c in mine:
                 store.release(c.run_id)
             raise
-        skipped.update({c.run_id for c in unit} - {c.run_id for c in mine})  # another sweep process holds or finished them
+        # another sweep process holds or finished the rest
+        skipped.update({c.run_id for c in unit} - {c.run_id for c in mine})
         report.batched += len(mine) if len(mine) > 1 else 0
