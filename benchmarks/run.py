@@ -161,6 +161,29 @@ def floor_call(width: int, batch: int, n: int) -> Callable[[], float]:
     return call
 
 
+def ordered_call(width: int, batch: int, n: int) -> Callable[[], float]:
+    """Seconds per step of the same five products once each, in the step's order and with its own ops
+    (``baddbmm`` with the bias, ``baddbmm_`` into the weights), on a new batch each step: what the
+    products cost when, as in a step, no operand stays in cache from a repeat of the same product."""
+    g = torch.Generator().manual_seed(0)
+    xs = torch.rand(64, 1, batch, 784, generator=g)
+    w1, w2 = torch.randn(1, width, 784, generator=g) * 0.03, torch.randn(1, 10, width, generator=g) * 0.1
+    b1, b2, dz2 = torch.zeros(1, 1, width), torch.zeros(1, 1, 10), torch.randn(1, batch, 10, generator=g) * 1e-6
+
+    def call() -> float:
+        t = time.perf_counter()
+        for i in range(n):
+            x = xs[i % 64]
+            h = torch.baddbmm(b1, x, w1.transpose(1, 2))
+            torch.baddbmm(b2, h, w2.transpose(1, 2))
+            dz1 = torch.bmm(dz2, w2)
+            w2.baddbmm_(dz2.transpose(1, 2), h, alpha=-1)
+            w1.baddbmm_(dz1.transpose(1, 2), x, alpha=-1)
+        return (time.perf_counter() - t) / n
+
+    return call
+
+
 def floor_of(ctx: Ctx, width: int, batch: int) -> float:
     """The GEMM floor of one step at (width, batch): from ``step`` if it ran, else measured now."""
     if (width, batch) not in ctx.floors:
@@ -258,8 +281,9 @@ STEP_LAM = 1.0  # with lr 0.1 on one consolidated task: stability about 0.03, fa
 def bench_step(ctx: Ctx) -> None:
     rounds, n = ctx.reps(15, 5), (20 if ctx.quick else 50)
     print(f"step: one training step of 784-W-10, one thread, median of {rounds} interleaved rounds of {n} steps "
-          f"(us per step; floor = the step's five matrix products alone; data = drawing the batch, not in the step)")
-    print(f"    {'W':>4} {'batch':>5} {'floor':>7} {'GFLOP/s':>8} {'bare':>7} {'ewc':>7} {'autograd':>9} {'data':>6}")
+          f"(us per step; floor = the step's five matrix products alone, each in a tight loop; ordered = the same once each in the step's order; data = drawing the batch, not in the step)")
+    print(f"    {'W':>4} {'batch':>5} {'floor':>7} {'GFLOP/s':>8} {'ordered':>8} {'bare':>7} {'ewc':>7} {'autograd':>9} "
+          f"{'data':>6}")
     rows = []
     for width in WIDTHS:
         for batch in BATCHES:
@@ -269,19 +293,20 @@ def bench_step(ctx: Ctx) -> None:
             stability = ewc.method.stability()[0]
             if stability >= 2:
                 raise RuntimeError(f"step: EWC stability {stability:.2f} >= 2 at width {width}; lower STEP_LAM")
-            t = interleaved({"floor": floor_call(width, batch, n), "bare": bare.call(n), "ewc": ewc.call(n),
-                             "plain": plain_call(bare, width, n)}, rounds)
+            t = interleaved({"floor": floor_call(width, batch, n), "ordered": ordered_call(width, batch, n),
+                             "bare": bare.call(n), "ewc": ewc.call(n), "plain": plain_call(bare, width, n)}, rounds)
             if not (bare.finite() and ewc.finite()):
                 raise RuntimeError(f"step: a network diverged at width {width}")
             ctx.floors[width, batch] = t["floor"]
             rate = product_flops(width, batch) / t["floor"] / 1e9
-            print(f"    {width:>4} {batch:>5} {1e6 * t['floor']:>7.1f} {rate:>8.1f} {1e6 * t['bare']:>7.1f} "
+            print(f"    {width:>4} {batch:>5} {1e6 * t['floor']:>7.1f} {rate:>8.1f} {1e6 * t['ordered']:>8.1f} {1e6 * t['bare']:>7.1f} "
                   f"{1e6 * t['ewc']:>7.1f} {1e6 * t['plain']:>9.1f} {1e6 * bare.data_per_step:>6.1f}", flush=True)
             rows.append((width, batch, t, stability))
     for width, batch, t, stability in rows:
         r = t["bare"] / t["floor"]
         line(f"step {width}x{batch} bare/floor", r, "x", "<= 1.5x", r <= 1.5,
-             f"{1e6 * t['bare']:.1f} vs {1e6 * t['floor']:.1f} us; plain autograd {t['plain'] / t['bare']:.2f}x bare")
+             f"{1e6 * t['bare']:.1f} vs {1e6 * t['floor']:.1f} us; products in step order {t['ordered'] / t['floor']:.2f}x "
+             f"the floor, bare {t['bare'] / t['ordered']:.2f}x them; plain autograd {t['plain'] / t['bare']:.2f}x bare")
         r = t["ewc"] / t["bare"]
         line(f"step {width}x{batch} ewc/bare", r, "x", "<= 1.15x", r <= 1.15,
              f"{1e6 * t['ewc']:.1f} vs {1e6 * t['bare']:.1f} us; lam {STEP_LAM:g}, stability {stability:.3f}")
@@ -290,15 +315,16 @@ def bench_step(ctx: Ctx) -> None:
         line("step bare/floor, widths >= 50", max(wide), "x", "<= 1.5x", max(wide) <= 1.5,
              f"the largest of {len(wide)} shapes at W >= 50 (each above)")
     for width in (25, 100):
-        profile_step(width, 100, 100 if ctx.quick else 400, next(t["bare"] for w, b, t, _ in rows if (w, b) == (width, 100)))
+        rig = Rig(cfg(dataset="mnist", hidden=(width,), batch_size=100, tasks=2, method="sgd", iterations=800))
+        unprofiled = next(t["bare"] for w, b, t, _ in rows if (w, b) == (width, 100))
+        profile_step(rig, f"bare step 784-{width}-10, batch 100", 100 if ctx.quick else 400, unprofiled)
 
 
-def profile_step(width: int, batch: int, steps: int, unprofiled: float) -> None:
-    """Where the bare step's time goes: self CPU time per aten op under torch.profiler (whose own
-    per-op cost inflates the small ops; the totals are for comparison with the step line)."""
+def profile_step(rig: Rig, label: str, steps: int, unprofiled: float) -> None:
+    """Where a step's time goes: self CPU time per aten op under torch.profiler (whose own per-op
+    cost inflates the small ops; the totals are for comparison with the unprofiled line)."""
     from torch.profiler import ProfilerActivity, profile
 
-    rig = Rig(cfg(dataset="mnist", hidden=(width,), batch_size=batch, tasks=2, method="sgd", iterations=800))
     held = [tuple(v.clone() for v in rig.draw()) for _ in range(32)]
     for i in range(50):
         rig.step(*held[i % len(held)])
@@ -307,7 +333,7 @@ def profile_step(width: int, batch: int, steps: int, unprofiled: float) -> None:
             rig.step(*held[i % len(held)])
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in events)
-    print(f"profile: bare step 784-{width}-10, batch {batch}, {steps} steps: self CPU per op "
+    print(f"profile: {label}, {steps} steps: self CPU per op "
           f"({total / steps:.1f} us per step under the profiler; {1e6 * unprofiled:.1f} us measured without it)")
     print(f"    {'op':<38} {'share':>6} {'us/step':>8} {'calls/step':>10}")
     for e in events[:12]:
@@ -744,6 +770,7 @@ def bench_seed_capacity(ctx: Ctx) -> None:
          f"sharpness probes")
     note(f"CPU: {p.cpu / max(1, len(rs.runs)):.1f} s per run on average ({p.cpu:.0f} s for the sweep process "
          f"and its workers){' · quick: ' + ' '.join(extra) if ctx.quick else ''}")
+    phase_times(rs.runs, p.wall)
 
 
 def bench_methods_blackout(ctx: Ctx, run_it: bool = False, extra: list[str] | None = None) -> None:
@@ -755,6 +782,23 @@ def bench_methods_blackout(ctx: Ctx, run_it: bool = False, extra: list[str] | No
     minutes = p.wall / 60
     line("methods-blackout sweep", minutes, "min", "< 25 min", minutes < 25,
          f"{len(rs.runs)} runs done, {len(rs.failed)} failed; {p.cpu / max(1, len(rs.runs)):.1f} CPU-s per run")
+    phase_times(rs.runs, p.wall)
+
+
+def phase_times(runs, wall: float) -> None:
+    """Where a sweep's seconds went: each phase summed over its runs (a stacked group's time is shared
+    among its members), and per method the tasks trained and the seconds per task."""
+    phases = ("train", "eval", "fisher", "sharpness", "data")
+    total = {k: sum(r.timings.get(k, 0.0) for r in runs) for k in phases}
+    note(f"run seconds summed over {len(runs)} runs ({sum(total.values()):.0f} s; 2 cores x wall = {2 * wall:.0f} s): "
+         + ", ".join(f"{k} {v:.0f}" for k, v in total.items()))
+    by: dict[str, list[float]] = {}
+    for r in runs:
+        acc = by.setdefault(r.config["method"]["method"], [0.0, 0.0])
+        acc[0] += r.tasks_run
+        acc[1] += sum(r.timings.get(k, 0.0) for k in phases)
+    note("per method, tasks trained and seconds per task: " + ", ".join(
+        f"{m} {n:.0f} / {sec / max(1, n):.2f}" for m, (n, sec) in sorted(by.items(), key=lambda kv: -kv[1][1])))
 
 
 # -- Fisher, penalty, memory ----------------------------------------------------------------------
@@ -820,6 +864,9 @@ def bench_penalty(ctx: Ctx) -> None:
     line(f"penalty step {many} tasks vs 1", r, "x", "<= 1.1x", r <= 1.1,
          f"merged EWC, 784-100-10 batch 100: {1e6 * t['merged', 1]:.0f} vs {1e6 * t['merged', many]:.0f} us; "
          f"one term per past task: {sep:.1f}x; lam {PENALTY_LAM:g}, stability {stab:.2f}")
+    for k in (1, many):
+        profile_step(rigs["merged", k], f"merged EWC step after {k} task{'s' * (k > 1)}, 784-100-10, batch 100",
+                     100 if ctx.quick else 400, t["merged", k])
 
 
 MEM_CHILD = """
