@@ -248,20 +248,28 @@ def _r2(y: np.ndarray, fit: np.ndarray) -> float | None:
     return 1.0 - float(np.sum((y - fit) ** 2)) / ss_tot
 
 
-def _bootstrap(x, y, c, n_boot: int, seed: int, level: float, sigma_min: float) -> tuple[list[float] | None, int]:
-    """Percentile interval of the Tobit slope over resamples of the points (with replacement).
+def bootstrap_slopes(x, y, censored, n_boot: int = 1000, seed: int = 0, sigma_min: float = 0.0) -> np.ndarray:
+    """The Tobit slope of each of ``n_boot`` resamples of the points (with replacement, seeded).
 
     Every resample is drawn first and all are fitted at once (``_lines``); a resample on which a
-    law cannot be tested (``_degenerate``) is skipped.
+    law cannot be tested (``_degenerate``) or whose fit is not finite is left out. Two studies'
+    slopes are compared through these (``docs/analysis/data_amount.py``).
     """
+    x, y, c = _arrays(x, y, censored)
     if n_boot <= 0:
-        return None, 0
-    n = len(x)
-    i = np.random.default_rng(seed).integers(0, n, (n_boot, n))
+        return np.empty(0)
+    i = np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))
     xb, yb, cb = x[i], y[i], c[i]
     keep = _testable(xb, cb)
     values = _lines(xb[keep], yb[keep], cb[keep], sigma_min)["b"] if keep.any() else np.empty(0)
-    values = values[np.isfinite(values)]
+    return values[np.isfinite(values)]
+
+
+def _bootstrap(x, y, c, n_boot: int, seed: int, level: float, sigma_min: float) -> tuple[list[float] | None, int]:
+    """Percentile interval of the Tobit slope over resamples of the points (``bootstrap_slopes``)."""
+    if n_boot <= 0:
+        return None, 0
+    values = bootstrap_slopes(x, y, c, n_boot, seed, sigma_min)
     if len(values) < 2:
         return None, len(values)
     lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
