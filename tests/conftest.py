@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,14 @@ def member_module(net, m: int = 0):
             layer.weight.copy_(w[m])
             layer.bias.copy_(b[m])
     return model
+
+
+def store_rows(db: Path, status: str) -> dict[str, float]:
+    """{run_id: finished} of a study's runs in ``status``, read while a sweep may still be creating its
+    store (no file yet, or a file without its table: none)."""
+    if not db.exists():
+        return {}
+    with sqlite3.connect(db) as c:
+        if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
+            return {}
+        return dict(c.execute("SELECT run_id, finished FROM runs WHERE status = ?", (status,)).fetchall())

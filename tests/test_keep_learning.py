@@ -11,7 +11,7 @@ from blackout.experiment.methods.base import Step
 from blackout.experiment.models import StackedMLP
 from blackout.experiment.step import SGD, update
 from blackout.experiment.train import run
-from tests.conftest import jiggle, member_module, method_setup, small
+from tests.conftest import jiggle, member_module, method_setup, small, store_rows
 
 
 def _batches(streams, t, steps, b=32):
@@ -205,10 +205,7 @@ def test_the_keep_learning_preset_runs_every_setting_and_resumes_after_an_interr
     db = study / "results.sqlite"
 
     def done() -> int:
-        if not db.exists():
-            return 0
-        with sqlite3.connect(db) as c:
-            return c.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
+        return len(store_rows(db, "done"))
 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180

@@ -19,6 +19,7 @@ from blackout.experiment.train import run
 from blackout.study.pools import LocalPool, run_sweep
 from blackout.study.spec import SweepSpec, load_spec, parse_axis
 from blackout.study.store import Store
+from tests.conftest import store_rows
 
 BASE = RunConfig.from_flat({"dataset": "digits", "tasks": 2, "hidden": (16,), "iterations": 60, "batch_size": 64})
 
@@ -145,15 +146,6 @@ def _sweep_cmd(study, *extra):
     ]
 
 
-def _rows(db, status):
-    if not db.exists():
-        return {}
-    with sqlite3.connect(db) as c:
-        if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
-            return {}  # the sweep is still creating its store
-        return dict(c.execute("SELECT run_id, finished FROM runs WHERE status = ?", (status,)).fetchall())
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_right_after_a_claim_hands_the_run_back(tmp_path, monkeypatch, sig):
     """The signal lands after the claim committed and before the claim returned: the run must go
@@ -233,12 +225,12 @@ def _frozen_sweep(study, sigint=signal.SIG_DFL):
     )
     db = study / "results.sqlite"
     deadline = time.time() + 300
-    while len(_rows(db, "done")) < 2 and time.time() < deadline and proc.poll() is None:
+    while len(store_rows(db, "done")) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     workers = _descendants(proc.pid)
     for pid in workers:
         os.kill(pid, signal.SIGSTOP)
-    assert proc.poll() is None and _rows(db, "pending"), "the sweep finished before it could be interrupted"
+    assert proc.poll() is None and store_rows(db, "pending"), "the sweep finished before it could be interrupted"
     return proc, workers
 
 
@@ -256,7 +248,7 @@ def test_killed_sweep_resumes_without_duplicate_or_lost_rows(tmp_path, sig):
             os.kill(pid, signal.SIGCONT)
     code = proc.wait(60)
     assert code == (-9 if sig == signal.SIGKILL else 130), proc.stderr.read()
-    before = _rows(db, "done")
+    before = store_rows(db, "done")
     assert 2 <= len(before) < 12
     with sqlite3.connect(db) as c:
         running = c.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0]
@@ -265,7 +257,7 @@ def test_killed_sweep_resumes_without_duplicate_or_lost_rows(tmp_path, sig):
     done = subprocess.run(_sweep_cmd(study), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"{len(before)} already done" in done.stdout and f"{12 - len(before)} ran" in done.stdout
-    after = _rows(db, "done")
+    after = store_rows(db, "done")
     assert len(after) == 12
     assert all(after[k] == v for k, v in before.items())  # finished runs were not run again
     with sqlite3.connect(db) as c:
@@ -284,7 +276,7 @@ def test_a_sigint_the_shell_ignores_stays_ignored_and_sigterm_still_stops(tmp_pa
     for pid in workers:
         os.kill(pid, signal.SIGCONT)
     assert proc.wait(60) == 130, proc.stderr.read()
-    assert not _rows(study / "results.sqlite", "running")
+    assert not store_rows(study / "results.sqlite", "running")
 
 
 def _free_port():

@@ -126,6 +126,7 @@ def plateau(out: str) -> None:
 FIGURES = {
     "seed-capacity": lambda: capacity("seed-capacity-10", "seed-capacity-capacity"),
     "seed-stability": lambda: stability("seed-capacity-10", "seed-capacity-stability"),
+    "seed-capacity-full": lambda: capacity("seed-capacity-full", "seed-capacity-full-capacity"),
     "fashion-capacity": lambda: capacity("fashion-capacity", "fashion-capacity-capacity"),
     "stability-grid": lambda: product("stability-grid", "stability-grid-product"),
     "plateau": lambda: plateau("plateau.png"),
