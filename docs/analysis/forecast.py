@@ -29,7 +29,7 @@ from blackout.experiment import forecast as fc
 
 DESIGN_STUDIES = ("seed-capacity-10", "stability-grid")
 DESIGN_SEEDS = range(5)
-UNSEEN = ("fashion-capacity", "fashion-8k", "depth", "arch", "demo")
+UNSEEN = ("seed-capacity-full", "fashion-capacity", "fashion-8k", "depth", "arch", "demo")
 OTHER = ("keep-learning", "keep-learning-long", "keep-learning-fashion")
 HORIZONS = ((3, 2, 0.2), (5, 1, 0.1))  # (tasks measured, within tasks, within share)
 S_GRID = (1.9, 2.0, 2.05, 2.1, 2.15, 2.2, 2.3, 2.4, 2.5)
