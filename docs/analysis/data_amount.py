@@ -16,30 +16,28 @@ import argparse
 import numpy as np
 
 from blackout.api import Study
-from blackout.study.capacity import TASK_SIGMA_MIN, capacity_of, outcome
-from blackout.study.tobit import bootstrap_slopes, fit_linear, summarize
+from blackout.study.analysis import Group, Interval
+from blackout.study.capacity import TASK_SIGMA_MIN, analyze
+from blackout.study.tobit import bootstrap_slopes, fit_linear
 
 
-def points(path: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
-    """(data split, widths, blackout tasks, censored) of a study's runs."""
-    runs = Study(path).results().runs
-    splits = sorted({r.split for r in runs})
-    if len(splits) != 1:
-        raise SystemExit(f"{path}: expected the runs of one data split, got {', '.join(splits)}")
-    # in the order ``blackout analyze`` fits them, so its seeded bootstrap draws the same resamples
-    runs = sorted(runs, key=lambda r: (capacity_of(r, "width"), r.seed, str(r.run_id)))
-    xs, ys, cs = zip(*((capacity_of(r, "width"), *outcome(r)) for r in runs))
-    return splits[0], np.array(xs), np.array(ys), np.array(cs)
+def curve(path: str, n_boot: int) -> Group:
+    """A study's one capacity curve, as ``blackout analyze`` reads it (its points in the order its
+    seeded bootstrap resamples them, and the per-width intervals)."""
+    groups = analyze(Study(path).results().runs, "width", n_boot).groups
+    if len(groups) != 1:
+        raise SystemExit(f"{path}: expected one capacity curve (one data split, one setting), got {len(groups)}")
+    return groups[0]
 
 
-def cell(row: dict | None) -> str:
+def cell(row: Interval | None) -> str:
     if row is None:
         return "(not run)"
-    if row["n_censored"] == row["n"]:
-        return f"> {row['mean'] - 1:.0f} (no blackout)"
-    mark = "> " if row["mean_is_lower_bound"] else ""
-    ci = f" ({row['ci_lo']:.1f} to {row['ci_hi']:.1f})" if row["ci_lo"] is not None else ""
-    return f"{mark}{row['mean']:.1f}{ci}"
+    if row.n_censored == row.n:
+        return f"> {row.mean - 1:.0f} (no blackout)"
+    mark = "> " if row.mean_is_lower_bound else ""
+    ci = f" ({row.ci_lo:.1f} to {row.ci_hi:.1f})" if row.ci_lo is not None else ""
+    return f"{mark}{row.mean:.1f}{ci}"
 
 
 def main() -> None:
@@ -47,25 +45,25 @@ def main() -> None:
     p.add_argument("studies", nargs=2)
     p.add_argument("--bootstrap", type=int, default=1000)
     a = p.parse_args()
-    studies = [points(s) for s in a.studies]
-    rows = [{r["x"]: r for r in summarize(x, y, c)} for _, x, y, c in studies]
+    curves = [curve(s, a.bootstrap) for s in a.studies]
+    rows = [{r.x: r for r in g.summary} for g in curves]
     widths = sorted(set(rows[0]) | set(rows[1]))
-    print("| width | " + " | ".join(f"{split}, mean (CI)" for split, *_ in studies) + " |")
+    print("| width | " + " | ".join(f"{g.settings['split']}, mean (CI)" for g in curves) + " |")
     print("| --- | --- | --- |")
     for w in widths:
         print(f"| {w:g} | " + " | ".join(cell(r.get(w)) for r in rows) + " |")
     shared = sorted(set(rows[0]) & set(rows[1]))
     print(f"\nTobit lines on the widths both studies ran ({', '.join(f'{w:g}' for w in shared)}):")
     slopes = []
-    for (split, x, y, c), seed in zip(studies, (1, 2)):  # other seeds than the intervals': independent draws
-        m = np.isin(x, shared)
-        fit = fit_linear(x[m], y[m], c[m], n_boot=a.bootstrap, seed=0, sigma_min=TASK_SIGMA_MIN)
+    for g, seed in zip(curves, (1, 2)):  # other seeds than the intervals': independent draws
+        x, y, c = (np.array([getattr(p, k) for p in g.points if p.x in shared]) for k in ("x", "y", "censored"))
+        fit = fit_linear(x, y, c, n_boot=a.bootstrap, seed=0, sigma_min=TASK_SIGMA_MIN)
         lo, hi = fit["slope_ci"]
         print(
-            f"  {split}: blackout task = {fit['intercept']:.2f} + {fit['slope']:.4f} x width "
-            f"(slope {lo:.4f} to {hi:.4f}; {int(c[m].sum())} of {int(m.sum())} runs censored)"
+            f"  {g.settings['split']}: blackout task = {fit['intercept']:.2f} + {fit['slope']:.4f} x width "
+            f"(slope {lo:.4f} to {hi:.4f}; {int(c.sum())} of {len(c)} runs censored)"
         )
-        slopes.append(bootstrap_slopes(x[m], y[m], c[m], a.bootstrap, seed, TASK_SIGMA_MIN))
+        slopes.append(bootstrap_slopes(x, y, c, a.bootstrap, seed, TASK_SIGMA_MIN))
     n = min(len(s) for s in slopes)
     diff = slopes[1][:n] - slopes[0][:n]
     lo, hi = np.quantile(diff, [0.025, 0.975])

@@ -267,8 +267,6 @@ def bootstrap_slopes(x, y, censored, n_boot: int = 1000, seed: int = 0, sigma_mi
 
 def _bootstrap(x, y, c, n_boot: int, seed: int, level: float, sigma_min: float) -> tuple[list[float] | None, int]:
     """Percentile interval of the Tobit slope over resamples of the points (``bootstrap_slopes``)."""
-    if n_boot <= 0:
-        return None, 0
     values = bootstrap_slopes(x, y, c, n_boot, seed, sigma_min)
     if len(values) < 2:
         return None, len(values)
