@@ -48,3 +48,25 @@ def test_labels_name_the_strength_and_the_settings_that_vary_within_a_method():
         "replay memory=1000",
     ]
     assert network_label(result("sgd", 0, [[1.0]], width=64, gating=0.8)) == "64 xdg 0.8"
+
+
+def test_each_setting_reports_what_it_keeps_after_its_last_task():
+    def kept(method, seed, floats, samples, **m):
+        diags = [
+            {"task": i + 1, "memory_floats": f, "memory_samples": s} for i, (f, s) in enumerate(zip(floats, samples))
+        ]
+        return result(method, seed, [[0.9], [0.8, 0.9]], diagnostics=diags, **m)
+
+    rows = method_table(
+        [
+            kept("replay", 0, [7840, 15680], [10, 20], memory=20),
+            kept("replay", 1, [7840, 15680], [10, 20], memory=20),
+            kept("ewc", 0, [100, 200], [0, 0]),
+            kept("ewc", 1, [100, 300], [0, 0]),
+            result("sgd", 0, [[0.9], [0.8, 0.9]]),  # recorded nothing: unknown, not zero
+        ]
+    )
+    by = {r["method"]: r for r in rows}
+    assert by["replay"]["memory_floats"] == 15680 and by["replay"]["memory_samples"] == 20
+    assert by["ewc"]["memory_floats"] == 250 and by["ewc"]["memory_samples"] == 0
+    assert by["sgd"]["memory_floats"] is None and by["sgd"]["memory_samples"] is None

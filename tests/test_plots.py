@@ -337,3 +337,29 @@ def test_plasticity_skips_a_panel_without_data_and_says_why_when_empty():
 
 def test_png_bytes_is_a_png():
     assert plots.png_bytes(plots.figure_task_curves(run(tasks=3)))[:8] == PNG_MAGIC
+
+
+def test_subspace_use_per_layer_is_the_mean_over_seeds_of_each_projection_setting(tmp_path):
+    def projecting(seed, use, **kw):
+        r = run(seed=seed, tasks=3, **kw)
+        for d, u in zip(r.diagnostics, use):
+            d["subspace_use"] = u
+        return r
+
+    runs = [
+        projecting(0, [[0.1, 0.4], [0.2, 0.6], [0.3, 0.9]], method="gpm"),
+        projecting(1, [[0.3, 0.2], [0.4, 0.4], [0.5, 0.7]], method="gpm"),
+        projecting(0, [[0.05, 0.5], [0.1, 0.5], [0.15, 0.5]], method="owm", alpha=1.0),
+        run(seed=0, tasks=3),  # records none: left out, not drawn at zero
+    ]
+    fig = plots.figure_subspace(runs)
+    assert [ax.get_title() for ax in fig.axes] == ["layer 1", "layer 2 (output)"]
+    first = gids(fig, "subspace-0-", ax=0)
+    assert [ln.get_label() for ln in first] == ["gpm", "owm"]
+    assert list(first[0].get_ydata()) == pytest.approx([0.2, 0.3, 0.4])
+    assert list(gids(fig, "subspace-1-", ax=1)[0].get_ydata()) == pytest.approx([0.3, 0.5, 0.8])
+    assert list(gids(fig, "subspace-1-", ax=1)[1].get_ydata()) == pytest.approx([0.5] * 3)
+    ids = check_files(plots.subspace(runs, tmp_path / "subspace"), tmp_path / "subspace", "layer 2 (output)")
+    assert {"subspace-0-0", "subspace-1-1"} <= ids
+    with pytest.raises(NothingToPlot, match="subspace use"):
+        plots.figure_subspace([run()])

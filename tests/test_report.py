@@ -63,6 +63,8 @@ def sweep_run(width: int, seed: int, tasks: int = TASKS, blackout: int | None = 
             "sharpness": 0.2 * 1.5**t,
             "new_task_acc": acc[t - 1][t - 1],
             "dead_units": 0.02 * (t - 1),
+            "memory_floats": 1500 * t,
+            "memory_samples": 0,
         }
         for t in range(1, n + 1)
     ]
@@ -219,8 +221,9 @@ def test_methods_ranked_with_plasticity_columns(full):
         assert r[2] == "3"
         assert r[3] == (f"{n - 1:.1f}" if w in BLACKOUT else f"≥ {TASKS:.1f}")  # censored: a lower bound
         assert r[4] == ("collapsed 3" if w in BLACKOUT else "none")
-        assert r[-3:] == [f"{last:.3f}", "0", f"{0.02 * (n - 1):.3f}"]
-    assert len(rows[0]) == 5 + 3 + 3  # checkpoints 10, 20, 30
+        assert r[-5:-2] == [f"{last:.3f}", "0", f"{0.02 * (n - 1):.3f}"]
+        assert r[-2:] == [f"{1500 * n:,}", "0"]  # kept after the last task; no stored samples
+    assert len(rows[0]) == 5 + 3 + 5  # checkpoints 10, 20, 30
     assert "avg acc after 30" in full["text"]
 
 
@@ -465,3 +468,15 @@ def test_browser_check_catches_a_broken_page(browser, full, tmp_path):
     assert "console error: deliberate" in seen["problems"]
     assert "img 'bad' not decoded" in seen["problems"]
     assert "1 script element(s)" in seen["problems"]
+
+
+def test_a_study_with_projection_runs_shows_their_subspace_use(tmp_path):
+    runs = [sweep_run(w, s, blackout=BLACKOUT.get(w)) for w in WIDTHS for s in SEEDS]
+    for r in runs[:2]:
+        for d in r.diagnostics:
+            d["subspace_use"] = [0.1 * d["task"] / TASKS, 0.5]
+    path = write_report(tmp_path / "r.html", ResultSet(runs), title="t", figures=tmp_path / "figures", n_boot=20)
+    page = Page(path.read_text(encoding="utf-8"))
+    src = next(a["src"] for tag, a in page.tags if tag == "img" and a["alt"] == "subspace use")
+    assert base64.b64decode(src.split(",", 1)[1]) == (tmp_path / "figures" / "subspace.png").read_bytes()
+    assert "Subspace use" in page.sections["figures"]

@@ -71,13 +71,25 @@ SHOWN = {
 }
 
 
+# Methods whose every setting is shown: the projection methods and the joint bound.
+PROJECTION = {"gpm", "owm", "joint"}
+STORED = {"replay", "agem", "gem"}  # keep training samples
+
+
 def chosen(name: str, width: int) -> list:
-    """The study's runs at this width; of keep-learning's many settings, the SHOWN ones and the gated."""
+    """The study's runs at this width; of keep-learning's many settings, the SHOWN ones, the gated,
+    the projection methods and the joint bound."""
     runs = [r for r in Study(STUDIES / f"{name}.jsonl.gz").results().runs if r.hidden == (width,)]
     if name != "keep-learning":
         return runs
     labels = setting_labels(runs)
-    return [r for r in runs if labels[r.run_id] in SHOWN or r.config["model"].get("gating")]
+    return [
+        r for r in runs if labels[r.run_id] in SHOWN or r.config["model"].get("gating") or r.method in PROJECTION
+    ]
+
+
+def subspace(name: str, out: str, width: int = 100) -> None:
+    save(plots.figure_subspace(chosen(name, width)), out)
 
 
 def methods(name: str, out: str, width: int = 100) -> None:
@@ -94,22 +106,25 @@ def frontier(name: str, out: str, width: int = 100) -> None:
     from blackout.study.compare import method_table
 
     rows = [row for row in method_table(chosen(name, width)) if not row["causes"] and row["new_task_acc"] is not None]
-    fig, (ax,) = plots._new_figure(7.0, 5.0)
+    fig, (ax,) = plots._new_figure(7.5, 5.5)
     families = sorted({row["method"] for row in rows})
     colours = dict(zip(families, plots._colours(len(families))))
     for row in rows:
         gated = "xdg" in row["width"]
-        marker = "s" if gated else "^" if row["method"] in ("replay", "agem") else "o"
+        if row["method"] == "joint":  # the bound: what this network holds when it may train on everything
+            ax.axhline(row["acc@30"], color=colours["joint"], lw=1, ls=":")
+        marker = ("s" if gated else "*" if row["method"] == "joint" else "^" if row["method"] in STORED else
+                  "D" if row["method"] in PROJECTION else "o")
         ax.scatter(row["new_task_acc"], row["acc@30"], color=colours[row["method"]], marker=marker,
-                   s=36, edgecolor="black" if gated else "none")
+                   s=110 if marker == "*" else 36, edgecolor="black" if gated else "none")
         ax.annotate(row["setting"] + (" xdg" if gated else ""), (row["new_task_acc"], row["acc@30"]),
                     fontsize=6, xytext=(3, 2), textcoords="offset points")
     ax.axvline(0.85, color="grey", ls="--", lw=1)
     ax.axhline(0.66, color="grey", ls="--", lw=1)
     ax.set_xlabel(f"accuracy on task 30 just after learning it (width {width}, mean over seeds)")
     ax.set_ylabel("average accuracy over the 30 tasks after task 30")
-    ax.set_title("What a setting keeps against what it can still learn (squares: gated; triangles: stored data)",
-                 fontsize=9)
+    ax.set_title("What a setting keeps against what it can still learn\n(squares: gated; triangles: stored "
+                 "samples; diamonds: projection; star and dotted line: joint training, the bound)", fontsize=9)
     ax.grid(True, alpha=0.3)
     save(fig, out)
 
@@ -135,6 +150,7 @@ for study, stem in (("keep-learning", "keep-learning"), ("keep-learning-long", "
     FIGURES[f"{stem}-accuracy"] = lambda s=study, o=stem: methods(s, f"{o}-accuracy")
     FIGURES[f"{stem}-plasticity"] = lambda s=study, o=stem: plasticity(s, f"{o}-plasticity")
 FIGURES["keep-learning-frontier"] = lambda: frontier("keep-learning", "keep-learning-frontier")
+FIGURES["keep-learning-subspace"] = lambda: subspace("keep-learning", "keep-learning-subspace")
 FIGURES["depth"] = lambda: capacity("depth", "depth-capacity", axis="depth")
 FIGURES["demo"] = lambda: capacity("demo", "demo-capacity")
 

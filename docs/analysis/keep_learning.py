@@ -5,8 +5,10 @@ last checkpoint, with a 95% t-interval over seeds.
 
 Columns: runs, blackouts (of runs) and their causes, average accuracy over the tasks seen after 10, 30
 (and 100) tasks, mean over seeds (a run that blacked out earlier counts with its blackout row, marked
-†), the interval of the last checkpoint, new-task accuracy at the last task, tasks retained, and the
-fraction of dead hidden units at the last task. A gated (task-aware) setting is marked "xdg".
+†), the interval of the last checkpoint, that accuracy as a fraction of the joint bound's (joint
+training on every task seen, same width; "–" when the study has none), new-task accuracy at the last
+task, tasks retained, the fraction of dead hidden units at the last task, and what the method keeps
+between tasks in floats (s: stored samples among them). A gated (task-aware) setting is marked "xdg".
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from statistics import mean, stdev
 from scipy.stats import t as student
 
 from blackout.api import Study
+from blackout.cli.render import kept
 from blackout.study.compare import avg_after, checkpoints_for, method_table, network_label, setting_labels
 
 
@@ -42,8 +45,9 @@ def main() -> None:
     by_row = {(labels[r.run_id], network_label(r)): [] for r in runs}
     for r in runs:
         by_row[(labels[r.run_id], network_label(r))].append(r)
+    bound = next((row[f"acc@{last}"] for row in rows if row["method"] == "joint"), None)
     heads = ["setting", "runs", "blackouts"] + [f"acc after {k}" for k in checkpoints] + \
-        [f"95% interval, {last}", f"new-task acc at {last}", "tasks retained", "dead units"]
+        [f"95% interval, {last}", "of joint", f"new-task acc at {last}", "tasks retained", "dead units", "kept"]
     print("| " + " | ".join(heads) + " |")
     print("|" + " --- |" * len(heads))
     for row in rows[: a.top or None]:
@@ -53,9 +57,10 @@ def main() -> None:
         accs = [f"{row[f'acc@{k}']:.3f}{'†' if row[f'acc@{k}_after_blackout'] else ''}"
                 if row[f"acc@{k}"] is not None else "–" for k in checkpoints]
         ci = interval([v for v, _ in (avg_after(r, last) for r in group) if v is not None])
+        share = f"{row[f'acc@{last}'] / bound:.2f}" if bound and row[f"acc@{last}"] is not None else "–"
         cells = [name, str(row["runs"]), f"{row['runs'] - row['censored']}" + (f" ({causes})" if causes else "")] + accs + [
-            ci, f"{row['new_task_acc']:.3f}" if row["new_task_acc"] is not None else "–", f"{row['retained']:.1f}",
-            f"{row['dead_units']:.3f}" if row["dead_units"] is not None else "–"]
+            ci, share, f"{row['new_task_acc']:.3f}" if row["new_task_acc"] is not None else "–", f"{row['retained']:.1f}",
+            f"{row['dead_units']:.3f}" if row["dead_units"] is not None else "–", kept(row).replace("-", "–")]
         print("| " + " | ".join(cells) + " |")
 
 

@@ -132,7 +132,7 @@ def render_methods(rows: list[dict], checkpoints: tuple[int, ...]) -> str:
     head = (
         f"{'setting':<30} {'network':>10} {'runs':>4} {'learned':>8}  {'causes':<20}"
         + "".join(f" {'acc@' + str(k):>8}" for k in checkpoints)
-        + f" {'new-task':>8} {'retained':>8}"
+        + f" {'new-task':>8} {'retained':>8} {'kept':>11}"
     )
     lines = [
         "methods ranked by tasks learned before blackout (>=: some runs never blacked out;"
@@ -149,6 +149,15 @@ def render_methods(rows: list[dict], checkpoints: tuple[int, ...]) -> str:
         new = "-" if r["new_task_acc"] is None else f"{r['new_task_acc']:.3f}"
         lines.append(
             f"{r['setting']:<30} {r['width']:>10} {r['runs']:>4} {learned:>8}  {causes:<20}{accs}"
-            f" {new:>8} {r['retained']:>8.1f}"
+            f" {new:>8} {r['retained']:>8.1f} {kept(r):>11}"
         )
-    return "\n".join(lines)
+    return "\n".join(
+        lines + ["kept: floats the method holds between tasks after the last one (s: of them, stored samples)"]
+    )
+
+
+def kept(row: dict) -> str:
+    """What a setting keeps, in floats, with an "s" when part of it is stored training samples."""
+    if row["memory_floats"] is None:
+        return "-"
+    return f"{row['memory_floats']:,.0f}" + ("s" if row["memory_samples"] else "")

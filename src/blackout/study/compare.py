@@ -11,6 +11,9 @@ One row per setting (method, its settings that vary in the set, the network), ov
 - ``new_task_acc``: mean over seeds of the accuracy on the last task run, just after learning it
   (plasticity), and ``dead_units`` at the last task;
 - ``retained``: mean number of tasks still at >= retain_frac of their just-learned accuracy;
+- ``memory_floats`` / ``memory_samples``: what the method keeps between tasks after the last task
+  (importances, anchors, bases, stored images; stored training samples), so that settings are
+  compared at equal memory and "no stored data" is a measured claim;
 - ``causes``: how the runs that blacked out did so.
 
 Rows are ranked by tasks learned, then by accuracy after the last checkpoint.
@@ -94,6 +97,12 @@ def checkpoints_for(results: list[Result]) -> tuple[int, ...]:
     return CHECKPOINTS + ((100,) if longest >= 100 else ())
 
 
+def mean_known(values: list[float | None]) -> float | None:
+    """The mean of the measured values; None when none was measured."""
+    known = [v for v in values if v is not None]
+    return mean(known) if known else None
+
+
 def method_table(results: list[Result], checkpoints: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
     checkpoints = checkpoints or checkpoints_for(results)
     labels = setting_labels(results)
@@ -106,6 +115,8 @@ def method_table(results: list[Result], checkpoints: tuple[int, ...] | None = No
         censored = sum(1 for r in runs if not r.verdict.task)
         last_new = [finite_or_none(r.acc[r.tasks_run - 1, r.tasks_run - 1]) for r in runs if r.tasks_run]
         dead = [r.diagnostic("dead_units")[-1] for r in runs if r.diagnostics]
+        floats = [r.diagnostic("memory_floats")[-1] for r in runs if r.diagnostics]
+        samples = [r.diagnostic("memory_samples")[-1] for r in runs if r.diagnostics]
         row: dict[str, Any] = {
             "setting": label,
             "method": runs[0].method,
@@ -116,11 +127,12 @@ def method_table(results: list[Result], checkpoints: tuple[int, ...] | None = No
             "blackout_is_bound": censored > 0,
             "tasks_learned": mean(b - 1 for b in bounds),
             "causes": dict(Counter(r.verdict.cause for r in runs if r.verdict.cause)),
-            "new_task_acc": mean(v for v in last_new if v is not None)
-            if any(v is not None for v in last_new)
-            else None,
-            "dead_units": mean(v for v in dead if v is not None) if any(v is not None for v in dead) else None,
+            "new_task_acc": mean_known(last_new),
+            "dead_units": mean_known(dead),
             "retained": mean(r.verdict.retained for r in runs),
+            # what the method keeps between tasks after the last task, so settings compare at equal memory
+            "memory_floats": mean_known(floats),
+            "memory_samples": mean_known(samples),
             "tasks_run": max(r.tasks_run for r in runs),
         }
         for k in checkpoints:

@@ -594,6 +594,31 @@ def figure_plasticity(results: list[Result]) -> Figure:
     return fig
 
 
+def subspace_use(r: Result, layer: int) -> list[float | None]:
+    """One layer's subspace use after each task (None where the run did not record it)."""
+    return [
+        u[layer] if isinstance(u := d.get("subspace_use"), list) and layer < len(u) else None for d in r.diagnostics
+    ]
+
+
+def figure_subspace(results: list[Result]) -> Figure:
+    """How full each layer's protected subspace is after each task, per setting (mean over seeds): a
+    projection method can learn a new task only in what is left, so a layer near 1 has no room."""
+    projecting = [r for r in results if any(d.get("subspace_use") for d in r.diagnostics)]
+    if not projecting:
+        raise NothingToPlot("no run recorded subspace use (only projection methods such as gpm and owm do)")
+    layers = max(len(d["subspace_use"]) for r in projecting for d in r.diagnostics if d.get("subspace_use"))
+    n_settings = len(settings_of(projecting))
+    fig, axes = _new_figure(4.0 * layers + 2.5, max(4.0, 0.19 * n_settings + 1.0), layers)
+    for layer, ax in enumerate(axes):
+        _setting_lines(ax, _curves(projecting, partial(subspace_use, layer=layer)), n_settings, f"subspace-{layer}")
+        ax.set_ylim(0.0, 1.02)
+        ax.set_title(f"layer {layer + 1}" + (" (output)" if layer == layers - 1 else ""), fontsize=10)
+    axes[0].set_ylabel("fraction of the layer's input space protected")
+    _legend_all(axes)
+    return fig
+
+
 # -- the forecast ------------------------------------------------------------------------------
 
 FORECAST_AFTER = (2, 3, 5, 8)
@@ -653,3 +678,4 @@ forecast = _saver(figure_forecast, "forecast against the blackout task, by the t
 stability = _saver(figure_stability, "stability (and sharpness) figure of a set of runs")
 methods = _saver(figure_methods, "method comparison figure")
 plasticity = _saver(figure_plasticity, "plasticity figure (new-task accuracy, dead units)")
+subspace = _saver(figure_subspace, "subspace-use figure of the projection methods (per layer)")

@@ -322,6 +322,16 @@ def _figures(runs: list[Result], analysis: Analysis, draw: _Figures) -> dict:
             "Accuracy on each task just after learning it, and the fraction of dead hidden units, mean "
             "over seeds: a network that cannot learn the new task has lost plasticity.",
         ),
+        "subspace": draw(
+            "subspace",
+            lambda plots: plots.figure_subspace(runs),
+            runs,
+            "subspace use",
+            "For the projection methods (gpm, owm): the fraction of each layer's input space their kept basis "
+            "protects after each task, mean over seeds; a new task can only use what is left.",
+        )
+        if any(d.get("subspace_use") for r in runs for d in r.diagnostics)
+        else None,
         "reps": [
             {
                 "why": why,
