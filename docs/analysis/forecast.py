@@ -94,19 +94,28 @@ def pct(right: int, n: int) -> str:
     return f"{right}/{n} ({right / n:.0%})" if n else "–"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--studies", default=str(Path(__file__).resolve().parents[1] / "studies"))
-    a = p.parse_args()
-    load = lambda name: [r for r in Study(Path(a.studies) / f"{name}.jsonl.gz").results().runs
-                         if r.verdict.stability_applies]
-    every = {name: load(name) for name in DESIGN_STUDIES + UNSEEN + OTHER}
-    ewc = {name: [r for r in runs if r.method == "ewc"] for name, runs in every.items()}
+def load(studies: Path, name: str) -> list:
+    """A study archive's runs whose stability number governs the step (gradient-applied penalty, SGD)."""
+    return [r for r in Study(studies / f"{name}.jsonl.gz").results().runs if r.verdict.stability_applies]
+
+
+def split(studies: Path) -> tuple[list, dict[str, list]]:
+    """(the design runs, the held-back runs by study): EWC runs only."""
+    ewc = {name: [r for r in load(studies, name) if r.method == "ewc"] for name in DESIGN_STUDIES + UNSEEN}
     design = [r for n in DESIGN_STUDIES for r in ewc[n] if r.seed in DESIGN_SEEDS]
     held = {n: [r for r in ewc[n] if r.seed not in DESIGN_SEEDS] for n in DESIGN_STUDIES}
     held.update({n: ewc[n] for n in UNSEEN})
     # the demo's width-64 runs repeat design runs of the stability grid (digits, width 64, lambda 15, lr 0.1)
     held["demo"] = [r for r in ewc["demo"] if r.hidden != (64,)]
+    return design, held
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--studies", default=str(Path(__file__).resolve().parents[1] / "studies"))
+    a = p.parse_args()
+    design, held = split(Path(a.studies))
+    every = {name: load(Path(a.studies), name) for name in OTHER}
 
     def objective(sl):
         return sum(score(design, k, t, sh, s_at=sl[0], lag=sl[1], spread=0)[0] for k, t, sh in HORIZONS)
