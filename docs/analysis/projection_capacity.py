@@ -1,0 +1,86 @@
+"""The projection methods' own capacity against width, beside EWC's capacity law (docs/findings.md §4).
+
+    python docs/analysis/projection_capacity.py [STUDY_OR_ARCHIVE] [--ewc ARCHIVE] [--below 0.85]
+
+A projection method (gpm, owm) does not black out: it protects the subspace old tasks used and trains
+only in what is left, so the network stops *learning* once that is full. Its capacity is the first task
+whose accuracy just after learning it falls below ``--below`` (0.85, the keep-learning target); a run
+that learned every task above it is censored at its last task + 1. Per method, the limit against width
+is fitted as the capacity law is (Tobit, linear and power, AIC; sigma floored at 1/sqrt(12)), and
+printed beside EWC's blackout law on the same protocol (seed-capacity-10: seed-blog, 8,000 images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+
+from blackout.api import Study
+from blackout.study import tobit
+from blackout.study.capacity import outcome
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+SIGMA_MIN = 1 / math.sqrt(12)
+
+
+def learning_limit(r, below: float) -> tuple[float, bool]:
+    """(first task learned below ``below``, censored): censored at tasks run + 1 when there is none."""
+    for t, v in enumerate(r.diagnostic("new_task_acc"), start=1):
+        if v is not None and v < below:
+            return float(t), False
+    return float(r.tasks_run + 1), True
+
+
+def curves(runs, below: float | None) -> dict[str, list[tuple[int, float, bool]]]:
+    """Per method, (width, limit, censored) per run; ``below`` None: the blackout task instead."""
+    out: dict[str, list[tuple[int, float, bool]]] = defaultdict(list)
+    for r in runs:
+        y, c = outcome(r) if below is None else learning_limit(r, below)
+        out[r.method].append((sum(r.hidden), y, c))
+    return dict(out)
+
+
+def law(points: list[tuple[int, float, bool]]) -> str:
+    x, y, c = zip(*points)
+    lin = tobit.fit_linear(x, y, c, sigma_min=SIGMA_MIN)
+    pw = tobit.fit_power(x, y, c, sigma_min=SIGMA_MIN)
+    if not lin["ok"]:
+        return f"no linear fit ({lin['reason']})"
+    ci = lin["slope_ci"]
+    text = f"{lin['intercept']:.2f} + {lin['slope']:.4f} x width" + (f" (slope {ci[0]:.4f} to {ci[1]:.4f})" if ci else "")
+    if pw["ok"] and lin["aic"] is not None and pw["aic"] is not None:
+        text += f"; power {pw['coef']:.3g} x width^{pw['exponent']:.2f}, AIC linear - power {lin['aic'] - pw['aic']:+.1f}"
+    return text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("study", nargs="?", default=str(STUDIES / "projection-capacity.jsonl.gz"))
+    p.add_argument("--ewc", default=str(STUDIES / "seed-capacity-10.jsonl.gz"))
+    p.add_argument("--below", type=float, default=0.85)
+    a = p.parse_args()
+    mine = curves(Study(a.study).results().runs, a.below)
+    ewc = curves([r for r in Study(a.ewc).results().runs if r.method == "ewc"], None)
+    both = {**{f"{m}: first task learned below {a.below:g}": pts for m, pts in sorted(mine.items())},
+            **{"ewc λ=15: blackout task": pts for pts in ewc.values()}}
+    widths = sorted({w for pts in both.values() for w, _, _ in pts})
+    print("| method | " + " | ".join(f"width {w}" for w in widths) + " |")
+    print("| --- |" + " --- |" * len(widths))
+    for name, pts in both.items():
+        cells = []
+        for w in widths:
+            at = [(y, c) for x, y, c in pts if x == w]
+            n_c = sum(c for _, c in at)
+            cells.append("–" if not at else f"{'≥' if n_c else ''}{mean(y for y, _ in at):.1f} ({len(at)}"
+                         + (f", {n_c} censored)" if n_c else ")"))
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print()
+    for name, pts in both.items():
+        print(f"{name}: {law(pts)}")
+
+
+if __name__ == "__main__":
+    main()
