@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -129,9 +130,36 @@ def frontier(name: str, out: str, width: int = 100) -> None:
     save(fig, out)
 
 
-def plateau(out: str) -> None:
-    import sys
+def projection_capacity(out: str) -> None:
+    """The projection methods' learning limit (first task learned below 0.85) against width, beside
+    EWC's blackout task on the same protocol: dots are runs, open triangles runs censored at their
+    bound, lines join the means per width."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import projection_capacity as pc
 
+    mine = pc.curves(Study(STUDIES / "projection-capacity.jsonl.gz").results().runs, 0.85)
+    ewc = pc.curves([r for r in Study(STUDIES / "seed-capacity-10.jsonl.gz").results().runs if r.method == "ewc"], None)
+    shown = {f"{m}: first task learned below 0.85": pts for m, pts in sorted(mine.items())}
+    shown["ewc λ=15: blackout task"] = ewc["ewc"]
+    fig, (ax,) = plots._new_figure(7.0, 4.5)
+    for (label, pts), colour in zip(shown.items(), plots._colours(len(shown))):
+        widths = sorted({w for w, _, _ in pts})
+        for cens, marker in ((False, "o"), (True, "^")):
+            xs = [w for w, _, c in pts if c == cens]
+            ax.scatter(xs, [y for _, y, c in pts if c == cens], marker=marker, s=14, alpha=0.6,
+                       facecolor="none" if cens else colour, edgecolor=colour)
+        ax.plot(widths, [np.mean([y for w2, y, _ in pts if w2 == w]) for w in widths], color=colour, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("hidden units")
+    ax.set_ylabel("task")
+    ax.set_title("When a network stops learning (projection) or blacks out (EWC), permuted MNIST", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    save(fig, out)
+
+
+def plateau(out: str) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     import plateau as trace
 
@@ -150,6 +178,7 @@ for study, stem in (("keep-learning", "keep-learning"), ("keep-learning-long", "
     FIGURES[f"{stem}-accuracy"] = lambda s=study, o=stem: methods(s, f"{o}-accuracy")
     FIGURES[f"{stem}-plasticity"] = lambda s=study, o=stem: plasticity(s, f"{o}-plasticity")
 FIGURES["keep-learning-frontier"] = lambda: frontier("keep-learning", "keep-learning-frontier")
+FIGURES["projection-capacity"] = lambda: projection_capacity("projection-capacity")
 FIGURES["keep-learning-subspace"] = lambda: subspace("keep-learning", "keep-learning-subspace")
 FIGURES["depth"] = lambda: capacity("depth", "depth-capacity", axis="depth")
 FIGURES["demo"] = lambda: capacity("demo", "demo-capacity")
