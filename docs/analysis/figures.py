@@ -77,10 +77,16 @@ PROJECTION = {"gpm", "owm", "joint"}
 STORED = {"replay", "agem", "gem"}  # keep training samples
 
 
+# Studies drawn together with the archives that extend them (each archive keeps its own numerics
+# version: the projection runs were added later, without changing the older settings' numbers).
+EXTENDED = {"keep-learning": ("keep-learning", "keep-learning-projection")}
+
+
 def chosen(name: str, width: int) -> list:
     """The study's runs at this width; of keep-learning's many settings, the SHOWN ones, the gated,
     the projection methods and the joint bound."""
-    runs = [r for r in Study(STUDIES / f"{name}.jsonl.gz").results().runs if r.hidden == (width,)]
+    runs = [r for part in EXTENDED.get(name, (name,)) if (STUDIES / f"{part}.jsonl.gz").is_file()
+            for r in Study(STUDIES / f"{part}.jsonl.gz").results().runs if r.hidden == (width,)]
     if name != "keep-learning":
         return runs
     labels = setting_labels(runs)

@@ -1,7 +1,10 @@
 """The keep-learning tables of docs/findings.md: one row per setting, ranked by average accuracy at the
 last checkpoint, with a 95% t-interval over seeds.
 
-    python docs/analysis/keep_learning.py STUDY_OR_ARCHIVE [--width 100] [--top N]
+    python docs/analysis/keep_learning.py STUDY_OR_ARCHIVE [MORE ...] [--width 100] [--top N]
+
+Several archives are read as one table (each keeps its own numerics version: an archive that extends
+a study with new settings, such as keep-learning-projection, is shown beside it).
 
 Columns: runs, blackouts (of runs) and their causes, average accuracy over the tasks seen after 10, 30
 (and 100) tasks, mean over seeds (a run that blacked out earlier counts with its blackout row, marked
@@ -32,11 +35,11 @@ def interval(values: list[float]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("study")
+    p.add_argument("study", nargs="+")
     p.add_argument("--width", type=int, default=100)
     p.add_argument("--top", type=int, default=0, help="only the N best rows (0: all)")
     a = p.parse_args()
-    runs = [r for r in Study(a.study).results().runs if r.hidden == (a.width,)]
+    runs = [r for path in a.study for r in Study(path).results().runs if r.hidden == (a.width,)]
     checkpoints = tuple(k for k in checkpoints_for(runs) if k != 20)
     last = checkpoints[-1]
     labels = setting_labels(runs)
