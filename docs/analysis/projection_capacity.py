@@ -64,8 +64,8 @@ def main() -> None:
     a = p.parse_args()
     mine = curves(Study(a.study).results().runs, a.below)
     ewc = curves([r for r in Study(a.ewc).results().runs if r.method == "ewc"], None)
-    both = {**{f"{m}: first task learned below {a.below:g}": pts for m, pts in sorted(mine.items())},
-            **{"ewc λ=15: blackout task": pts for pts in ewc.values()}}
+    both = {f"{m}: first task learned below {a.below:g}": pts for m, pts in sorted(mine.items())}
+    both["ewc λ=15: blackout task"] = ewc["ewc"]
     widths = sorted({w for pts in both.values() for w, _, _ in pts})
     print("| method | " + " | ".join(f"width {w}" for w in widths) + " |")
     print("| --- |" + " --- |" * len(widths))
