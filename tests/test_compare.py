@@ -2,7 +2,7 @@
 
 import pytest
 
-from blackout.study.compare import method_table, network_label, setting_labels
+from blackout.study.compare import checkpoints_for, method_table, network_label, setting_labels
 from tests.factory import make_result
 
 
@@ -70,3 +70,11 @@ def test_each_setting_reports_what_it_keeps_after_its_last_task():
     assert by["replay"]["memory_floats"] == 15680 and by["replay"]["memory_samples"] == 20
     assert by["ewc"]["memory_floats"] == 250 and by["ewc"]["memory_samples"] == 0
     assert by["sgd"]["memory_floats"] is None and by["sgd"]["memory_samples"] is None
+
+
+@pytest.mark.parametrize(
+    ("tasks", "expected"), [(3, (3,)), (10, (10,)), (25, (10, 20)), (30, (10, 20, 30)), (100, (10, 20, 30, 100))]
+)
+def test_checkpoints_are_those_the_longest_run_reaches(tasks, expected):
+    runs = [make_result([[0.9]], tasks=tasks, seed=0), make_result([[0.9]], tasks=min(tasks, 3), seed=1)]
+    assert checkpoints_for(runs) == expected

@@ -5,7 +5,8 @@ One row per setting (method, its settings that vary in the set, the network), ov
 - ``blackout``: mean blackout task; runs without blackout count at their bound (tasks run + 1) and
   make the mean a lower bound (``censored`` says how many);
 - ``tasks_learned``: mean number of tasks learned before blackout (blackout task - 1, or all tasks run);
-- ``acc@K``: mean over seeds of the average accuracy over tasks 1..K after training task K. A run
+- ``acc@K``: mean over seeds of the average accuracy over tasks 1..K after training task K (K: 10,
+  20, 30 and 100, those the longest run reaches; its last task when it is shorter than 10). A run
   that blacked out before task K contributes the average accuracy of its blackout row: a diverged
   network (NaN weights) cannot learn again, and the run stopped there. Such values are flagged;
 - ``new_task_acc``: mean over seeds of the accuracy on the last task run, just after learning it
@@ -92,9 +93,11 @@ def avg_after(r: Result, k: int) -> tuple[float | None, bool]:
 
 
 def checkpoints_for(results: list[Result]) -> tuple[int, ...]:
-    """10, 20, 30, and 100 once some run is that long."""
+    """10, 20, 30 and 100, those some run is long enough to reach; a study of fewer than 10 tasks is
+    read after its last task (a column no run can fill says nothing)."""
     longest = max((r.config["data"]["tasks"] for r in results), default=0)
-    return CHECKPOINTS + ((100,) if longest >= 100 else ())
+    reached = tuple(k for k in CHECKPOINTS + (100,) if k <= longest)
+    return reached or ((longest,) if longest else CHECKPOINTS)
 
 
 def mean_known(values: list[float | None]) -> float | None:
