@@ -107,13 +107,18 @@ def plasticity(name: str, out: str, width: int = 100) -> None:
     save(plots.figure_plasticity(chosen(name, width)), out)
 
 
+def short(label: str) -> str:
+    """A setting's label as the frontier prints it: GPM's thresholds as t / t2, an uncapped basis unsaid."""
+    return label.replace("max_basis=1 ", "").replace("threshold_hidden=", "t2=").replace("threshold=", "t=")
+
+
 def frontier(name: str, out: str, width: int = 100) -> None:
     """The shown settings that did not black out, by what they keep (average accuracy after 30 tasks)
     against what they can still learn (new-task accuracy at task 30), with the targets of both."""
     from blackout.study.compare import method_table
 
     rows = [row for row in method_table(chosen(name, width)) if not row["causes"] and row["new_task_acc"] is not None]
-    fig, (ax,) = plots._new_figure(7.5, 5.5)
+    fig, (ax,) = plots._new_figure(8.0, 6.0)
     families = sorted({row["method"] for row in rows})
     colours = dict(zip(families, plots._colours(len(families))))
     for row in rows:
@@ -124,14 +129,14 @@ def frontier(name: str, out: str, width: int = 100) -> None:
                   "D" if row["method"] in PROJECTION else "o")
         ax.scatter(row["new_task_acc"], row["acc@30"], color=colours[row["method"]], marker=marker,
                    s=110 if marker == "*" else 36, edgecolor="black" if gated else "none")
-        ax.annotate(row["setting"] + (" xdg" if gated else ""), (row["new_task_acc"], row["acc@30"]),
+        ax.annotate(short(row["setting"]) + (" xdg" if gated else ""), (row["new_task_acc"], row["acc@30"]),
                     fontsize=6, xytext=(3, 2), textcoords="offset points")
     ax.axvline(0.85, color="grey", ls="--", lw=1)
     ax.axhline(0.66, color="grey", ls="--", lw=1)
     ax.set_xlabel(f"accuracy on task 30 just after learning it (width {width}, mean over seeds)")
     ax.set_ylabel("average accuracy over the 30 tasks after task 30")
-    ax.set_title("What a setting keeps against what it can still learn\n(squares: gated; triangles: stored "
-                 "samples; diamonds: projection; star and dotted line: joint training, the bound)", fontsize=9)
+    ax.set_title("What a setting keeps against what it can still learn\nsquares: gated; triangles: stored samples; "
+                 "diamonds: projection;\nstar and dotted line: joint training (the bound)", fontsize=9)
     ax.grid(True, alpha=0.3)
     save(fig, out)
 
