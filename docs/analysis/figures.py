@@ -79,7 +79,10 @@ STORED = {"replay", "agem", "gem"}  # keep training samples
 
 # Studies drawn together with the archives that extend them (each archive keeps its own numerics
 # version: the projection runs were added later, without changing the older settings' numbers).
-EXTENDED = {"keep-learning": ("keep-learning", "keep-learning-projection")}
+EXTENDED = {
+    "keep-learning": ("keep-learning", "keep-learning-projection"),
+    "keep-learning-long": ("keep-learning-long", "keep-learning-long-gpm"),
+}
 
 
 def chosen(name: str, width: int) -> list:
