@@ -80,10 +80,10 @@ LAWS = {"line": law_line, "affine": law_affine, "power": law_power, "recent": la
 
 def candidate_forecast(r, k: int, law: str, s_at: float, lag: int, beta: float = 0.0, dead_at: float = 2.0):
     """The task this candidate names after task k; ``False`` when the run had blacked out by then."""
-    s, d, budget = base.series(r)
-    if (r.verdict.task is not None and r.verdict.task <= k) or len(s) <= k:
+    pkg = base.made_after(r, k)
+    if pkg is None:
         return False
-    pkg = fc.forecast(s[: k + 1], d[:k], budget)
+    s, budget = base.series(r)[0], pkg.budget
     if pkg.how == "drift":
         return pkg.task
     predict = LAWS[law](s[: k + 1])
