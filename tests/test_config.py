@@ -285,6 +285,9 @@ def test_a_scenario_a_stream_does_not_offer_is_refused_in_one_line(values, messa
         ({"angle_step": 30.0}, {"stream": "permuted"}),
         ({"classes_per_task": 3}, {"stream": "rotated"}),
         ({"class_order": "natural"}, {"stream": "permuted"}),
+        ({"mask_unseen": True}, {"stream": "split", "tasks": 5, "scenario": "task"}),
+        ({"mask_unseen": True}, {"stream": "permuted"}),
+        ({"keep_optimizer": True}, {"optimizer": "sgd"}),
     ],
 )
 def test_a_setting_without_effect_does_not_change_the_run_id(inert, base):
@@ -300,6 +303,10 @@ def test_a_setting_without_effect_does_not_change_the_run_id(inert, base):
         ({"angle_step": 30.0}, {"stream": "rotated"}),
         ({"classes_per_task": 3}, {"stream": "split", "tasks": 3}),
         ({"class_order": "natural"}, {"stream": "split", "tasks": 3}),
+        ({"mask_unseen": True}, {"stream": "split", "tasks": 3, "class_order": "natural"}),
+        ({"keep_optimizer": True}, {"optimizer": "adam"}),
+        ({"pad": 2}, {}),
+        ({"normalize": True}, {}),
     ],
 )
 def test_the_same_settings_where_they_act_do_change_it(live, base):

@@ -40,6 +40,7 @@ MAX_SEED = 2**32 - 1
 MAX_STEPS = 10**8
 MAX_EPOCHS = 10**5
 MAX_THREADS = 256
+MAX_PAD = 64
 
 
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None, check=None, expected: str = "") -> Any:
@@ -93,6 +94,24 @@ class DataConfig:
         "evaluate on the first N test images of each task (0: all)",
         check=lambda n: n == 0 or n >= MIN_TEST_IMAGES,
         expected=f"0 (all) or at least {MIN_TEST_IMAGES} test images per task (fewer cannot tell learning from chance)",
+    )
+    pad: int = _f(
+        0,
+        "rows and columns of zero pixels added on every side of each image (2 makes MNIST 32x32, "
+        "as Hsu et al. 2018 feed their MLP)",
+        check=lambda n: 0 <= n <= MAX_PAD,
+        expected=f"0 to {MAX_PAD} pixels",
+    )
+    normalize: bool = _f(
+        False,
+        "standardise the pixels by the training images' own mean and standard deviation (after "
+        "padding), as most papers' data loaders do; off: pixels in [0, 1]",
+    )
+    mask_unseen: bool = _f(
+        False,
+        "class scenario: a task's loss covers only the outputs of the classes seen so far, so "
+        "training never pushes down the outputs of classes still to come (Hsu et al. 2018's "
+        "incremental-class setting); prediction is still over every output. Needs class_order natural",
     )
 
     @property
@@ -219,6 +238,11 @@ class TrainConfig:
         check=lambda n: 1 <= n <= MAX_THREADS,
         expected=f"1 to {MAX_THREADS} threads",
     )
+    keep_optimizer: bool = _f(
+        False,
+        "keep the optimizer's state (Adam's moments and step count) from task to task, as the code "
+        "of Hsu et al. 2018 and Zenke et al. 2017 does; off: a fresh optimizer per task",
+    )
 
 
 @dataclass(frozen=True)
@@ -265,7 +289,12 @@ INERT: dict[str, Any] = {
     "angle_step": lambda c: c.data.stream != "rotated",
     "channels": lambda c: c.model.arch != "cnn",
     "iterations": lambda c: c.train.epochs > 0,
+    "mask_unseen": lambda c: c.data.resolved_scenario != "class",
+    "keep_optimizer": lambda c: c.train.optimizer == "sgd",  # plain SGD keeps no state
 }
+# Settings added after run ids were first stored: a run id leaves each out while it holds its default,
+# so a new setting leaves every stored run's id, and what a resumed sweep finds done, as they were.
+LATER = ("pad", "normalize", "mask_unseen", "keep_optimizer")
 
 
 def registry() -> dict[str, type[Method]]:
@@ -400,8 +429,14 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        """Stable 16-hex-digit identity of (config, numerics version)."""
-        payload = self.canonical_json() + f"|numerics={numerics.NUMERICS_VERSION}"
+        """Stable 16-hex-digit identity of (config, numerics version); settings of ``LATER`` at their
+        default are left out of it."""
+        d = self.to_dict()
+        for name in LATER:
+            section, setting = FIXED[name]
+            if d[section][name] == _jsonable(setting.default):
+                del d[section][name]
+        payload = json.dumps(d, sort_keys=True, separators=(",", ":")) + f"|numerics={numerics.NUMERICS_VERSION}"
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     @property
@@ -508,6 +543,11 @@ def validate(c: RunConfig) -> None:
             f"scenario: a {d.stream} stream is domain-incremental (one {N_CLASSES}-way head for every "
             f"task); task and class scenarios need stream split, got {d.resolved_scenario}"
         )
+    if d.mask_unseen and d.resolved_scenario == "class" and d.class_order != "natural":
+        raise ConfigError(
+            "mask_unseen: masks the outputs after the classes seen so far, so it needs class_order "
+            f"natural (tasks of consecutive labels), got class_order {d.class_order}"
+        )
     per_task = d.classes_per_task if d.stream == "split" else N_CLASSES
     if 1 / per_task + b.margin >= 1:
         raise ConfigError(
@@ -531,7 +571,7 @@ def validate(c: RunConfig) -> None:
 
 def n_params_estimate(c: RunConfig) -> int:
     """Parameters of one network, from the dataset's image size and the widths."""
-    ch, h, w = DATASET_SHAPES[c.data.dataset]
+    ch, h, w = image_shape(c.data)
     n_out = c.data.n_out
     if c.model.arch == "cnn":
         total, prev = 0, ch
@@ -547,6 +587,12 @@ def n_params_estimate(c: RunConfig) -> int:
         total += width * size + size
         width = size
     return total
+
+
+def image_shape(d: DataConfig) -> tuple[int, int, int]:
+    """(channels, height, width) of the images a run sees: its dataset's, padded."""
+    ch, h, w = DATASET_SHAPES[d.dataset]
+    return ch, h + 2 * d.pad, w + 2 * d.pad
 
 
 def _check_size(c: RunConfig) -> None:

@@ -115,6 +115,10 @@ class SGD:
         for p, g, a in zip(params, grads, self.neg_lr):
             p.addcmul_(g, a)
 
+    def select(self, keep: list[int]) -> None:
+        """Keep the learning rates of members ``keep`` (a stack that sheds members)."""
+        self.lr, self.neg_lr, self._scale = self.lr[keep], [a[keep] for a in self.neg_lr], {}
+
 
 class Adam:
     """Adam (Kingma & Ba 2015) as ``torch.optim.Adam`` computes it, betas (0.9, 0.999), eps 1e-8."""
@@ -135,7 +139,12 @@ class Adam:
             denom = (v.sqrt() / math.sqrt(c2)).add_(self.eps)
             p.addcdiv_(m * (lr / c1), denom, value=-1)
 
+    def select(self, keep: list[int]) -> None:
+        """Keep the moments and learning rates of members ``keep`` (a stack that sheds members)."""
+        self.m, self.v, self.lr = ([t[keep] for t in ts] for ts in (self.m, self.v, self.lr))
+
 
 def make_optimizer(name: str, params: list[torch.Tensor], lr: torch.Tensor):
-    """A fresh optimizer per task, so Adam's moments do not carry one task's statistics into the next."""
+    """An optimizer over ``params``: made per task, so Adam's moments carry no task's statistics into the
+    next, unless a run keeps its optimizer (``keep_optimizer``, as some papers' code does)."""
     return Adam(params, lr) if name == "adam" else SGD(params, lr)

@@ -23,12 +23,12 @@ import torch
 from .. import __version__, numerics
 from ..config import RunConfig
 from . import forecast, gating, metrics, plasticity, sharpness, stability, verdict
-from .data.sources import identified, load_dataset
+from .data.sources import identified, load_dataset, prepared
 from .data.streams import Streams
 from .methods import registry
 from .models import StackedMLP, build_net, n_params
 from .result import Result, Verdict, environment
-from .step import make_optimizer, update
+from .step import SGD, Adam, make_optimizer, update
 
 EVAL_CHUNK = 4096
 ACTIVE_PROBE = 4096  # training images of a task checked for inputs that reach an unstable weight
@@ -167,9 +167,10 @@ class Experiment:
         cfg = configs[0]
         seeds = [c.seed for c in configs]
         self.device = torch.device(cfg.train.device)
-        self.data = on_device(load_dataset(cfg.data.dataset, data_dir), self.device)  # placed once
+        raw = load_dataset(cfg.data.dataset, data_dir)
         for c in configs:
-            identified(c, self.data)  # a config planned on other data is refused
+            identified(c, raw)  # a config planned on other data is refused
+        self.data = on_device(prepared(raw, cfg.data.pad, cfg.data.normalize), self.device)  # placed once
         self.streams = Streams(cfg.data, self.data, seeds)
         self.streams.check(max(c.blackout.margin for c in configs))
         self.tasks = len(self.streams)
@@ -179,6 +180,7 @@ class Experiment:
         if cfg.model.gating:
             self.net.gating = gating.Gates(list(cfg.model.hidden), self.tasks, cfg.model.gating, seeds, self.device)
         self.batch_gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
+        self.kept_opt: Adam | SGD | None = None  # keep_optimizer: the run's one optimizer
         self.applies = type(self.method).gradient_penalty and cfg.train.optimizer == "sgd"
         self.forecasts = self.applies and cfg.method.method in forecast.FORECAST_METHODS
         T = self.tasks
@@ -213,7 +215,7 @@ class Experiment:
             draws = [batches(n, tc.batch_size, steps, g) for g in self.batch_gens]
             streams.begin(t, steps * tc.batch_size)
             method.begin_task(net, task, streams)
-            opt = make_optimizer(tc.optimizer, net.params(), method.lr)
+            opt = self.optimizer()
             losses = []
             for _ in range(steps):
                 x, y = streams.batch(t, [next(d) for d in draws])
@@ -227,6 +229,16 @@ class Experiment:
         ]
         return tail, torch.isfinite(torch.cat(losses, 1)).all(1)
 
+    def optimizer(self):
+        """A fresh optimizer for the task, or with ``keep_optimizer`` the one the run began with."""
+        tc = self.configs[0].train
+        if self.kept_opt is not None:
+            return self.kept_opt
+        opt = make_optimizer(tc.optimizer, self.net.params(), self.method.lr)
+        if tc.keep_optimizer:
+            self.kept_opt = opt
+        return opt
+
     def finite(self, finite_loss: torch.Tensor) -> list[bool]:
         weights = torch.stack([p.detach().flatten(1).isfinite().all(1) for p in self.net.params()]).all(0)
         return (finite_loss & weights).cpu().tolist()
@@ -238,7 +250,7 @@ class Experiment:
         out = []
         for j in tasks:
             n = self.streams.n_rows(j, "test")
-            head = self.streams.task(j).head_range
+            head = self.streams.task(j).scored_range
             correct = torch.zeros(len(self.active), device=self.device)
             # a permuted task permutes an MLP's first-layer weights instead of every test image
             mlp = self.net if isinstance(self.net, StackedMLP) and self.streams.task(j).perm is not None else None
@@ -366,6 +378,8 @@ class Experiment:
         cast(StackedMLP, self.net).select(keep)  # a CNN trains alone: only a stacked MLP sheds members (and gates)
         self.method.select(keep)
         self.streams.select(keep)
+        if self.kept_opt is not None:
+            self.kept_opt.select(keep)
         self.batch_gens = [self.batch_gens[i] for i in keep]
 
     # -- results -------------------------------------------------------------------------------

@@ -11,7 +11,11 @@ tasks therefore cost 100 x 784 indices beyond the dataset itself.
   every class; ``domain``, labels renumbered 0..k-1 (the position in the task's sorted class
   list) and scored over one shared head of k outputs; ``task``, labels renumbered the same way
   and scored over the task's own head of k outputs.
-- ``rotated``: task t rotates every image by ``(t-1) x angle_step`` degrees (bilinear, zero fill).
+- ``rotated``: task t rotates every image by ``(t-1) x angle_step`` degrees (bilinear, the corners
+  filled with blank pixels).
+
+With ``mask_unseen`` (class scenario), task t's loss covers only outputs 0..n-1, the n classes of tasks
+1 to t, while predictions stay over every output, as in Hsu et al. 2018's incremental-class setting.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class Task:
     head: int | None = None  # task scenario: which output slice scores this task
     head_size: int = 0
     relabel: bool = False  # split, task and domain scenarios: targets are positions within ``classes``
+    blank: float = 0.0  # the value of an empty pixel, which a rotation fills in
+    seen: int = 0  # mask_unseen: the loss covers outputs 0..seen-1 (the classes seen so far); 0: no mask
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the task's input transform to a batch ``x`` of shape (B, C, H, W)."""
@@ -47,15 +53,22 @@ class Task:
             # index_select on a 2-D view: several times faster than x[..., perm] on CPU
             return x.reshape(-1, self.perm.numel()).index_select(1, self.perm).view_as(x)
         if self.angle:
-            return rotate(x, self.angle)
+            return rotate(x - self.blank, self.angle) + self.blank if self.blank else rotate(x, self.angle)
         return x
 
     @property
     def head_range(self) -> tuple[int, int] | None:
-        """The output columns this task is scored on (multi-head), or None for every output."""
+        """The output columns this task's loss covers (its head, or the classes seen so far), or None for every output."""
+        if self.seen:
+            return 0, self.seen
         if self.head is None:
             return None
         return self.head * self.head_size, (self.head + 1) * self.head_size
+
+    @property
+    def scored_range(self) -> tuple[int, int] | None:
+        """The output columns a prediction is taken over: the task's own head, or every output."""
+        return None if self.seen else self.head_range
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,7 @@ class Stream:
                 ident = t == 0 and cfg.keep_first
                 self.tasks.append(Task(t, perm=None if ident else torch.randperm(n_pix, generator=g).to(device)))
         elif cfg.stream == "rotated":
-            self.tasks = [Task(t, angle=t * cfg.angle_step) for t in range(cfg.tasks)]
+            self.tasks = [Task(t, angle=t * cfg.angle_step, blank=data.blank) for t in range(cfg.tasks)]
         elif cfg.stream == "split":
             k = cfg.classes_per_task
             if cfg.tasks * k > data.n_classes:
@@ -102,6 +115,7 @@ class Stream:
                         head=t if task else None,
                         head_size=k if task else 0,
                         relabel=scenario != "class",
+                        seen=(t + 1) * k if cfg.mask_unseen and scenario == "class" else 0,
                     )
                 )
         self.n_out = cfg.n_out

@@ -22,6 +22,7 @@ memory, so their published GEM numbers are GEM and rehearsal together (their iss
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, cast
 
 import numpy as np
@@ -103,6 +104,8 @@ class GEM(Replay):
 
         refs = []
         for past, x, y in self.references():
+            if task.seen:  # mask_unseen: memory's loss over the outputs the current task's loss covers
+                past = dataclasses.replace(past, seen=task.seen)
             with gating.under(net, past.index):  # each task's memory through its own gate
                 refs.append(loss_grads(net, self, x, y, past)[1])
         if refs:
