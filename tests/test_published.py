@@ -45,6 +45,10 @@ def test_hsu2018_preset_runs_every_row_with_the_papers_protocol():
             p["classes_per_task"],
         )
         assert d.class_order == "natural" and p["class_order"] == "0-1, 2-3, 4-5, 6-7, 8-9"
+        assert (d.pad, d.normalize) == (2, True) and p["input"].startswith("28x28 padded to 32x32")
+        recorded = c.flat()  # as a result records them: settings without effect at their defaults
+        assert recorded["keep_optimizer"] == (not p["reset_optimizer"] and t.optimizer != "sgd")  # SGD keeps no state
+        assert recorded["mask_unseen"] == (p["class_head_masking"] and scenario == "class")
         assert m.hidden == tuple(p["hidden"]) and m.arch == "mlp" and m.activation == "relu"
         assert (t.batch_size, t.epochs) == (p["batch_size"], p["epochs"])
         if row in ("Adam", "SGD"):
@@ -103,6 +107,7 @@ def test_zenke2017_preset_is_the_papers_permuted_mnist_protocol():
         assert (d.dataset, d.stream, d.tasks) == (p["dataset"], "permuted", p["tasks"])
         assert m.hidden == tuple(p["hidden"]) and m.activation == p["activation"]
         assert (t.optimizer, t.lr, t.batch_size, t.epochs) == (p["optimizer"], p["lr"], p["batch_size"], p["epochs"])
+        assert t.keep_optimizer == (not p["reset_optimizer"])
     assert (si.method.lam, si.method.xi) == (p["c"], p["xi"])  # SI's lambda is c (A = 2 Omega)
 
 

@@ -4,8 +4,8 @@
 
 Each STUDY is a study folder or archive of the ``hsu2018-split-mnist`` preset or part of it (any
 number of seeds); their runs are pooled. A run belongs to a table row when its scenario and every
-setting of the row (blackout.presets.PUBLISHED_ROWS, then the extra rows below) match, except the
-``--loose`` ones, whose values the runs had are then named in the row; the number is the average
+setting of the row (blackout.presets.PUBLISHED_ROWS, then the extra rows below) and of the preset's
+protocol (``pad``, ``normalize``, ``keep_optimizer``, ``mask_unseen``) match, except the ``--loose`` ones, whose values the runs had are then named in the row; the number is the average
 accuracy over all tasks after the last, in %. A row named "X (...)" is compared with the paper's X.
 """
 
@@ -16,8 +16,8 @@ import statistics
 from pathlib import Path
 
 from blackout.api import Study
-from blackout.config import load_toml
-from blackout.presets import PUBLISHED_ROWS
+from blackout.config import LATER, RunConfig, load_toml, setting_of
+from blackout.presets import PUBLISHED_ROWS, run_preset
 from blackout.experiment.result import Result
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "published"
@@ -42,7 +42,16 @@ EXTRA_ROWS = {
 
 
 def flat(r: Result) -> dict:
-    return {k: v for section in r.config.values() for k, v in section.items()}
+    """The run's settings; those added after it ran at their defaults, as it ran."""
+    stored = {k: v for section in r.config.values() for k, v in section.items()}
+    return {**{k: setting_of(k).default for k in LATER}, **stored}
+
+
+def protocol(table: str, scenario: str, settings: dict) -> dict:
+    """A row's settings with the preset's protocol settings (padding, normalisation, optimizer state,
+    masking) as a run of that row records them."""
+    cfg = RunConfig.from_flat({**run_preset(PRESETS[table]), **settings, "scenario": scenario}, strict=False).flat()
+    return {**{k: cfg[k] for k in LATER}, **settings}
 
 
 def matches(r: Result, scenario: str, settings: dict, loose: set[str]) -> bool:
@@ -57,6 +66,7 @@ def rows(runs: list[Result], table: str, loose: set[str] = frozenset()) -> list[
     compared = {key: (key[1].split(" (")[0], settings) for key, settings in PUBLISHED_ROWS[PRESETS[table]].items()}
     compared.update(EXTRA_ROWS.get(table, {}))
     for (scenario, row), (paper_row, settings) in sorted(compared.items(), key=lambda kv: SCENARIOS.index(kv[0][0])):
+        settings = protocol(table, scenario, settings)
         mine = [r for r in runs if matches(r, scenario, settings, loose)
                 and r.tasks_run == r.config["data"]["tasks"] and r.metrics.get("avg_acc") is not None]
         if not mine:

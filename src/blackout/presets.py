@@ -27,6 +27,8 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
     },
     # Hsu et al. 2018, Table 2 (docs/published/hsu2018.toml): split MNIST in 5 tasks of 2 classes,
     # MLP 784-400-400 ReLU, Adam lr 0.001, batch 128, 4 epochs per task; fine-tuning (the Adam row).
+    # Their loader pads the images to 32x32 and standardises them, their optimizer keeps its state
+    # across tasks and their class scenario masks the outputs of classes not seen yet.
     # The scenario is chosen per run (--scenario task, domain or class).
     "hsu2018-split-mnist": {
         "dataset": "mnist",
@@ -34,6 +36,10 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
         "tasks": 5,
         "classes_per_task": 2,
         "class_order": "natural",
+        "pad": 2,
+        "normalize": True,
+        "mask_unseen": True,
+        "keep_optimizer": True,
         "arch": "mlp",
         "hidden": (400, 400),
         "activation": "relu",
@@ -59,6 +65,7 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
         "xi": 0.1,
         "optimizer": "adam",
         "lr": 0.001,
+        "keep_optimizer": True,  # one Adam for the whole run, as the notebook's
         "batch_size": 256,
         "epochs": 20.0,
         "sharpness": 0,
