@@ -111,8 +111,13 @@ def plasticity(name: str, out: str, width: int = 100) -> None:
 
 
 def short(label: str) -> str:
-    """A setting's label as the frontier prints it: GPM's thresholds as t / t2, an uncapped basis unsaid."""
-    return label.replace("max_basis=1 ", "").replace("threshold_hidden=", "t2=").replace("threshold=", "t=")
+    """A setting's label as the frontier prints it: GPM's thresholds as t / t2, an uncapped or undecayed
+    basis unsaid, a cap and a decay as cap / decay."""
+    for default in ("max_basis=1 ", "basis_decay=1 "):
+        label = label.replace(default, "")
+    for name, brief in (("threshold_hidden=", "t2="), ("threshold=", "t="), ("max_basis=", "cap="), ("basis_decay=", "decay=")):
+        label = label.replace(name, brief)
+    return label
 
 
 def frontier(name: str, out: str, width: int = 100) -> None:
