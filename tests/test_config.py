@@ -137,6 +137,8 @@ def test_device_auto_resolves_to_the_best_present_and_an_absent_device_is_refuse
         ("iterations", 10**30, r"iterations: expected at most 100,000,000 steps per task, got 10+$"),
         ("threads", 10**5, r"threads: expected 1 to 256 threads, got 100000"),
         ("threads", 257, r"threads: expected 1 to 256 threads, got 257"),
+        ("pad", 17, r"pad: expected 0 to 16 pixels, got 17"),
+        ("pad", -1, r"pad: expected 0 to 16 pixels, got -1"),
         (
             "maturity",
             2**63,
