@@ -1,6 +1,6 @@
 """Print a published-table study beside the paper's numbers, as the rows of docs/findings.md.
 
-    python docs/analysis/published.py STUDY [STUDY ...] [--table hsu2018] [--loose SETTING ...]
+    python docs/analysis/published.py STUDY [STUDY ...] [--table hsu2018] [--loose SETTING [SETTING ...]]
 
 Each STUDY is a study folder or archive of the ``hsu2018-split-mnist`` preset or part of it (any
 number of seeds); their runs are pooled. A run belongs to a table row when its scenario and every
@@ -85,7 +85,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("study", nargs="+", help="study folders or archives, their runs pooled")
     p.add_argument("--table", default="hsu2018", choices=sorted(PRESETS))
-    p.add_argument("--loose", action="append", default=[], help="a setting not compared (its values are named)")
+    p.add_argument("--loose", action="extend", nargs="+", default=[], help="settings not compared (their values are named)")
     args = p.parse_args()
     print("| row | scenario | seeds | blackout | published | difference |")
     print("| --- | --- | --- | --- | --- | --- |")
