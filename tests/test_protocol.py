@@ -95,7 +95,7 @@ def test_masking_leaves_the_outputs_of_the_classes_still_to_come_untouched(mask)
             assert all(moved)
 
 
-def test_a_masked_task_s_loss_is_the_cross_entropy_over_the_classes_seen(digits):
+def test_a_masked_task_s_loss_is_the_cross_entropy_over_the_classes_seen():
     from blackout.experiment.methods.base import task_loss
 
     cfg = small(stream="split", tasks=3, scenario="class", class_order="natural", mask_unseen=True, method="sgd")

@@ -1,15 +1,15 @@
 """Validate `blackout plan` against a grid oracle.
 
     python docs/analysis/plan_validation.py [--seeds 5-7] [--widths 32,64] [--budgets 10,20]
-    python docs/analysis/plan_validation.py --preset seed-blog --dataset fashion-mnist --widths 50,100 \
-        --data-dir /usr/share/datasets/fashion-mnist
+    python docs/analysis/plan_validation.py --preset seed-blog --widths 50,100 --dataset fashion-mnist
+        --data-dir /usr/share/datasets/fashion-mnist        (one command)
 
 For each width and held-back seed, ``plan`` probes 3 tasks at the preset's lambda (15 in the digits and
-seed-blog presets) and plans lambda for each budget T; the planned run is then trained to T tasks. The oracle trains every lambda of
-``GRID`` to the largest budget and takes, per width and budget, the lambda with the best mean average
-accuracy after T tasks (a run that blacked out counts at its accuracy when it did). Printed per width
-and budget: how many planned runs survived T, their mean average accuracy against the oracle's, and
-the compute of each (tasks trained). Runs that share an architecture train as one stacked model.
+seed-blog presets) and plans lambda for each budget T; the planned run is then trained to T tasks. The
+oracle trains every lambda of ``GRID`` to the largest budget and takes, per width and budget, the lambda
+with the best mean average accuracy after T tasks (a run that blacked out counts at its accuracy when it
+did). Printed per width and budget: how many planned runs survived T, their mean average accuracy
+against the oracle's, and the compute of each (tasks trained). Runs that share an architecture train as one stacked model.
 """
 
 from __future__ import annotations

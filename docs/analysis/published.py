@@ -5,8 +5,9 @@
 Each STUDY is a study folder or archive of the ``hsu2018-split-mnist`` preset or part of it (any
 number of seeds); their runs are pooled. A run belongs to a table row when its scenario and every
 setting of the row (blackout.presets.PUBLISHED_ROWS, then the extra rows below) and of the preset's
-protocol (``pad``, ``normalize``, ``keep_optimizer``, ``mask_unseen``) match, except the ``--loose`` ones, whose values the runs had are then named in the row; the number is the average
-accuracy over all tasks after the last, in %. A row named "X (...)" is compared with the paper's X.
+protocol (``pad``, ``normalize``, ``keep_optimizer``, ``mask_unseen``) match, except the ``--loose``
+ones, whose values the runs had are then named in the row; the number is the average accuracy over all
+tasks after the last, in %. A row named "X (...)" is compared with the paper's X.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ holds the method's name and only that method's own settings, which the method de
 class (``Method.settings``); the other sections are fixed dataclasses. Every setting has a
 one-line help string that the CLI reuses, and every name is unique across sections, so a setting
 can be named flat (``lam=15``) on the command line, in a TOML file or in a sweep grid. Derived
-values are properties. A run's identity is a hash of its canonical JSON and the numerics version
-(``numerics.py``), so a sweep knows what it has already done, across releases that change no number.
+values are properties. A run's identity is a hash of its canonical JSON (less the settings added
+later, ``LATER``, while at their default) and the numerics version (``numerics.py``), so a sweep knows
+what it has already done, across releases that change no number or only add a setting.
 """
 
 from __future__ import annotations
