@@ -93,6 +93,18 @@ def test_sweep_file_errors_name_file_line_and_field(tmp_path):
     assert [c.seed for c in together.configs()] == [0, 1] and together.base.data.multi_head
 
 
+def test_a_grids_own_value_overrides_base_and_a_flag_overrides_both(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_text(
+        "[base]\ntasks = 50\nlam = 15\n[[grid]]\nseed = [0]\n"
+        '[[grid]]\nstream = ["split"]\ntasks = [5]\nlam = [3]\nseed = [0]\n'
+    )
+    runs = [(c.data.stream, c.data.tasks, c.method.get("lam")) for c in load_spec(f).configs()]
+    assert runs == [("permuted", 50, 15.0), ("split", 5, 3.0)]
+    flagged = load_spec(f).with_settings({"tasks": (4,), "lam": (7,)}).configs()
+    assert [(c.data.tasks, c.method.get("lam")) for c in flagged] == [(4, 7.0), (4, 7.0)]
+
+
 def test_local_pool_gives_the_same_numbers_as_run(tmp_path):
     configs = grid_configs()
     store = Store(tmp_path / "results.sqlite", "t")

@@ -113,7 +113,9 @@ class Study:
             p = study_preset(preset)
             base = RunConfig.from_flat(run_preset(p["preset"]), strict=False) if p["preset"] else RunConfig()
             spec = SweepSpec(base, parse_grids(p["grid"], lambda key: f"preset {preset}: "), name or preset)
-            spec = spec.with_settings({k: (v,) for k, v in p["base"].items()}, where=f"preset {preset}: ")
+            spec = spec.with_settings(
+                {k: (v,) for k, v in p["base"].items()}, where=f"preset {preset}: ", over_grids=False
+            )
         if spec_file is not None:
             loaded = load_spec(spec_file, spec.base)
             spec = SweepSpec(

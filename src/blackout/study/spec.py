@@ -88,20 +88,23 @@ class SweepSpec:
                 f"expected at most {MAX_RUNS:,} in one sweep; split it into several studies"
             )
 
-    def with_settings(self, values: dict[str, tuple[Any, ...]], where: str = "--") -> SweepSpec:
+    def with_settings(
+        self, values: dict[str, tuple[Any, ...]], where: str = "--", over_grids: bool = True
+    ) -> SweepSpec:
         """One value sets the base (a method setting: every run that has it); several make an axis.
 
         The single values are applied together, so a valid combination (lwf with a multi-head split
-        stream) is never judged half-applied.
+        stream) is never judged half-applied. With ``over_grids`` (a command line's flags) a single
+        value replaces the grids' own values of that setting; without it (a file's or a preset's
+        [base]) it is the default that a grid's own value overrides.
         """
         one = {k: v[0] for k, v in values.items() if len(v) == 1}
         singles = {k: v for k, v in one.items() if k in FIXED or k == "method"}
         common = {k: v for k, v in one.items() if k not in singles}
         axes = {k: v for k, v in values.items() if len(v) > 1}
         base = RunConfig.from_flat(singles, self.base, where=where, strict=False) if singles else self.base
-        grids = tuple(
-            {**{k: v for k, v in g.items() if k not in singles and k not in common}, **axes} for g in self.grids
-        )
+        kept = (lambda k: k not in singles and k not in common) if over_grids else (lambda k: True)
+        grids = tuple({**{k: v for k, v in g.items() if kept(k)}, **axes} for g in self.grids)
         return SweepSpec(base, grids, self.name, {**self.common, **common})
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,7 +217,7 @@ def load_spec(path: str | Path, base: RunConfig | None = None) -> SweepSpec:
         checked_setting(k, v, where(k)) for k, v in flat_settings(doc.get("base") or {}, f"{shown}: [base] ").items()
     )
     spec = SweepSpec(cfg, parse_grids(doc.get("grid"), where), doc.get("study"))
-    spec = spec.with_settings({k: (v,) for k, v in flat.items()}, where=f"{shown}: [base] ")
+    spec = spec.with_settings({k: (v,) for k, v in flat.items()}, where=f"{shown}: [base] ", over_grids=False)
     spec.check_size(where("grid"))
     spec.configs()  # validate every combination before any run starts
     return spec
