@@ -146,12 +146,14 @@ class Study:
         A study holds one grid: runs beyond those it already has are refused unless ``extend``.
         ``on_plan(n_runs, n_todo, pool)`` is called once the work is known, before any run starts.
         """
+        from .experiment import checkpoint
         from .experiment.data.sources import identified, load_dataset
         from .experiment.methods import registry
         from .study.pools import InlinePool, LocalPool, RayPool, run_sweep
 
         if self.archive:
             raise ConfigError(f"{self.path}: a results archive can be analysed and reported, not swept into")
+        checkpoint.interval()  # a bad $BLACKOUT_CHECKPOINT_SECONDS is refused before any run starts
         spec = self.spec(preset, spec_file, **settings)
         configs = spec.configs()  # every combination validated before any run starts
         name = spec.name or self._recorded_name() or self.path.resolve().name

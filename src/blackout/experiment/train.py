@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import cast
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 from .. import __version__, numerics
 from ..config import RunConfig
 from . import forecast, gating, metrics, plasticity, sharpness, stability, verdict
+from .checkpoint import Checkpoint
 from .data.sources import identified, load_dataset, prepared
 from .data.streams import Streams
 from .methods import registry
@@ -42,13 +44,17 @@ def run(cfg: RunConfig, data_dir: str | None = None, on_task: Callable[[int, dic
 
 
 def run_group(
-    configs: list[RunConfig], data_dir: str | None = None, on_task: Callable[[int, int, dict], None] | None = None
+    configs: list[RunConfig],
+    data_dir: str | None = None,
+    on_task: Callable[[int, int, dict], None] | None = None,
+    checkpoints: str | Path | None = None,
 ) -> list[Result]:
     """Train ``configs`` (one ``group_key``) as one stacked model; one Result per config, in order.
 
-    ``on_task(member, t, info)`` as for ``run``."""
+    ``on_task(member, t, info)`` as for ``run``. With a ``checkpoints`` folder the group is saved there
+    between tasks and resumed from its last save (``checkpoint.py``)."""
     with threads(configs[0].train.threads):
-        return _run_group(configs, data_dir, on_task)
+        return _run_group(configs, data_dir, on_task, checkpoints)
 
 
 @contextmanager
@@ -62,9 +68,10 @@ def threads(n: int):
         torch.set_num_threads(before)
 
 
-def _run_group(configs, data_dir, on_task) -> list[Result]:
-    ex = Experiment(configs, data_dir)
-    for t in range(ex.tasks):
+def _run_group(configs, data_dir, on_task, checkpoints) -> list[Result]:
+    saved = Checkpoint(checkpoints, configs) if checkpoints is not None else None
+    ex = Experiment.resume(saved, data_dir) or Experiment(configs, data_dir)
+    for t in range(ex.next_task, ex.tasks):
         in_force = ex.method.stability()  # the penalty's curvature while this task trains
         tic = time.perf_counter()
         loss, finite_loss = ex.train_task(t)
@@ -77,6 +84,11 @@ def _run_group(configs, data_dir, on_task) -> list[Result]:
         ex.drop_stopped()
         if not ex.active:
             break
+        ex.next_task = t + 1
+        if saved:
+            saved.save(ex)
+    if saved:
+        saved.remove()
     return ex.results()
 
 
@@ -120,6 +132,15 @@ def on_device(data, device: torch.device):
             data, **{k: getattr(data, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")}
         )
     return _ON_DEVICE[key]
+
+
+def dataset(configs: list[RunConfig], data_dir: str | None, device: torch.device):
+    """The group's dataset, prepared (padding, standardising) and placed on ``device`` once per process."""
+    cfg = configs[0]
+    raw = load_dataset(cfg.data.dataset, data_dir)
+    for c in configs:
+        identified(c, raw)  # a config planned on other data is refused
+    return on_device(prepared(raw, cfg.data.pad, cfg.data.normalize), device)
 
 
 def steps_per_task(cfg, n: int) -> int:
@@ -167,10 +188,9 @@ class Experiment:
         cfg = configs[0]
         seeds = [c.seed for c in configs]
         self.device = torch.device(cfg.train.device)
-        raw = load_dataset(cfg.data.dataset, data_dir)
-        for c in configs:
-            identified(c, raw)  # a config planned on other data is refused
-        self.data = on_device(prepared(raw, cfg.data.pad, cfg.data.normalize), self.device)  # placed once
+        self.data = dataset(configs, data_dir, self.device)
+        self.next_task = 0
+        self.resumed: list[int] = []  # the tasks (1-based) a checkpoint was resumed at
         self.streams = Streams(cfg.data, self.data, seeds)
         self.streams.check(max(c.blackout.margin for c in configs))
         self.tasks = len(self.streams)
@@ -194,6 +214,22 @@ class Experiment:
                 self.members[m].baseline = base[i]
         for member in self.members:
             member.clock["data"] = (time.perf_counter() - start) / len(configs)
+
+    @classmethod
+    def resume(cls, saved: Checkpoint | None, data_dir: str | None) -> Experiment | None:
+        """The experiment as ``saved`` left it, with its data loaded again; None without a checkpoint."""
+        loaded = saved.load() if saved else None
+        if loaded is None:
+            return None
+        ex, elapsed = loaded
+        ex.data = dataset(ex.configs, data_dir, ex.device)
+        ex.streams.attach(ex.data)
+        ex.start = time.perf_counter() - elapsed
+        ex.resumed.append(ex.next_task + 1)
+        return ex
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "data": None}  # loaded again on resume
 
     # -- training ------------------------------------------------------------------------------
     def train_task(self, t: int) -> tuple[list[float], torch.Tensor]:
@@ -386,6 +422,8 @@ class Experiment:
     def results(self) -> list[Result]:
         out = []
         env = environment(threads=torch.get_num_threads(), device=str(self.device), group_size=len(self.configs))
+        if self.resumed:
+            env["resumed_at_task"] = self.resumed
         applies = self.applies
         for mem in self.members:
             cfg = mem.cfg

@@ -24,6 +24,7 @@ from typing import IO, Any, cast
 
 from ..config import RunConfig, n_params_estimate
 from ..errors import ConfigError
+from ..experiment import checkpoint
 from .store import Store
 from .worker import BOOT, execute, in_group
 
@@ -113,7 +114,7 @@ class LocalPool:
         ]
         return self
 
-    def submit(self, configs: list[dict], data_dir: str | None) -> Future:
+    def submit(self, configs: list[dict], data_dir: str | None, checkpoints: str | None = None) -> Future:
         while self._idle and self._idle[-1].poll() is not None:  # died while idle: nothing of ours lost
             _close_pipes(self._idle.pop())
         proc = (
@@ -124,7 +125,7 @@ class LocalPool:
         fut: Future = Future()
         self._busy[fut] = proc
         try:
-            pickle.dump((configs, data_dir), _stdin(proc))
+            pickle.dump((configs, data_dir, checkpoints), _stdin(proc))
             _stdin(proc).flush()
         except OSError:  # it died just now; the reader below reports how
             pass
@@ -215,9 +216,9 @@ class InlinePool:
     def __enter__(self) -> InlinePool:
         return self
 
-    def submit(self, configs: list[dict], data_dir: str | None) -> Future:
+    def submit(self, configs: list[dict], data_dir: str | None, checkpoints: str | None = None) -> Future:
         fut: Future = Future()
-        fut.set_result(execute(configs, data_dir))
+        fut.set_result(execute(configs, data_dir, checkpoints))
         return fut
 
     def wait(self, pending: set) -> tuple[set, set]:
@@ -259,7 +260,8 @@ class RayPool:
         self._remote = self.ray.remote(num_cpus=1)(execute)
         return self
 
-    def submit(self, configs: list[dict], data_dir: str | None):
+    def submit(self, configs: list[dict], data_dir: str | None, checkpoints: str | None = None):
+        # no checkpoints: a node of the cluster may not see the driver's study folder
         return self._remote.remote(configs, data_dir)
 
     def wait(self, pending: set) -> tuple[set, set]:
@@ -403,7 +405,8 @@ def _fill(
                 if not store.claim(c.run_id):
                     mine.pop()
             if mine:
-                inflight[pool.submit([c.to_dict() for c in mine], data_dir)] = [c.run_id for c in mine]
+                saves = str(store.path.parent / checkpoint.FOLDER)
+                inflight[pool.submit([c.to_dict() for c in mine], data_dir, saves)] = [c.run_id for c in mine]
         except BaseException:  # claimed but not yet in flight: hand them back too
             for c in mine:
                 store.release(c.run_id)

@@ -22,10 +22,13 @@ from typing import Any
 BOOT = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from blackout.study.worker import main; main()"
 
 
-def execute(configs: list[dict[str, Any]], data_dir: str | None) -> list[dict[str, Any]]:
+def execute(
+    configs: list[dict[str, Any]], data_dir: str | None, checkpoints: str | None = None
+) -> list[dict[str, Any]]:
     """Train ``configs`` in this process as one group (with the threads their config names); never raises.
 
-    Returns one {"result": ..., "seconds": ...} or {"error": ..., "seconds": ...} per config.
+    Returns one {"result": ..., "seconds": ...} or {"error": ..., "seconds": ...} per config. With a
+    ``checkpoints`` folder the group resumes from its last checkpoint there (``experiment/checkpoint.py``).
     """
     from ..config import RunConfig
     from ..experiment.train import run_group
@@ -33,7 +36,7 @@ def execute(configs: list[dict[str, Any]], data_dir: str | None) -> list[dict[st
     start = time.perf_counter()
     try:
         cfgs = [RunConfig.from_dict(c) for c in configs]
-        results = run_group(cfgs, data_dir=data_dir)
+        results = run_group(cfgs, data_dir=data_dir, checkpoints=checkpoints)
     except Exception as e:  # a failed group is recorded per run and the sweep goes on
         last = traceback.extract_tb(e.__traceback__)[-1]
         msg = f"{type(e).__name__}: {e} ({Path(last.filename).name}:{last.lineno}){in_group(len(configs))}"
@@ -78,8 +81,8 @@ def main() -> None:
         importlib.import_module(name)
     while True:
         try:
-            configs, data_dir = pickle.load(sys.stdin.buffer)
+            unit = pickle.load(sys.stdin.buffer)  # (configs, data_dir, checkpoints)
         except EOFError:  # the sweep is done with this worker
             return
-        pickle.dump(execute(configs, data_dir), channel)
+        pickle.dump(execute(*unit), channel)
         channel.flush()

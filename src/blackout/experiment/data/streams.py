@@ -123,6 +123,13 @@ class Stream:
     def __len__(self) -> int:
         return len(self.tasks)
 
+    def __getstate__(self) -> dict:
+        """Pickled without the dataset and what is cut from it (a checkpoint reattaches both: ``attach``)."""
+        return {**self.__dict__, "data": None, "_splits": {}}
+
+    def attach(self, data: Dataset) -> None:
+        self.data = data
+
     def chance(self, task: Task) -> float:
         """The task's own chance level (``verdict.chance_level`` of its test labels)."""
         return chance_level(self.split(task, "test").y.cpu().numpy())
@@ -227,6 +234,15 @@ class Streams:
 
     def __len__(self) -> int:
         return len(self.members[0])
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "data": None, "_held": {}, "_buffers": {}}
+
+    def attach(self, data: Dataset) -> None:
+        """The dataset again, after unpickling."""
+        self.data = data
+        for s in self.members:
+            s.attach(data)
 
     def task(self, t: int) -> Task:
         """Member 0's task t: methods read its ``index`` and ``head_range``, which all members share."""
