@@ -135,6 +135,7 @@ def test_a_killed_sweep_resumes_its_run_from_the_checkpoint(tmp_path):
     first.wait()
     out, err = sweep(tmp_path / "a").communicate(timeout=600)
     assert not list(folder.glob("*.pt")), err
+    assert "[1/1]" in err and "1 runs · 0 already done · 1 ran · 0 failed" in out, err  # the killed run counted
     out_b, err_b = sweep(tmp_path / "b").communicate(timeout=600)
     runs = {}
     for name in ("a", "b"):
