@@ -30,7 +30,7 @@ from blackout.api import Study
 from blackout.study import tobit
 from blackout.study.capacity import outcome
 
-STUDIES = ("seed-capacity-full", "seed-capacity-10", "fashion-capacity", "fashion-8k", "stability-grid", "depth",
+STUDIES = ("seed-capacity-full", "depth-full", "seed-capacity-10", "fashion-capacity", "fashion-8k", "stability-grid", "depth",
            "arch", "demo")
 
 
