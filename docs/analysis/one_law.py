@@ -30,7 +30,7 @@ from blackout.api import Study
 from blackout.study import tobit
 from blackout.study.capacity import outcome
 
-STUDIES = ("seed-capacity-full", "depth-full", "seed-capacity-10", "fashion-capacity", "fashion-8k", "stability-grid", "depth",
+STUDIES = ("seed-capacity-full", "depth-full", "cnn-full", "seed-capacity-10", "fashion-capacity", "fashion-8k", "stability-grid", "depth",
            "arch", "demo")
 
 
@@ -52,7 +52,8 @@ def setting(r) -> str:
     m, d = r.config["model"], r.config["data"]
     net = f"cnn {','.join(map(str, m['channels']))} + {m['hidden'][0]}" if m["arch"] == "cnn" else \
         "-".join(map(str, m["hidden"]))
-    return f"{d['dataset']} {net} λ={r.config['method']['lam']:g} lr={r.config['train']['lr']:g}"
+    stream = "" if d["stream"] == "permuted" else f" {d['stream']}"
+    return f"{d['dataset']}{stream} {net} λ={r.config['method']['lam']:g} lr={r.config['train']['lr']:g}"
 
 
 def main() -> None:

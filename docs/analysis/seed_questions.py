@@ -6,7 +6,8 @@ Per setting (stream, network, method and strength), over seeds, mean with its 95
 blackout task (runs without one within the budget are counted, not averaged), the first task learned
 below 0.85 (where a network stops learning new tasks, whether or not it blacks out) and the average
 accuracy over the tasks so far after tasks 5, 10 and 30 (a run that stopped at its blackout counts with
-its last accuracies, at chance). EWC's own MLP runs of the same protocol come from seed-capacity-full:
+its last accuracies, at chance), and how fast the stability number grows against its first step: s at
+task 6 over 5 times s at task 2 (1: every task adds to the largest importance what the first did). EWC's own MLP runs of the same protocol come from seed-capacity-full:
 width 100, and width 200, the MLP with about the CNN's weights. Archives only.
 """
 
@@ -42,6 +43,12 @@ def acc_after(r, k: int) -> float | None:
     return float(np.nanmean(r.acc[row, : row + 1]))
 
 
+def growth(r) -> float | None:
+    """s_6 / (5 s_2): the mean addition of tasks 1-5 to the largest importance, over the first task's."""
+    s = r.diagnostic("stability")
+    return s[5] / (5 * s[1]) if len(s) > 5 and s[1] and s[5] is not None else None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("archives", nargs="*", default=[str(STUDIES / f"{n}.jsonl.gz") for n in
@@ -56,8 +63,8 @@ def main() -> None:
             if lo <= r.seed <= hi and (widths is None or tuple(r.config["model"]["hidden"]) in widths):
                 groups[setting(r)].append(r)
     print("| stream | network | method | runs | blackout task (CI) | learned below 0.85 at (CI) | "
-          "acc after 5 | acc after 10 | acc after 30 | ended by |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "acc after 5 | acc after 10 | acc after 30 | s growth | ended by |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, runs in sorted(groups.items()):
         blackouts = [r.verdict.task for r in runs if r.verdict.task]
         none = len(runs) - len(blackouts)
@@ -71,6 +78,7 @@ def main() -> None:
             f"| {name} | {len(runs)} | {ci(blackouts, 1)}{f'; {none} none' if none else ''} | "
             f"{ci(below, 1)}{f'; {len(runs) - len(below)} never' if len(below) < len(runs) else ''} | "
             f"{ci(after[5], 3)} | {ci(after[10], 3)} | {ci(after[30], 3)} | "
+            f"{ci([g for g in map(growth, runs) if g is not None], 2)} | "
             + ", ".join(f"{c} {n}" for c, n in sorted(causes.items())) + " |"
         )
 
