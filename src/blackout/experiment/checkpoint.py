@@ -4,11 +4,13 @@ task it was in, not the hours before it.
 A checkpoint is the whole ``Experiment`` (networks, method state, a kept optimizer, every generator,
 the records so far) written with ``torch.save``, which keeps tensors that share storage shared,
 without its dataset, which is loaded again on resume. Resuming continues the same computation: a
-resumed run's numbers equal an uninterrupted one's. The file is named by the group's run ids,
-replaced atomically, written at most every ``EVERY`` seconds (a cheap task is not slowed by one
-write per task; ``$BLACKOUT_CHECKPOINT_SECONDS`` sets another interval) and deleted when the group finishes. A checkpoint of another package or numerics
-version, or one that cannot be read, is ignored and overwritten, so a run never mixes code versions.
-It is a pickle: resume only from checkpoints your own sweeps wrote.
+resumed run's numbers equal an uninterrupted one's. The file is named by the group's run ids (a sweep
+that cuts its groups differently, with another ``--jobs``, starts them afresh), replaced atomically,
+written at most every ``EVERY`` seconds (a cheap task is not slowed by one write per task;
+``$BLACKOUT_CHECKPOINT_SECONDS`` sets another interval) and deleted when the group finishes. A
+checkpoint of another package or numerics version, or one that cannot be read, is ignored and
+overwritten, so a run never mixes code versions. It is a pickle: resume only from checkpoints your own
+sweeps wrote.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class Checkpoint:
             saved: dict[str, Any] = torch.load(self.file, weights_only=False)
         except FileNotFoundError:
             return None
-        except Exception as e:  # cut short by a kill mid-write elsewhere, or written by other code
+        except Exception as e:  # damaged, or written by code whose classes have changed since
             print(f"blackout: {self.file}: not resumed, training from task 1 ({type(e).__name__})", file=sys.stderr)
             return None
         if saved.get("header") != self.header:
