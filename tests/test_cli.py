@@ -103,3 +103,33 @@ def test_check_prints_the_canonical_config_without_training(capsys):
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["method"]["lam"] == 15.0 and cfg["model"]["hidden"] == [50] and cfg["train"]["iterations"] == 800
     assert cfg["data"]["dataset"] == "mnist" and cfg["method"]["fisher_samples"] == 200
+
+
+@pytest.mark.parametrize(
+    "flags,value",
+    [
+        (["--stop-on-blackout"], True),
+        (["--stop-on-blackout", "false"], False),
+        (["--stop-on-blackout=no"], False),
+        (["--no-stop-on-blackout"], False),
+        ([], True),
+    ],
+)
+def test_a_switch_takes_a_value_or_none_in_run(flags, value):
+    p = blackout("run", "--preset", "digits", "--tasks", "2", *flags, "--check")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.splitlines()[-1])["blackout"]["stop_on_blackout"] is value
+
+
+def test_a_switch_is_written_alike_in_sweep_and_a_bad_value_is_one_line(tmp_path):
+    base = ["sweep", str(tmp_path / "s"), "--dataset", "digits", "--method", "ewc-l1", "--tasks", "2", "--check"]
+    for flags, runs in ((["--prox"], 1), (["--no-prox"], 1), (["--prox", "true,false"], 2)):
+        p = blackout(*base, *flags)
+        assert p.returncode == 0 and p.stdout.startswith(f"{runs} runs, every combination valid"), (flags, p.stderr)
+    for argv, message in (
+        (["run", "--prox", "maybe", "--method", "ewc-l1", "--check"], "prox: expected true or false, got 'maybe'"),
+        (["run", "--no-prox=x", "--method", "ewc-l1", "--check"], "--no-prox: ignored explicit argument 'x'"),
+    ):
+        p = blackout(*argv)
+        assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert "Traceback" not in p.stderr

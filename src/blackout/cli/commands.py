@@ -54,9 +54,18 @@ def add_setting_flags(p: argparse.ArgumentParser, as_lists: bool = False) -> Non
         flag = "--" + name.replace("_", "-")
         default = ",".join(map(str, s.default)) if isinstance(s.default, tuple) else s.default
         shown = "" if owners else f" (default: {default})"
-        if s.kind is bool and not as_lists:
+        if s.kind is bool:  # alike in run and sweep: --prox (true), --no-prox, --prox false, --prox true,false
             group.add_argument(
-                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=f"{s.help}{owners}{shown}"
+                flag,
+                dest=name,
+                nargs="?",
+                const="true",
+                default=None,
+                metavar="true,false" if as_lists else "BOOL",
+                help=f"{s.help}{owners}{shown}; {flag} alone: true, --no-{flag[2:]}: false",
+            )
+            group.add_argument(
+                "--no-" + flag[2:], dest=name, action="store_const", const="false", help=argparse.SUPPRESS
             )
             continue
         extra = ""
