@@ -175,10 +175,9 @@ class Study:
                     f"--extend adds these {len(new)} new runs to it, or choose a new study folder"
                 )
             self._record_spec(spec, name, len(configs), len(new))
-            store.reclaim_stale()  # a killed sweep's runs are to do again, and counted so
-            if on_plan:
-                on_plan(len(configs), len(store.todo([c.run_id for c in configs])) + len(new), pool)
-            report = run_sweep(configs, store, pool, None if data_dir is None else str(data_dir), on_event, batched)
+            report = run_sweep(
+                configs, store, pool, None if data_dir is None else str(data_dir), on_event, batched, on_plan
+            )
             report.older_numerics = older
             return report
         finally:

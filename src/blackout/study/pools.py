@@ -328,16 +328,21 @@ def run_sweep(
     data_dir: str | None = None,
     on_event: Callable[[str, str, dict], None] | None = None,
     batched: bool = True,
+    on_plan: Callable[[int, int, Any], None] | None = None,
 ) -> SweepReport:
     """Run every config the store does not have done; record each result or failure as it arrives.
 
-    On an interrupt, the runs in flight go back to pending before the exception propagates.
+    ``on_plan(n_runs, n_todo, pool)`` is called once the work is known (a killed sweep's runs counted
+    among those to do), before any run starts. On an interrupt, the runs in flight go back to pending
+    before the exception propagates.
     """
     by_id = {c.run_id: c for c in configs}
     store.add((rid, c.to_dict()) for rid, c in by_id.items())
     store.reclaim_stale()
     todo = store.todo(by_id)
     elsewhere = set(store.running(by_id))  # another sweep process holds them now
+    if on_plan:
+        on_plan(len(by_id), len(todo), pool)
     report = SweepReport(total=len(by_id), done_before=len(by_id) - len(todo) - len(elsewhere))
     with pool:
         while todo:

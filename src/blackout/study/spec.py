@@ -103,8 +103,8 @@ class SweepSpec:
         common = {k: v for k, v in one.items() if k not in singles}
         axes = {k: v for k, v in values.items() if len(v) > 1}
         base = RunConfig.from_flat(singles, self.base, where=where, strict=False) if singles else self.base
-        kept = (lambda k: k not in singles and k not in common) if over_grids else (lambda k: True)
-        grids = tuple({**{k: v for k, v in g.items() if kept(k)}, **axes} for g in self.grids)
+        replaced = set(singles) | set(common) if over_grids else set()
+        grids = tuple({**{k: v for k, v in g.items() if k not in replaced}, **axes} for g in self.grids)
         return SweepSpec(base, grids, self.name, {**self.common, **common})
 
     def to_dict(self) -> dict[str, Any]:
