@@ -81,7 +81,9 @@ STORED = {"replay", "agem", "gem"}  # keep training samples
 # version: the projection runs were added later, without changing the older settings' numbers).
 EXTENDED = {
     "keep-learning": ("keep-learning", "keep-learning-projection"),
-    "keep-learning-long": ("keep-learning-long", "keep-learning-long-gpm", "keep-learning-long-owm"),
+    "keep-learning-long": (
+        "keep-learning-long", "keep-learning-long-gpm", "keep-learning-long-owm", "keep-learning-long-projection",
+    ),
 }
 
 

@@ -34,6 +34,17 @@ def learning_limit(r, below: float) -> tuple[float, bool]:
     return float(r.tasks_run + 1), True
 
 
+def room(runs, below: float) -> dict[tuple[str, int], list[list[float]]]:
+    """Per (method, width), each run's ``subspace_use`` per layer at its learning limit: which layer is full."""
+    out: dict[tuple[str, int], list[list[float]]] = defaultdict(list)
+    for r in runs:
+        t, _ = learning_limit(r, below)
+        use = r.diagnostics[min(int(t), r.tasks_run) - 1].get("subspace_use")
+        if use is not None:  # a projection method
+            out[(r.method, sum(r.hidden))].append(use)
+    return dict(out)
+
+
 def curves(runs, below: float | None) -> dict[str, list[tuple[int, float, bool]]]:
     """Per method, (width, limit, censored) per run; ``below`` None: the blackout task instead."""
     out: dict[str, list[tuple[int, float, bool]]] = defaultdict(list)
@@ -62,7 +73,8 @@ def main() -> None:
     p.add_argument("--ewc", default=str(STUDIES / "seed-capacity-10.jsonl.gz"))
     p.add_argument("--below", type=float, default=0.85)
     a = p.parse_args()
-    mine = curves(Study(a.study).results().runs, a.below)
+    runs = Study(a.study).results().runs
+    mine = curves(runs, a.below)
     ewc = curves([r for r in Study(a.ewc).results().runs if r.method == "ewc"], None)
     both = {f"{m}: first task learned below {a.below:g}": pts for m, pts in sorted(mine.items())}
     both["ewc λ=15: blackout task"] = ewc["ewc"]
@@ -80,6 +92,10 @@ def main() -> None:
     print()
     for name, pts in both.items():
         print(f"{name}: {law(pts)}")
+    print()
+    print("share of each layer's input space protected at the limit task (the last task when censored), mean over seeds:")
+    for (m, width), uses in sorted(room(runs, a.below).items()):
+        print(f"  {m} width {width}: " + ", ".join(f"layer {i + 1} {mean(u):.2f}" for i, u in enumerate(zip(*uses))))
 
 
 if __name__ == "__main__":
