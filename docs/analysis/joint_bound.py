@@ -36,8 +36,9 @@ def main() -> None:
     for (width, batch), runs in sorted(groups.items()):
         cells = [str(width), batch, str(len(runs))]
         for k in CHECKPOINTS:
-            acc = [v for v, _ in (avg_after(r, k) for r in runs) if v is not None and r.tasks_run >= k]
-            new = [r.diagnostic("new_task_acc")[k - 1] for r in runs if r.tasks_run >= k]
+            reached = [r for r in runs if r.tasks_run >= k]
+            acc = [v for v in (avg_after(r, k)[0] for r in reached) if v is not None]
+            new = [r.diagnostic("new_task_acc")[k - 1] for r in reached]
             cells += [f"{mean(acc):.3f} ({interval(acc)})", f"{mean(new):.3f}"] if acc else ["–", "–"]
         print("| " + " | ".join(cells) + " |")
 
