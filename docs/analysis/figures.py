@@ -152,13 +152,16 @@ def frontier(name: str, out: str, width: int = 100) -> None:
 
 
 def projection_capacity(out: str) -> None:
-    """The projection methods' learning limit (first task learned below 0.85) against width, beside
+    """The projection methods' learning limit (first task learned below 0.85) against width (with width
+    100 from keep-learning-projection's runs of the same settings), beside
     EWC's blackout task on the same protocol: dots are runs, open triangles runs censored at their
     bound, lines join the means per width."""
     sys.path.insert(0, str(Path(__file__).parent))
     import projection_capacity as pc
 
-    mine = pc.curves(Study(STUDIES / "projection-capacity.jsonl.gz").results().runs, 0.85)
+    runs = [r for name in ("projection-capacity", "keep-learning-projection")
+            for r in Study(STUDIES / f"{name}.jsonl.gz").results().runs if pc.at_defaults(r)]
+    mine = pc.curves(runs, 0.85)
     ewc = pc.curves([r for r in Study(STUDIES / "seed-capacity-10.jsonl.gz").results().runs if r.method == "ewc"], None)
     shown = {f"{m}: first task learned below 0.85": pts for m, pts in sorted(mine.items())}
     shown["ewc λ=15: blackout task"] = ewc["ewc"]

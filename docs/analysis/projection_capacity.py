@@ -1,6 +1,6 @@
 """The projection methods' own capacity against width, beside EWC's capacity law (docs/findings.md §4).
 
-    python docs/analysis/projection_capacity.py [STUDY_OR_ARCHIVE] [--ewc ARCHIVE] [--below 0.85]
+    python docs/analysis/projection_capacity.py [STUDY_OR_ARCHIVE ...] [--ewc ARCHIVE] [--below 0.85]
 
 A projection method (gpm, owm) does not black out: it protects the subspace old tasks used and trains
 only in what is left, so the network stops *learning* once that is full. Its capacity is the first task
@@ -8,6 +8,8 @@ whose accuracy just after learning it falls below ``--below`` (0.85, the keep-le
 that learned every task above it is censored at its last task + 1. Per method, the limit against width
 is fitted as the capacity law is (Tobit, linear and power, AIC; sigma floored at 1/sqrt(12)), and
 printed beside EWC's blackout law on the same protocol (seed-capacity-10: seed-blog, 8,000 images).
+Only gpm and owm runs at their default settings and ungated are read, so a study that holds other
+settings of them (keep-learning-projection, 30 tasks at width 100) adds its matching runs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from statistics import mean
 
 from blackout.api import Study
+from blackout.config import RunConfig
 from blackout.study import tobit
 from blackout.study.capacity import outcome
 
@@ -32,6 +35,13 @@ def learning_limit(r, below: float) -> tuple[float, bool]:
         if v is not None and v < below:
             return float(t), False
     return float(r.tasks_run + 1), True
+
+
+def at_defaults(r) -> bool:
+    """A gpm or owm run, ungated, with every method setting at its default (the projection-capacity spec's)."""
+    if r.method not in ("gpm", "owm") or r.config["model"].get("gating"):
+        return False
+    return r.config["method"] == RunConfig.from_flat({"method": r.method}, strict=False).to_dict()["method"]
 
 
 def room(runs, below: float) -> dict[tuple[str, int], list[list[float]]]:
@@ -69,11 +79,11 @@ def law(points: list[tuple[int, float, bool]]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("study", nargs="?", default=str(STUDIES / "projection-capacity.jsonl.gz"))
+    p.add_argument("study", nargs="*", default=[str(STUDIES / "projection-capacity.jsonl.gz")])
     p.add_argument("--ewc", default=str(STUDIES / "seed-capacity-10.jsonl.gz"))
     p.add_argument("--below", type=float, default=0.85)
     a = p.parse_args()
-    runs = Study(a.study).results().runs
+    runs = [r for path in a.study for r in Study(path).results().runs if at_defaults(r)]
     mine = curves(runs, a.below)
     ewc = curves([r for r in Study(a.ewc).results().runs if r.method == "ewc"], None)
     both = {f"{m}: first task learned below {a.below:g}": pts for m, pts in sorted(mine.items())}
