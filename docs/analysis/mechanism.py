@@ -17,13 +17,9 @@ import argparse
 from statistics import median
 
 from blackout.api import Study
+from blackout.experiment.forecast import first_unstable
 
 SHARP = 2.2  # above every task trained with s < 2 on both MNIST splits (2.07 at most)
-
-
-def first_unstable(r) -> int | None:
-    """The first task (1-based) trained with s >= 2."""
-    return next((t for t, s in enumerate(r.diagnostic("stability"), 1) if s is not None and s >= 2), None)
 
 
 def spread(values: list[float]) -> str:
@@ -37,20 +33,21 @@ def main() -> None:
         runs = [r for r in Study(path).results().runs if r.method == "ewc"]
         out = [r for r in runs if r.verdict.task]
         plateau = []  # (s of the first task trained with s >= 2, tasks lasted after it, cause)
+        before = []  # (s, task loss curvature, penalised loss curvature) of every task before a blackout
         for r in out:
-            first = first_unstable(r)
+            s = r.diagnostic("stability")
+            first = first_unstable(s)
             if first is not None and first < r.verdict.task:
-                plateau.append((r.diagnostic("stability")[first - 1], r.verdict.task - first, r.verdict.cause))
-        before = [(r, t) for r in out for t in range(1, r.verdict.task)]
+                plateau.append((s[first - 1], r.verdict.task - first, r.verdict.cause))
+            tasks = list(zip(s, r.diagnostic("sharpness_task"), r.diagnostic("sharpness")))[: r.verdict.task - 1]
+            before.append(tasks)
         task_curv: dict[bool, list[float]] = {False: [], True: []}  # by whether the task trained with s >= 2
-        for r, t in before:
-            if (v := r.diagnostic("sharpness_task")[t - 1]) is not None:
-                task_curv[r.diagnostic("stability")[t - 1] >= 2].append(v)
-        high = [
-            (v, r.diagnostic("stability")[t - 1])
-            for r, t in before
-            if (v := r.diagnostic("sharpness")[t - 1]) is not None and r.diagnostic("stability")[t - 1] >= 2
-        ]
+        for tasks in before:
+            for s, v, _ in tasks:
+                if v is not None:
+                    task_curv[s >= 2].append(v)
+        high = [(v, s) for tasks in before for s, _, v in tasks if v is not None and s >= 2]
+        sharp = sum(any(s >= 2 and (v or 0) > SHARP for s, v, _ in tasks) for tasks in before)
         print(f"{path}: {len(runs)} EWC runs, {len(out)} blacked out")
         if plateau:
             lasted = [n for _, n, _ in plateau]
@@ -63,12 +60,7 @@ def main() -> None:
         print(
             f"  task loss curvature x lr, tasks before blackout: s < 2 {spread(task_curv[False])}; s >= 2 {spread(task_curv[True])}"
         )
-        sharp = {
-            id(r)
-            for r, t in before
-            if r.diagnostic("stability")[t - 1] >= 2 and (r.diagnostic("sharpness_task")[t - 1] or 0) > SHARP
-        }
-        print(f"  runs whose task loss passes {SHARP} x lr on a task trained with s >= 2: {len(sharp)} of {len(out)}")
+        print(f"  runs whose task loss passes {SHARP} x lr on a task trained with s >= 2: {sharp} of {len(out)}")
         print(
             f"  penalised loss curvature x lr on tasks with s >= 2: {spread([v for v, _ in high])} "
             f"(s there {spread([s for _, s in high])})"
