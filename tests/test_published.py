@@ -111,6 +111,16 @@ def test_zenke2017_preset_is_the_papers_permuted_mnist_protocol():
     assert (si.method.lam, si.method.xi) == (p["c"], p["xi"])  # SI's lambda is c (A = 2 Omega)
 
 
+def test_zenke2017_numbers_name_every_row_and_end_their_curves():
+    """Each preset row has the figure run's number; each curve (the average over the tasks seen so far)
+    has one value per task and ends at that number."""
+    table, curve = ZENKE["table"]["domain"], ZENKE["curve"]["domain"]
+    assert {row.split(" (")[0] for _, row in PUBLISHED_ROWS["zenke2017-permuted-mnist"]} == set(table) == set(curve)
+    for row, (mean,) in table.items():
+        assert len(curve[row]) == ZENKE["protocol"]["tasks"] and curve[row][-1] == mean
+        assert all(0 < v <= 100 for v in curve[row])
+
+
 @pytest.mark.parametrize("name", sorted(PUBLISHED_ROWS))
 def test_published_presets_run_to_the_end_unmeasured_extras_off(name):
     """An average over every task needs every task run; the sharpness probe only costs time."""

@@ -2,12 +2,13 @@
 
     python docs/analysis/published.py STUDY [STUDY ...] [--table hsu2018] [--loose SETTING [SETTING ...]]
 
-Each STUDY is a study folder or archive of the ``hsu2018-split-mnist`` preset or part of it (any
-number of seeds); their runs are pooled. A run belongs to a table row when its scenario and every
+Each STUDY is a study folder or archive of the table's preset (``hsu2018-split-mnist`` or
+``zenke2017-permuted-mnist``) or part of it (any number of seeds); their runs are pooled. A run belongs to a table row when its scenario and every
 setting of the row (blackout.presets.PUBLISHED_ROWS, then the extra rows below) and of the preset's
 protocol (``pad``, ``normalize``, ``keep_optimizer``, ``mask_unseen``) match, except the ``--loose``
 ones, whose values the runs had are then named in the row; the number is the average accuracy over all
-tasks after the last, in %. A row named "X (...)" is compared with the paper's X.
+tasks after the last, in %. Where the paper's data file gives it (``[curve]``), the average over the
+tasks seen so far after each task follows, ours above theirs. A row named "X (...)" is compared with the paper's X.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import argparse
 import statistics
 from pathlib import Path
 
+import numpy as np
+
 from blackout.api import Study
 from blackout.config import LATER, RunConfig, load_toml, setting_of
 from blackout.presets import PUBLISHED_ROWS, run_preset
@@ -23,7 +26,7 @@ from blackout.experiment.result import Result
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "published"
 SCENARIOS = ["task", "domain", "class"]
-PRESETS = {"hsu2018": "hsu2018-split-mnist"}
+PRESETS = {"hsu2018": "hsu2018-split-mnist", "zenke2017": "zenke2017-permuted-mnist"}
 # Rows beside the preset's, compared with the paper's GEM: A-GEM, which the preset ran for GEM before
 # blackout had GEM (docs/studies/hsu2018-seed0.jsonl.gz), and GEM without Hsu et al.'s rehearsal
 # (docs/studies/hsu2018-gem-seed0.jsonl.gz). Each: (scenario, label) -> (the paper's row, settings).
@@ -61,24 +64,41 @@ def matches(r: Result, scenario: str, settings: dict, loose: set[str]) -> bool:
                                           if k != "scenario" and k not in loose)
 
 
-def rows(runs: list[Result], table: str, loose: set[str] = frozenset()) -> list[str]:
-    paper = load_toml(PUBLISHED / f"{table}.toml")["table"]
-    out = []
+def compared_rows(runs: list[Result], table: str, loose: set[str]):
+    """(scenario, our row, the paper's row, our finished runs of it) for every row some run belongs to."""
     compared = {key: (key[1].split(" (")[0], settings) for key, settings in PUBLISHED_ROWS[PRESETS[table]].items()}
     compared.update(EXTRA_ROWS.get(table, {}))
     for (scenario, row), (paper_row, settings) in sorted(compared.items(), key=lambda kv: SCENARIOS.index(kv[0][0])):
         settings = protocol(table, scenario, settings)
         mine = [r for r in runs if matches(r, scenario, settings, loose)
                 and r.tasks_run == r.config["data"]["tasks"] and r.metrics.get("avg_acc") is not None]
-        if not mine:
-            continue
+        if mine:
+            differ = sorted({f"{k} {flat(r)[k]}" for r in mine for k in loose if k in settings and flat(r)[k] != settings[k]})
+            yield scenario, row + (f" ({', '.join(differ)})" if differ else ""), paper_row, mine
+
+
+def rows(runs: list[Result], table: str, loose: set[str] = frozenset()) -> list[str]:
+    paper = load_toml(PUBLISHED / f"{table}.toml")["table"]
+    out = []
+    for scenario, label, paper_row, mine in compared_rows(runs, table, loose):
         accs = [100 * r.metrics["avg_acc"] for r in mine]
-        differ = sorted({f"{k} {flat(r)[k]}" for r in mine for k in loose if k in settings and flat(r)[k] != settings[k]})
-        mean, spread = paper[scenario][paper_row]
+        mean, *spread = paper[scenario][paper_row]  # a table of single runs publishes no spread
         ours = f"{statistics.mean(accs):.2f}" + (f" ± {statistics.stdev(accs):.2f}" if len(accs) > 1 else "")
-        label = row + (f" ({', '.join(differ)})" if differ else "")
-        out.append(f"| {label} | {scenario} | {len(accs)} | {ours} | {mean:.2f} ± {spread:.2f} | "
-                   f"{statistics.mean(accs) - mean:+.2f} |")
+        theirs = f"{mean:.2f}" + (f" ± {spread[0]:.2f}" if spread else " (one run)")
+        out.append(f"| {label} | {scenario} | {len(accs)} | {ours} | {theirs} | {statistics.mean(accs) - mean:+.2f} |")
+    return out
+
+
+def curves(runs: list[Result], table: str, loose: set[str] = frozenset()) -> list[str]:
+    """Where the paper's data give it, the average accuracy over the tasks seen so far after each task
+    (%), ours (the mean over seeds) above the paper's."""
+    paper = load_toml(PUBLISHED / f"{table}.toml").get("curve", {})
+    out = []
+    for scenario, label, paper_row, mine in compared_rows(runs, table, loose):
+        if paper_row in paper.get(scenario, {}):
+            seen = [[100 * float(np.nanmean(r.acc[i, : i + 1])) for i in range(r.tasks_run)] for r in mine]
+            for who, curve in (("blackout", np.mean(seen, axis=0)), ("published", paper[scenario][paper_row])):
+                out.append(f"| {label} | {who} | " + " | ".join(f"{v:.2f}" for v in curve) + " |")
     return out
 
 
@@ -92,6 +112,11 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     runs = [r for study in args.study for r in Study(study).results().runs]
     print("\n".join(rows(runs, args.table, set(args.loose))))
+    if lines := curves(runs, args.table, set(args.loose)):
+        tasks = (len(lines[0].split("|")) - 4)
+        print("\n| row | | " + " | ".join(f"after task {t}" for t in range(1, tasks + 1)) + " |")
+        print("| --- | --- |" + " --- |" * tasks)
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -220,7 +220,7 @@ PUBLISHED_ROWS: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
         (sc, name): row for sc in ("task", "domain", "class") for name, row in _hsu_rows(sc).items()
     },
     "zenke2017-permuted-mnist": {
-        ("domain", "SGD (Adam, c = 0)"): {"method": "sgd"},
+        ("domain", "Fine-tuning (Adam, c = 0)"): {"method": "sgd"},
         ("domain", "SI"): {"method": "si", "lam": 0.1, "xi": 0.1},
     },
 }
