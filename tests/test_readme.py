@@ -28,6 +28,8 @@ def commands() -> list[list[str]]:
                 line = line.split("#")[0].strip()
                 for part in line.split("&&"):
                     words = shlex.split(part)
+                    while words and re.fullmatch(r"[A-Za-z_]\w*=\S*", words[0]):  # VAR=value before the command
+                        words = words[1:]
                     if words and words[0] == "blackout":
                         out.append(words[1:])
     return out
