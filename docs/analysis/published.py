@@ -3,12 +3,13 @@
     python docs/analysis/published.py STUDY [STUDY ...] [--table hsu2018] [--loose SETTING [SETTING ...]]
 
 Each STUDY is a study folder or archive of the table's preset (``hsu2018-split-mnist`` or
-``zenke2017-permuted-mnist``) or part of it (any number of seeds); their runs are pooled. A run belongs to a table row when its scenario and every
-setting of the row (blackout.presets.PUBLISHED_ROWS, then the extra rows below) and of the preset's
-protocol (``pad``, ``normalize``, ``keep_optimizer``, ``mask_unseen``) match, except the ``--loose``
-ones, whose values the runs had are then named in the row; the number is the average accuracy over all
-tasks after the last, in %. Where the paper's data file gives it (``[curve]``), the average over the
-tasks seen so far after each task follows, ours above theirs. A row named "X (...)" is compared with the paper's X.
+``zenke2017-permuted-mnist``) or part of it (any number of seeds); their runs are pooled. A run belongs
+to a table row when its scenario and every setting of the row (blackout.presets.PUBLISHED_ROWS, then the
+extra rows below) and of the preset's protocol (``pad``, ``normalize``, ``keep_optimizer``,
+``mask_unseen``) match, except the ``--loose`` ones, whose values the runs had are then named in the
+row; the number is the average accuracy over all tasks after the last, in %. Where the paper's data file
+gives it (``[curve]``), a second table follows: the average over the tasks seen so far after each task,
+ours above theirs. A row named "X (...)" is compared with the paper's X.
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ def rows(runs: list[Result], table: str, loose: set[str] = frozenset()) -> list[
 
 
 def curves(runs: list[Result], table: str, loose: set[str] = frozenset()) -> list[str]:
-    """Where the paper's data give it, the average accuracy over the tasks seen so far after each task
-    (%), ours (the mean over seeds) above the paper's."""
+    """The table of the average accuracy over the tasks seen so far after each task (%), ours (the mean
+    over seeds) above the paper's, for the rows whose curve the paper's data give; [] for none."""
     paper = load_toml(PUBLISHED / f"{table}.toml").get("curve", {})
     out = []
     for scenario, label, paper_row, mine in compared_rows(runs, table, loose):
@@ -99,7 +100,11 @@ def curves(runs: list[Result], table: str, loose: set[str] = frozenset()) -> lis
             seen = [[100 * float(np.nanmean(r.acc[i, : i + 1])) for i in range(r.tasks_run)] for r in mine]
             for who, curve in (("blackout", np.mean(seen, axis=0)), ("published", paper[scenario][paper_row])):
                 out.append(f"| {label} | {who} | " + " | ".join(f"{v:.2f}" for v in curve) + " |")
-    return out
+    if not out:
+        return []
+    tasks = RunConfig.from_flat(run_preset(PRESETS[table]), strict=False).data.tasks
+    head = "| row | | " + " | ".join(f"after task {t}" for t in range(1, tasks + 1)) + " |"
+    return [head, "| --- | --- |" + " --- |" * tasks, *out]
 
 
 def main() -> None:
@@ -113,10 +118,7 @@ def main() -> None:
     runs = [r for study in args.study for r in Study(study).results().runs]
     print("\n".join(rows(runs, args.table, set(args.loose))))
     if lines := curves(runs, args.table, set(args.loose)):
-        tasks = (len(lines[0].split("|")) - 4)
-        print("\n| row | | " + " | ".join(f"after task {t}" for t in range(1, tasks + 1)) + " |")
-        print("| --- | --- |" + " --- |" * tasks)
-        print("\n".join(lines))
+        print("\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":
