@@ -159,9 +159,7 @@ def projection_capacity(out: str) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     import projection_capacity as pc
 
-    runs = [r for name in ("projection-capacity", "keep-learning-projection")
-            for r in Study(STUDIES / f"{name}.jsonl.gz").results().runs if pc.at_defaults(r)]
-    mine = pc.curves(runs, 0.85)
+    mine = pc.curves(pc.projection_runs(pc.ARCHIVES), 0.85)
     ewc = pc.curves([r for r in Study(STUDIES / "seed-capacity-10.jsonl.gz").results().runs if r.method == "ewc"], None)
     shown = {f"{m}: first task learned below 0.85": pts for m, pts in sorted(mine.items())}
     shown["ewc λ=15: blackout task"] = ewc["ewc"]

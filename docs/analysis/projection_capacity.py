@@ -9,7 +9,8 @@ that learned every task above it is censored at its last task + 1. Per method, t
 is fitted as the capacity law is (Tobit, linear and power, AIC; sigma floored at 1/sqrt(12)), and
 printed beside EWC's blackout law on the same protocol (seed-capacity-10: seed-blog, 8,000 images).
 Only gpm and owm runs at their default settings and ungated are read, so a study that holds other
-settings of them (keep-learning-projection, 30 tasks at width 100) adds its matching runs.
+settings of them (keep-learning-projection, 30 tasks at width 100) adds its matching runs; without
+arguments both archives are read.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from blackout.study import tobit
 from blackout.study.capacity import outcome
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
+# the capacity study, and the 30-task runs of the same settings at width 100
+ARCHIVES = [str(STUDIES / f"{name}.jsonl.gz") for name in ("projection-capacity", "keep-learning-projection")]
 SIGMA_MIN = 1 / math.sqrt(12)
 
 
@@ -42,6 +45,11 @@ def at_defaults(r) -> bool:
     if r.method not in ("gpm", "owm") or r.config["model"].get("gating"):
         return False
     return r.config["method"] == RunConfig.from_flat({"method": r.method}, strict=False).to_dict()["method"]
+
+
+def projection_runs(paths) -> list:
+    """The runs at_defaults of every study or archive in ``paths``."""
+    return [r for path in paths for r in Study(path).results().runs if at_defaults(r)]
 
 
 def room(runs, below: float) -> dict[tuple[str, int], list[list[float]]]:
@@ -79,11 +87,11 @@ def law(points: list[tuple[int, float, bool]]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("study", nargs="*", default=[str(STUDIES / "projection-capacity.jsonl.gz")])
+    p.add_argument("study", nargs="*", default=ARCHIVES)
     p.add_argument("--ewc", default=str(STUDIES / "seed-capacity-10.jsonl.gz"))
     p.add_argument("--below", type=float, default=0.85)
     a = p.parse_args()
-    runs = [r for path in a.study for r in Study(path).results().runs if at_defaults(r)]
+    runs = projection_runs(a.study)
     mine = curves(runs, a.below)
     ewc = curves([r for r in Study(a.ewc).results().runs if r.method == "ewc"], None)
     both = {f"{m}: first task learned below {a.below:g}": pts for m, pts in sorted(mine.items())}
