@@ -131,3 +131,20 @@ def test_a_permuted_task_is_evaluated_by_permuting_weights_within_rounding():
             assert torch.allclose(permuted, gathered, rtol=1e-5, atol=1e-5)
             assert not torch.allclose(ex.net.member(m)(raw[None])[0], gathered, atol=1e-2)
             assert abs(counts[m, j] - int((gathered.argmax(-1) == y).sum())) <= 1
+
+
+def test_a_result_records_the_processor_that_computed_it():
+    """Float32 kernels, so a run's last bits, differ between processors: a result names its own, as lscpu does."""
+    import os
+    import shutil
+    import subprocess
+
+    from blackout.experiment.result import environment
+
+    if shutil.which("lscpu") is None:
+        pytest.skip("lscpu is not installed")
+    out = subprocess.run(["lscpu"], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}).stdout
+    models = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
+    if not models:
+        pytest.skip("lscpu names no model here")
+    assert environment()["cpu"] == models[0]

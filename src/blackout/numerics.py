@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-NUMERICS_VERSION = 2
+NUMERICS_VERSION = 3
 """Raised by one with every change that can move a run's numbers; run ids hash it."""
 
 

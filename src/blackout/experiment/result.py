@@ -407,11 +407,21 @@ def environment(**extra: Any) -> dict[str, Any]:
     return {**_versions(), **extra}
 
 
+def _cpu() -> str:
+    """The processor's model: float32 kernels, so a run's last bits, differ between processors."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or platform.machine()
+
+
 @functools.lru_cache(maxsize=1)
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    env = {"python": platform.python_version(), "platform": platform.platform()}
+    env = {"python": platform.python_version(), "platform": platform.platform(), "cpu": _cpu()}
     for pkg in ("blackout", "torch", "numpy", "scipy", "matplotlib", "scikit-learn"):
         try:
             env[pkg] = version(pkg)

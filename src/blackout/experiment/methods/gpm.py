@@ -80,7 +80,6 @@ class GPM(Projection):
             1.0,
         ),
     }
-    stacked = ("U",)
 
     def __init__(self, configs, net):
         super().__init__(configs, net)
@@ -90,16 +89,21 @@ class GPM(Projection):
             [(torch.zeros(d, 0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)) for d in self.dims]
             for _ in configs
         ]
-        self.U: list[torch.Tensor] = []  # per layer (M, d, k_max), zero-padded: the step's projection
+        # per layer and member: the basis (1, d, k) the step projects with, on the run's device. Not one
+        # (M, d, k_max) stack padded with zeros: the padding changes the products' kernels and so their
+        # rounding, and a member's numbers would depend on its group's largest basis
+        self.U: list[list[torch.Tensor]] = []
         self.device = net.weights[0].device
 
     @torch.no_grad()
     def adjust(self, net, grads, task) -> None:
-        for l, U in enumerate(self.U):
-            if U.shape[2]:
+        for l, Us in enumerate(self.U):
+            if any(U.shape[2] for U in Us):
                 right_multiply_(
-                    grads[2 * l], grads[2 * l + 1], lambda g, U=U: g - torch.bmm(torch.bmm(g, U), U.transpose(1, 2))
-                )  # g (I - U U^T)
+                    grads[2 * l],
+                    grads[2 * l + 1],
+                    lambda g, Us=Us: torch.cat([project(g[m : m + 1], U) for m, U in enumerate(Us)]),
+                )
 
     @torch.no_grad()
     def consolidate(self, net, task, data):
@@ -114,18 +118,15 @@ class GPM(Projection):
                 layers[l] = grow(
                     U, energy * float(decay[m]), R, float(eps[min(l, 1)][m]), math.floor(float(cap[m]) * self.dims[l])
                 )
-        self._stack()
+        self._place()
         self.tasks_seen += 1
         return [{"subspace_use": [U.shape[1] / d for (U, _), d in zip(layers, self.dims)]} for layers in self.bases]
 
-    def _stack(self) -> None:
-        self.U = []
-        for l, d in enumerate(self.dims):
-            k = max(layers[l][0].shape[1] for layers in self.bases)
-            U = torch.zeros(self.M, d, k, dtype=torch.float64)
-            for m, layers in enumerate(self.bases):
-                U[m, :, : layers[l][0].shape[1]] = layers[l][0]
-            self.U.append(U.to(self.device, torch.float32))
+    def _place(self) -> None:
+        self.U = [
+            [layers[l][0].to(self.device, torch.float32).contiguous().unsqueeze(0) for layers in self.bases]
+            for l in range(len(self.dims))
+        ]
 
     def memory(self) -> list[dict[str, int]]:
         """The bases and their energies: sum over layers of k (d + 1) floats; no samples."""
@@ -135,7 +136,12 @@ class GPM(Projection):
         super().select(keep)
         self.bases = [self.bases[i] for i in keep]
         if self.U:
-            self._stack()
+            self._place()
+
+
+def project(g: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    """g (I - U U^T) for one member: g (1, out, d), U (1, d, k) with orthonormal columns."""
+    return g - torch.bmm(torch.bmm(g, U), U.transpose(1, 2)) if U.shape[2] else g
 
 
 def with_ones(a: torch.Tensor) -> torch.Tensor:
