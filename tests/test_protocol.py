@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from blackout import numerics
 from blackout.api import run
 from blackout.config import LATER, RunConfig
 from blackout.experiment.data.sources import load_dataset, prepared
@@ -28,10 +29,11 @@ def digits():
     return load_dataset("digits")
 
 
-def test_stored_runs_keep_their_ids_and_a_later_setting_changes_the_id_only_off_its_default():
+def test_stored_runs_keep_their_ids_and_a_later_setting_changes_the_id_only_off_its_default(monkeypatch):
     with gzip.open(ROOT / "docs" / "studies" / "keep-learning-projection.jsonl.gz", "rt") as fh:
         stored = [json.loads(next(fh)) for _ in range(3)]
     for r in stored:
+        monkeypatch.setattr(numerics, "NUMERICS_VERSION", r["numerics"])  # the version that computed it
         assert RunConfig.from_dict(r["config"]).run_id == r["run_id"]
     cfg = RunConfig.from_dict(stored[0]["config"])
     assert "pad" in cfg.to_dict()["data"]  # recorded in the result's config, left out of its id at 0
